@@ -294,6 +294,12 @@ class DataProduct(_Model):
     access: Access = Access()
     changelog: list[ChangelogEntry] = Field(default_factory=list)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: object) -> object:
+        # YAML reads `version: 2.1` as a number; say what is wrong with it, not "not a string".
+        return str(value) if isinstance(value, int | float) else value
+
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:

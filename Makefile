@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` (the whole mesh, end to end) and `make test`.
+# Both set up the virtualenv from nothing on first use; nothing else needs installing by hand.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint clean
+
+$(BIN)/datamesh: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/datamesh
+	$(BIN)/datamesh demo
+
+test: $(BIN)/datamesh
+	$(BIN)/pytest -q
+
+lint: $(BIN)/datamesh
+	$(BIN)/ruff check generator tests benchmarks
+
+clean:
+	-$(BIN)/datamesh db stop
+	rm -rf .datamesh

@@ -1,0 +1,211 @@
+"""The `datamesh` command line. Thin: each command calls library code and prints its result.
+
+Exit codes: 0 ok, 1 a check failed (drift, a blocking policy, a failed demo run), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from generator.errors import CheckFailed, UserError
+from generator.mesh import Mesh, load_mesh
+
+
+class Context:
+    def __init__(self, root: Path, debug: bool):
+        self.root = root.resolve()
+        self.debug = debug
+
+    def mesh(self) -> Mesh:
+        if not (self.root / "dbt").is_dir():
+            raise UserError(
+                f"{self.root} has no dbt/ folder: run datamesh from the repo root, or pass --root "
+                "(or set DATAMESH_ROOT)"
+            )
+        return load_mesh(self.root)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    envvar="DATAMESH_ROOT",
+    show_default=True,
+    help="The repo: the folder holding dbt/, dags/ and policies/. Env: DATAMESH_ROOT.",
+)
+@click.option("--debug", is_flag=True, envvar="DATAMESH_DEBUG", help="Show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, root: Path, debug: bool) -> None:
+    """Self-serve data products: one spec per product becomes a dbt project and an Airflow DAG.
+
+    Specs live in dbt/<domain>/<product>/data_product.yaml. PRODUCT arguments take
+    <domain>/<product>, <domain>__<product> or just <product>.
+    """
+    ctx.obj = Context(root, debug)
+
+
+@cli.command()
+@click.argument("product", required=False)
+@pass_ctx
+def validate(ctx: Context, product: str | None) -> None:
+    """Check specs (all, or one PRODUCT) and their static policies. Writes nothing."""
+    from generator.policies import evaluate_spec, load_policies
+
+    mesh = ctx.mesh()
+    blocked = 0
+    for entry in mesh.select(product):
+        policies = load_policies(ctx.root, entry.spec.domain)
+        findings = [f for f in evaluate_spec(policies, entry.spec) if not f.passed]
+        blocking = [f for f in findings if f.enforcement == "blocking"]
+        blocked += bool(blocking)
+        mark = click.style("FAIL", fg="red") if blocking else click.style("ok", fg="green")
+        click.echo(f"{mark:>4}  {entry.spec.domain}/{entry.spec.name} {entry.spec.version}  ({entry.shown})")
+        for finding in findings:
+            level = "blocking" if finding.enforcement == "blocking" else "warning"
+            click.echo(f"      {level}: [{finding.policy}] {finding.message}")
+    if blocked:
+        raise CheckFailed(f"{blocked} product(s) violate blocking policies")
+
+
+@cli.command()
+@click.argument("product", required=False)
+@click.option("--check", "check_only", is_flag=True, help="Write nothing; fail if files would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="With --check: show what would change.")
+@pass_ctx
+def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool) -> None:
+    """Render dbt projects and DAGs from the specs (all, or one PRODUCT)."""
+    from generator.render_mesh import render_all, render_products, stale_scope
+    from generator.write_files import apply
+
+    mesh = ctx.mesh()
+    entries = mesh.select(product)
+    if check_only:
+        _check(ctx, mesh, entries, show_diff)
+        return
+    rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
+    report = apply(ctx.root, rendered, stale_scope(mesh, entries))
+    for rel in report.written:
+        click.echo(f"wrote    {rel}")
+    for rel in report.created:
+        click.echo(f"created  {rel}  (yours from now on: never overwritten)")
+    for rel in report.removed:
+        click.echo(f"removed  {rel}  (no spec produces it any more)")
+    click.echo(
+        f"{len(entries)} product(s): {len(report.written)} written, {len(report.unchanged)} unchanged, "
+        f"{len(report.created)} created, {len(report.kept)} user-owned kept, {len(report.removed)} removed"
+    )
+
+
+@cli.command()
+@click.argument("product", required=False)
+@click.option("--quiet", is_flag=True, help="Only the summary, no diff.")
+@pass_ctx
+def check(ctx: Context, product: str | None, quiet: bool) -> None:
+    """Fail (exit 1) with a diff when committed generated files are stale: the CI drift gate."""
+    mesh = ctx.mesh()
+    _check(ctx, mesh, mesh.select(product), show_diff=not quiet)
+
+
+def _check(ctx: Context, mesh: Mesh, entries: list, show_diff: bool) -> None:
+    from generator.render_mesh import render_all, render_products, stale_scope
+    from generator.write_files import drift
+
+    full = len(entries) == len(mesh.products)
+    rendered = render_all(mesh, entries) if full else render_products(mesh, entries)
+    changes = drift(ctx.root, rendered, stale_scope(mesh, entries))
+    for change in changes:
+        click.echo(f"{change.kind:8} {change.path}")
+        if show_diff:
+            click.echo(change.diff)
+    if changes:
+        raise CheckFailed(f"{len(changes)} generated file(s) are stale: run `datamesh render` and commit")
+    click.echo(f"up to date: {len(rendered.generated)} generated files of {len(entries)} product(s)")
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+def schema(output: Path | None) -> None:
+    """Print the spec's JSON Schema (editors use it to complete and check specs)."""
+    from generator.render_mesh import json_schema
+
+    text = json_schema()
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.option("--product", "only", help="Run only this product (its inputs must be published already).")
+@click.option("--skip-render", is_flag=True, help="Use the committed dbt/ and dags/ as they are.")
+@pass_ctx
+def demo(ctx: Context, only: str | None, skip_render: bool) -> None:
+    """Render the example mesh, seed source data and run every product's DAG with `airflow dags test`."""
+    from generator.demo import run_demo
+
+    ok = run_demo(ctx.root, only=only, render=not skip_render, echo=click.echo)
+    if not ok:
+        raise CheckFailed("at least one product's run failed; see its log above")
+
+
+@cli.group()
+def db() -> None:
+    """The warehouse: the PG* variables' server, or the embedded one in .datamesh/pg."""
+
+
+@db.command("url")
+@pass_ctx
+def db_url(ctx: Context) -> None:
+    """Start the embedded server if needed and print how to connect (psql arguments)."""
+    from generator.warehouse import from_environment
+
+    wh = from_environment(ctx.root)
+    click.echo(wh.describe())
+    click.echo(f"psql -h {wh.host} -p {wh.port} -U {wh.user} {wh.dbname}")
+
+
+@db.command("stop")
+@pass_ctx
+def db_stop(ctx: Context) -> None:
+    """Stop the embedded PostgreSQL, if it runs."""
+    from generator.warehouse import EMBEDDED_DIR, stop_embedded
+
+    stopped = stop_embedded(ctx.root / EMBEDDED_DIR)
+    click.echo("stopped" if stopped else "not running")
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        click.echo(click.style("Error: ", fg="red", bold=True) + str(exc), err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # the one boundary for the unexpected
+        if debug:
+            traceback.print_exc()
+        else:
+            click.echo(
+                click.style("Error: ", fg="red", bold=True) + f"{type(exc).__name__}: {exc}\n"
+                "(run with --debug for the traceback)",
+                err=True,
+            )
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
