@@ -1,0 +1,152 @@
+"""Render stage, Airflow half: one product spec -> the Python source of its Airflow 3 DAG.
+
+The DAG is plain TaskFlow code, five tasks in a chain (dbt run -> dbt test -> governance gate ->
+publish -> catalog register), each calling one function of `generator.pipeline`. Every spec value
+enters the source as a Python literal through the template's `pyrepr` filter; names were already
+validated as identifiers by spec.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from generator.mesh import DAGS_DIR, Mesh, ProductEntry
+from generator.rendered import Rendered, header
+from generator.spec import DataProduct, asset_uri, published_schema
+from generator.templates import render
+
+TEMPLATE = "dag.py.j2"
+
+# The DAG starts at a fixed date (with catchup off, only the latest interval runs): a date taken
+# from the clock would change the file on every render.
+START_DATE = (2024, 1, 1)
+
+# Transient failures (a lost connection, a busy database) get retried with a growing delay.
+RETRIES = 2
+RETRY_DELAY_MINUTES = 2
+RETRY_BACKOFF_MULTIPLIER = 2.0  # Airflow 3: a multiplier (2.0 doubles the delay each retry)
+MAX_RETRY_DELAY_MINUTES = 30
+EXECUTION_TIMEOUT_MINUTES = 60
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """An Airflow Asset as the DAG file declares it: `Asset(name=..., uri=...)`."""
+
+    name: str
+    uri: str
+
+
+def dag_id(spec: DataProduct) -> str:
+    return spec.key
+
+
+def dag_path(spec: DataProduct) -> str:
+    return f"{DAGS_DIR}/{spec.key}.py"
+
+
+def published_asset(domain: str, product: str, major: int) -> AssetRef:
+    """The Asset a product's publish task emits, one per major version."""
+    return AssetRef(name=f"{domain}.{product}.v{major}", uri=asset_uri(domain, product, major))
+
+
+def input_assets(spec: DataProduct) -> list[AssetRef]:
+    """The Assets of the products this one reads, once each (a product may give several outputs)."""
+    seen: dict[AssetRef, None] = {}
+    for wanted in spec.inputs.products:
+        seen[published_asset(wanted.domain, wanted.product, wanted.major)] = None
+    return list(seen)
+
+
+def tags(spec: DataProduct) -> list[str]:
+    base = [f"domain:{spec.domain}", f"classification:{spec.classification.value}"]
+    return base + [t for t in spec.tags if t not in base]
+
+
+def render_dag(entry: ProductEntry, mesh: Mesh) -> Rendered:
+    """The DAG file of one product. The mesh was cross-checked, so each input's major is the one
+    its producer publishes, and the Assets here are the ones the producers' DAGs emit."""
+    spec = entry.spec
+    source = render(
+        TEMPLATE,
+        header=header("#", entry.shown),
+        spec=spec,
+        dag_id=dag_id(spec),
+        description=" ".join(spec.description.split()),
+        published=published_asset(spec.domain, spec.name, spec.major),
+        inputs=input_assets(spec),
+        start_date=START_DATE,
+        tags=tags(spec),
+        owner_links={spec.owner.team: f"mailto:{spec.owner.email}"},
+        doc_lines=doc_md(spec).splitlines(keepends=True),
+        retries=RETRIES,
+        retry_delay_minutes=RETRY_DELAY_MINUTES,
+        retry_backoff=RETRY_BACKOFF_MULTIPLIER,
+        max_retry_delay_minutes=MAX_RETRY_DELAY_MINUTES,
+        execution_timeout_minutes=EXECUTION_TIMEOUT_MINUTES,
+    )
+    return Rendered(generated={dag_path(spec): source})
+
+
+def doc_md(spec: DataProduct) -> str:
+    """The product's card, shown on the DAG's page in the Airflow UI (Markdown).
+
+    Free text from the spec appears exactly as written; the Python literal escapes it for the DAG
+    file. HTML in it cannot run: Airflow 3's UI renders doc_md with react-markdown and skipHtml.
+    Names are wrapped in code spans so underscores are not read as emphasis.
+    """
+    owner = spec.owner
+    contact = ", ".join([owner.email] + ([owner.slack] if owner.slack else []))
+    sla = [f"fresh within {spec.sla.freshness_hours:g} h", f"availability {spec.sla.availability:g} %"]
+    if spec.sla.completeness is not None:
+        sla.append(f"completeness {spec.sla.completeness:g} %")
+    if spec.schedule:
+        schedule = f"`{spec.schedule}`"
+    else:
+        products = ", ".join(f"`{a.name}`" for a in input_assets(spec))
+        schedule = f"when its inputs publish ({products})"
+    lines = [
+        f"# Data product `{spec.domain}/{spec.name}`",
+        "",
+        spec.description,
+        "",
+        f"- **Owner:** `{owner.team}` ({contact})",
+        f"- **Version:** {spec.version}",
+        f"- **Classification:** {spec.classification.value}"
+        + (" (contains PII)" if spec.has_pii else ""),
+        f"- **SLA:** {'; '.join(sla)}",
+        f"- **Schedule:** {schedule}",
+    ]
+    if spec.retention_days:
+        lines.append(f"- **Retention:** {spec.retention_days} days")
+    lines += ["", "## Outputs"]
+    for output in spec.outputs:
+        lines += ["", f"### `{output.name}`", "", output.description, ""]
+        if output.primary_key:
+            lines += [f"Primary key: {', '.join(f'`{k}`' for k in output.primary_key)}.", ""]
+        for column in output.columns:
+            pii = f" **PII: {column.pii.value}**" if column.pii else ""
+            text = f" — {column.description}" if column.description else ""
+            lines.append(f"- `{column.name}` ({column.type}){pii}{text}")
+    lines += ["", "## Inputs", ""]
+    for wanted in spec.inputs.products:
+        schema = published_schema(wanted.domain, wanted.product, wanted.major)
+        lines.append(
+            f"- product `{wanted.domain}/{wanted.product}`, output `{wanted.output}` "
+            f"(major {wanted.major}, read from `{schema}`)"
+        )
+    for source in spec.inputs.sources:
+        text = f" — {source.description}" if source.description else ""
+        lines.append(f"- source table `{source.schema_}.{source.table}`{text}")
+    if not spec.inputs.products and not spec.inputs.sources:
+        lines.append("None.")
+    lines += [
+        "",
+        "## Where to read it",
+        "",
+        f"Schema `{spec.published_schema}` in the warehouse, one view per output: "
+        + ", ".join(f"`{spec.published_schema}.{o.name}`" for o in spec.outputs)
+        + ". A new major version is published beside it in a new schema.",
+    ]
+    # Ends with a newline on purpose: Airflow reads a doc_md that ends in ".md" as a file path.
+    return "\n".join(lines) + "\n"

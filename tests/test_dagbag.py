@@ -1,0 +1,159 @@
+"""The committed DAG files, loaded by Airflow's own DagBag, agree with the specs.
+
+Airflow reads its configuration once, when first imported, so the DagBag runs in a subprocess with
+its own AIRFLOW_HOME: the test does not depend on (or disturb) any Airflow imported elsewhere in
+the session. The subprocess prints what Airflow made of each DAG as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.mesh import load_mesh
+from generator.render_dag import published_asset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MESH = load_mesh(REPO_ROOT)
+CHAIN = ["dbt_run", "dbt_test", "governance_gate", "publish", "catalog_register"]
+NOT_RETRIED = {"dbt_test", "governance_gate"}  # a failed test or verdict is not transient
+
+# Runs inside the subprocess: load dags/ the way the DAG processor does (safe mode on) and
+# describe every DAG with plain values.
+DESCRIBE_DAGBAG = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1], safe_mode=True)
+
+def asset(a):
+    return {"name": a.name, "uri": a.uri}
+
+dags = {}
+for dag_id, dag in bag.dags.items():
+    callback = dag.on_failure_callback
+    dags[dag_id] = {
+        "fileloc": dag.fileloc,
+        "schedule": dag.schedule if isinstance(dag.schedule, str) else [asset(a) for a in dag.schedule],
+        "tags": sorted(dag.tags),
+        "owner": dag.owner,
+        "owner_links": dag.owner_links,
+        "max_active_runs": dag.max_active_runs,
+        "catchup": dag.catchup,
+        "doc_md": dag.doc_md,
+        "on_failure_callback": f"{callback.__module__}.{callback.__qualname__}",
+        "tasks": [
+            {
+                "task_id": t.task_id,
+                "upstream": sorted(t.upstream_task_ids),
+                "owner": t.owner,
+                "retries": t.retries,
+                "retry_exponential_backoff": t.retry_exponential_backoff,
+                "execution_timeout_s": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                "outlets": [asset(a) for a in t.outlets],
+            }
+            for t in dag.topological_sort()
+        ],
+    }
+print(json.dumps({"import_errors": bag.import_errors, "warnings": bag.captured_warnings, "dags": dags}))
+"""
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("airflow_home")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", DESCRIBE_DAGBAG, str(REPO_ROOT / "dags")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def dag_of(dagbag: dict[str, Any], key: str) -> dict[str, Any]:
+    assert key in dagbag["dags"], f"DagBag has no DAG {key}; it has {sorted(dagbag['dags'])}"
+    return dagbag["dags"][key]
+
+
+@pytest.mark.integration
+def test_every_dag_file_loads_without_errors(dagbag: dict[str, Any]) -> None:
+    assert dagbag["import_errors"] == {}
+    assert dagbag["warnings"] == {}
+    assert sorted(dagbag["dags"]) == sorted(e.spec.key for e in MESH.products)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("entry", MESH.products, ids=lambda e: e.spec.key)
+def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
+    spec = entry.spec
+    dag = dag_of(dagbag, spec.key)
+    assert Path(dag["fileloc"]).name == f"{spec.key}.py"
+
+    tasks = dag["tasks"]
+    assert [t["task_id"] for t in tasks] == CHAIN
+    for before, after in zip(tasks, tasks[1:]):
+        assert before["task_id"] in after["upstream"]
+    assert tasks[0]["upstream"] == []
+    # catalog_register also reads the results of the test, the gate and publish.
+    assert tasks[-1]["upstream"] == ["dbt_test", "governance_gate", "publish"]
+
+    assert dag["owner"] == spec.owner.team
+    assert dag["owner_links"] == {spec.owner.team: f"mailto:{spec.owner.email}"}
+    base_tags = {f"domain:{spec.domain}", f"classification:{spec.classification.value}"}
+    assert dag["tags"] == sorted(base_tags | set(spec.tags))
+    assert dag["max_active_runs"] == 1
+    assert dag["catchup"] is False
+    assert dag["on_failure_callback"] == "generator.pipeline.record_failure"
+    assert spec.description.strip() in dag["doc_md"]
+
+    for t in tasks:
+        assert t["owner"] == spec.owner.team
+        assert t["execution_timeout_s"], f"{t['task_id']} has no execution_timeout"
+        if t["task_id"] in NOT_RETRIED:
+            assert t["retries"] == 0, t["task_id"]
+        else:
+            assert t["retries"] == 2, t["task_id"]
+            assert t["retry_exponential_backoff"] > 1, t["task_id"]
+
+    own = published_asset(spec.domain, spec.name, spec.major)
+    outlets = {t["task_id"]: t["outlets"] for t in tasks}
+    assert outlets == {**{t: [] for t in CHAIN}, "publish": [{"name": own.name, "uri": own.uri}]}
+
+    if spec.schedule:
+        assert dag["schedule"] == spec.schedule
+    else:
+        wanted = {published_asset(i.domain, i.product, i.major) for i in spec.inputs.products}
+        assert {(a["name"], a["uri"]) for a in dag["schedule"]} == {(a.name, a.uri) for a in wanted}
+        assert len(dag["schedule"]) == len(wanted)
+
+
+@pytest.mark.integration
+def test_asset_graph_matches_the_specs_inputs(dagbag: dict[str, Any]) -> None:
+    """Each asset-scheduled DAG waits on exactly the Assets its input products' publish tasks emit."""
+    emitted_by = {
+        asset["uri"]: dag_id
+        for dag_id, dag in dagbag["dags"].items()
+        for task in dag["tasks"]
+        for asset in task["outlets"]
+    }
+    scheduled = [e for e in MESH.products if not e.spec.schedule]
+    assert scheduled, "the examples should include asset-scheduled products"
+    for entry in scheduled:
+        schedule = dagbag["dags"][entry.spec.key]["schedule"]
+        producers = {emitted_by.get(asset["uri"], f"nobody emits {asset['uri']}") for asset in schedule}
+        assert producers == {f"{i.domain}__{i.product}" for i in entry.spec.inputs.products}

@@ -1,0 +1,215 @@
+"""The DAG renderer: golden files, escaping of hostile spec text, and the two kinds of schedule.
+
+Fast: nothing here imports Airflow; the generated source is inspected with `ast`.
+(tests/test_dagbag.py loads the same files with Airflow's DagBag.)
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from generator.load_spec import parse_spec
+from generator.mesh import Mesh, ProductEntry, load_mesh
+from generator.render_dag import dag_path, render_dag
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+HOSTILE = (
+    "It's a \"quoted\" text with '''triple''' and \"\"\"triple\"\"\" quotes,\n"
+    "a backslash \\ and \\n (not a newline), {{ jinja }} and {% if x %}, \t a tab,\n"
+    "'); import os; os.system('rm -rf /') #\n"
+    "<script>alert(1)</script> and a last line ending in .md"
+)
+
+BASE_SPEC: dict[str, Any] = {
+    "spec_version": 1,
+    "name": "widgets",
+    "domain": "factory",
+    "version": "3.0.1",
+    "description": "Widgets made per day.",
+    "owner": {"team": "widget_team", "email": "widgets@example.com"},
+    "tags": ["widgets"],
+    "classification": "internal",
+    "schedule": "0 3 * * *",
+    "sla": {"freshness_hours": 24},
+    "inputs": {"sources": [{"schema": "factory_ops", "table": "widgets"}]},
+    "outputs": [
+        {
+            "name": "widgets_daily",
+            "description": "One row per day.",
+            "columns": [
+                {"name": "day", "type": "date", "description": "The day."},
+                {"name": "maker_email", "type": "text", "pii": "email"},
+            ],
+        }
+    ],
+}
+
+
+def entry_from(data: dict[str, Any], root: Path) -> ProductEntry:
+    """A ProductEntry from a spec given inline, going through the real YAML loader."""
+    shown = f"dbt/{data['domain']}/{data['name']}/data_product.yaml"
+    spec = parse_spec(yaml.safe_dump(data, sort_keys=False), shown)
+    return ProductEntry(spec, root / shown, shown)
+
+
+def render_source(data: dict[str, Any], root: Path) -> str:
+    entry = entry_from(data, root)
+    rendered = render_dag(entry, Mesh(root, [entry]))
+    assert list(rendered.generated) == [f"dags/{entry.spec.key}.py"]
+    assert rendered.owned == {}
+    return rendered.generated[f"dags/{entry.spec.key}.py"]
+
+
+def assigned(tree: ast.Module, name: str) -> ast.expr | None:
+    """The expression a module-level `name = ...` assigns, or None."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
+            return node.value
+    return None
+
+
+def module_constant(tree: ast.Module, name: str) -> Any:
+    value = assigned(tree, name)
+    assert value is not None, f"no module-level {name}"
+    return ast.literal_eval(value)
+
+
+def call_keywords(call: ast.expr) -> dict[str, Any]:
+    """The literal keyword arguments of a call such as Asset(name=..., uri=...)."""
+    assert isinstance(call, ast.Call)
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+
+
+def dag_keywords(tree: ast.Module) -> dict[str, ast.expr]:
+    """The keyword arguments of the `with DAG(...)` call."""
+    for node in tree.body:
+        if isinstance(node, ast.With):
+            call = node.items[0].context_expr
+            assert isinstance(call, ast.Call) and getattr(call.func, "id", None) == "DAG"
+            return {k.arg: k.value for k in call.keywords if k.arg}
+    raise AssertionError("no `with DAG(...)` block")
+
+
+def shape(tree: ast.Module) -> list[str]:
+    """Every node type in the module, in order: injected code would change it."""
+    return [type(n).__name__ for n in ast.walk(tree)]
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Mesh:
+    return load_mesh(REPO_ROOT)
+
+
+def test_committed_dags_match_the_render_of_the_example_specs(mesh: Mesh) -> None:
+    mismatched = []
+    for entry in mesh.products:
+        for rel, text in render_dag(entry, mesh).generated.items():
+            committed = REPO_ROOT / rel
+            actual = committed.with_name(committed.name + ".actual")
+            if not committed.exists() or committed.read_text(encoding="utf-8") != text:
+                actual.write_text(text, encoding="utf-8")
+                mismatched.append(rel)
+            else:
+                actual.unlink(missing_ok=True)
+    assert not mismatched, f"stale DAG files (new render written beside them as .actual): {mismatched}"
+    on_disk = {f"dags/{p.name}" for p in (REPO_ROOT / "dags").glob("*.py")}
+    assert on_disk == {dag_path(e.spec) for e in mesh.products}
+
+
+def test_render_is_deterministic(mesh: Mesh) -> None:
+    for entry in mesh.products:
+        assert render_dag(entry, mesh).generated == render_dag(entry, mesh).generated
+
+
+def test_dag_file_starts_with_the_generated_header(mesh: Mesh) -> None:
+    entry = mesh.find("commerce", "orders")
+    assert entry is not None
+    source = render_dag(entry, mesh).generated["dags/commerce__orders.py"]
+    first = source.splitlines()[0]
+    assert first.startswith("# Generated by datamesh from dbt/commerce/orders/data_product.yaml.")
+    assert ast.get_docstring(ast.parse(source))
+
+
+def test_hostile_text_stays_data(tmp_path: Path) -> None:
+    hostile = copy.deepcopy(BASE_SPEC)
+    hostile["description"] = HOSTILE
+    hostile["owner"]["slack"] = HOSTILE
+    hostile["outputs"][0]["description"] = HOSTILE
+    hostile["outputs"][0]["columns"][0]["description"] = HOSTILE
+    hostile["inputs"]["sources"][0]["description"] = HOSTILE
+
+    source = render_source(hostile, tmp_path)
+    tree = ast.parse(source)  # valid Python
+    doc = module_constant(tree, "DOC_MD")
+    assert doc.count(HOSTILE) == 5
+    assert not doc.endswith(".md")  # Airflow would read such a doc_md as a file path
+    description = ast.literal_eval(dag_keywords(tree)["description"])
+    assert description == " ".join(HOSTILE.split())
+    # Nothing was injected: the hostile render has exactly the code of a benign one.
+    assert shape(tree) == shape(ast.parse(render_source(BASE_SPEC, tmp_path)))
+
+
+def test_card_lists_owner_sla_outputs_pii_and_where_to_read(mesh: Mesh) -> None:
+    entry = mesh.find("customers", "customer_profiles")
+    assert entry is not None
+    tree = ast.parse(render_dag(entry, mesh).generated["dags/customers__customer_profiles.py"])
+    doc = module_constant(tree, "DOC_MD")
+    for expected in [
+        entry.spec.description,
+        "`customer_data` (customer-data@company.com, #customer-data)",
+        "**Version:** 1.0.0",
+        "**Classification:** confidential (contains PII)",
+        "fresh within 24 h; availability 99.9 %; completeness 99.5 %",
+        "- `customer_email` (text) **PII: email** — Contact email address.",
+        "- `country` (char(2)) — ISO 3166-1 alpha-2 country code.",
+        "source table `customers_ops.customers` — CRM customer table, replicated nightly.",
+        "Schema `customers__customer_profiles__v1`",
+        "`customers__customer_profiles__v1.customers_dim`",
+    ]:
+        assert expected in doc
+
+
+def test_cron_schedule_is_the_specs_cron(tmp_path: Path) -> None:
+    tree = ast.parse(render_source(BASE_SPEC, tmp_path))
+    assert ast.literal_eval(dag_keywords(tree)["schedule"]) == "0 3 * * *"
+    assert assigned(tree, "INPUTS") is None
+
+
+def test_without_schedule_the_dag_waits_for_each_input_products_asset(tmp_path: Path) -> None:
+    data = copy.deepcopy(BASE_SPEC)
+    del data["schedule"]
+    data["inputs"]["products"] = [
+        {"domain": "sales", "product": "orders", "output": "orders", "major": 2},
+        {"domain": "sales", "product": "orders", "output": "order_lines", "major": 2},  # same product
+        {"domain": "people", "product": "staff", "output": "staff_dim", "major": 1},
+    ]
+    tree = ast.parse(render_source(data, tmp_path))
+    schedule = dag_keywords(tree)["schedule"]
+    assert isinstance(schedule, ast.Name) and schedule.id == "INPUTS"
+    inputs = assigned(tree, "INPUTS")
+    assert isinstance(inputs, ast.List)
+    assets = [call_keywords(call) for call in inputs.elts]
+    assert assets == [
+        {"name": "sales.orders.v2", "uri": "datamesh://sales/orders/v2"},
+        {"name": "people.staff.v1", "uri": "datamesh://people/staff/v1"},
+    ]
+    published = call_keywords(assigned(tree, "PUBLISHED"))
+    assert published == {"name": "factory.widgets.v3", "uri": "datamesh://factory/widgets/v3"}
+
+
+def test_tags_owner_and_retries_come_from_the_spec(tmp_path: Path) -> None:
+    tree = ast.parse(render_source(BASE_SPEC, tmp_path))
+    keywords = dag_keywords(tree)
+    assert ast.literal_eval(keywords["tags"]) == ["domain:factory", "classification:internal", "widgets"]
+    assert ast.literal_eval(keywords["owner_links"]) == {"widget_team": "mailto:widgets@example.com"}
+    default_args = assigned(tree, "default_args")
+    assert isinstance(default_args, ast.Dict)
+    args = {ast.literal_eval(k): v for k, v in zip(default_args.keys, default_args.values) if k}
+    assert ast.literal_eval(args["owner"]) == "widget_team"
