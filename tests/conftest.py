@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.warehouse import Warehouse, from_environment, start_embedded
+from generator.warehouse import Warehouse, from_environment, start_embedded, stop_embedded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +37,5 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+    if wh.embedded:
+        stop_embedded(Path(wh.host))  # it was started to outlive its process: end it explicitly

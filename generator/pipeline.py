@@ -1,0 +1,186 @@
+"""The functions the generated DAGs' tasks call, one per run-time stage.
+
+    run_models -> test_models -> governance_gate -> publish_outputs -> register_in_catalog
+    record_failure: the DAG's on_failure_callback
+
+Each takes the DAG file (to find the repo root: $DATAMESH_ROOT, else the DAG folder's parent), the
+domain and the product. Airflow imports this module whenever it parses a DAG file, so its top
+stays cheap: psycopg2, dbt, yaml, pydantic and the rest are imported inside the functions.
+Return values are plain dicts: they travel between tasks as XCom.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from generator.errors import RunFailed
+
+if TYPE_CHECKING:
+    from generator.mesh import ProductEntry
+    from generator.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+ROOT_VARIABLE = "DATAMESH_ROOT"
+
+
+def run_models(dag_file: str, domain: str, product: str) -> dict:
+    """dbt deps (when needed) + dbt run into the build schema; RunFailed with dbt's error text."""
+    from generator import dbt_runner
+
+    root, entry = _locate(dag_file, domain, product)
+    warehouse = _warehouse(root)
+    return dbt_runner.run(entry.project_dir, warehouse).as_dict()
+
+
+def test_models(dag_file: str, domain: str, product: str) -> dict:
+    """dbt test on the build schema. Warn-severity failures pass; error-severity ones raise."""
+    from generator import dbt_runner
+
+    root, entry = _locate(dag_file, domain, product)
+    warehouse = _warehouse(root)
+    summary = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
+    counts = _test_counts(summary.counts)
+    # dbt exits non-zero on an error-severity failure already; this also covers a zero exit with one
+    if counts["failed"] or counts["errored"]:
+        raise RunFailed(f"{entry.spec.key}: tests failed: " + "; ".join(str(n) for n in summary.failing))
+    return counts
+
+
+def governance_gate(dag_file: str, domain: str, product: str) -> dict:
+    """The policies on the spec and on the test step's run_results; RunFailed listing every blocker."""
+    from generator import dbt_runner, gate
+
+    root, entry = _locate(dag_file, domain, product)
+    run_results = dbt_runner.load_run_results(entry.project_dir, "test")
+    result = gate.evaluate(root, entry, run_results)
+    if result.blocking:
+        lines = "\n".join(f"  - {message}" for message in result.blocking)
+        raise RunFailed(
+            f"{entry.spec.key}: the governance gate blocks the publish "
+            f"({len(result.blocking)} blocking violation(s)):\n{lines}"
+        )
+    return {
+        "verdict": "warn" if result.warnings else "pass",
+        "blocking": 0,
+        "warnings": len(result.warnings),
+        "messages": [str(m) for m in result.messages],
+    }
+
+
+def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
+    """Swap the tested build in as the product's new snapshot behind its published views."""
+    from generator.publish import publish
+
+    root, entry = _locate(dag_file, domain, product)
+    warehouse = _warehouse(root)
+    conn = warehouse.connect()
+    try:
+        return publish(conn, entry.spec).as_dict()
+    finally:
+        conn.close()
+
+
+def register_in_catalog(
+    dag_file: str, domain: str, product: str, run_id: str, tests: dict, gate: dict, published: dict
+) -> dict:
+    """Record the product, its version, outputs, lineage and this successful run in the catalog."""
+    from generator import catalog
+
+    root, entry = _locate(dag_file, domain, product)
+    warehouse = _warehouse(root)
+    conn = warehouse.connect()
+    try:
+        catalog.migrate(conn)
+        catalog.register(
+            conn, entry.spec, run_id, "success", tests, gate, published, started_at=_run_started_at()
+        )
+    finally:
+        conn.close()
+    return {"product": entry.spec.key, "version": entry.spec.version, "run_id": run_id}
+
+
+def record_failure(context: Any) -> None:
+    """DAG on_failure_callback: record the failed run in the catalog. Never raises: a callback's
+    error would hide the task's own."""
+    try:
+        dag = context["dag"]
+        domain, product = dag.dag_id.split("__", 1)
+        task_instance = context.get("task_instance") or context.get("ti")
+        failed_task = getattr(task_instance, "task_id", None)
+        run_id = context.get("run_id") or context["dag_run"].run_id
+        reason = str(context.get("reason") or "the DAG run failed")
+        message = reason + (f" (last task: {failed_task})" if failed_task else "")
+        root = repo_root(dag.fileloc)
+        _record_failure(root, domain, product, str(run_id), failed_task, message)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.exception("could not record the failed run in the catalog")
+
+
+def repo_root(dag_file: str) -> Path:
+    """$DATAMESH_ROOT if set, else the parent of the DAG file's folder (dags/..)."""
+    configured = os.environ.get(ROOT_VARIABLE)
+    return Path(configured).resolve() if configured else Path(dag_file).resolve().parents[1]
+
+
+def _locate(dag_file: str, domain: str, product: str) -> tuple[Path, ProductEntry]:
+    from generator.mesh import load_mesh
+
+    root = repo_root(dag_file)
+    entry = load_mesh(root).find(domain, product)
+    if entry is None:
+        raise RunFailed(
+            f"no data product {domain}/{product} under {root / 'dbt'} "
+            f"(the root is ${ROOT_VARIABLE} if set, else the DAG folder's parent)"
+        )
+    return root, entry
+
+
+def _warehouse(root: Path) -> Warehouse:
+    from generator.warehouse import from_environment
+
+    return from_environment(root)
+
+
+def _test_counts(counts: dict[str, int]) -> dict[str, int]:
+    return {
+        "passed": counts.get("pass", 0),
+        "warned": counts.get("warn", 0),
+        "failed": counts.get("fail", 0),
+        "errored": counts.get("error", 0),
+        "skipped": counts.get("skip", 0),
+    }
+
+
+def _run_started_at() -> Any:
+    """When the Airflow DAG run started, when called inside a task; else None."""
+    try:
+        from airflow.sdk import get_current_context
+
+        return get_current_context()["dag_run"].start_date
+    except Exception:  # noqa: BLE001 - outside a running task there is no context
+        return None
+
+
+def _record_failure(
+    root: Path, domain: str, product: str, run_id: str, failed_task: str | None, message: str
+) -> None:
+    from generator import catalog
+    from generator.load_spec import load_spec
+    from generator.mesh import DBT_DIR
+    from generator.spec import SPEC_FILENAME
+    from generator.warehouse import from_environment
+
+    try:  # only this one spec: a broken spec elsewhere must not cost us the record
+        version: str | None = load_spec(root / DBT_DIR / domain / product / SPEC_FILENAME).version
+    except Exception:  # noqa: BLE001 - the version is a nice-to-have here
+        version = None
+    conn = from_environment(root).connect()
+    try:
+        catalog.migrate(conn)
+        catalog.record_failed_run(conn, domain, product, run_id, failed_task, message, version=version)
+    finally:
+        conn.close()

@@ -1,0 +1,315 @@
+"""Write-audit-publish against a real PostgreSQL: views, grants, snapshots, rollback, live readers."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from psycopg2 import sql
+
+from generator.errors import RunFailed
+from generator.publish import KEEP_SNAPSHOTS, current_snapshot, publish, rollback
+from generator.spec import DataProduct
+from generator.warehouse import Warehouse
+
+pytestmark = pytest.mark.integration
+
+_names = itertools.count(1)
+
+
+def make_spec(
+    roles: list[str] | None = None,
+    domains: list[str] | None = None,
+    version: str = "1.0.0",
+    name: str | None = None,
+    extra_column: dict[str, Any] | None = None,
+) -> DataProduct:
+    """A two-output product with a fresh name, so tests never see each other's schemas."""
+    columns = [
+        {"name": "id", "type": "integer", "constraints": {"not_null": True}},
+        {"name": "marker", "type": "integer"},
+    ]
+    if extra_column:
+        columns.append(extra_column)
+    return DataProduct.model_validate(
+        {
+            "spec_version": 1,
+            "name": name or f"prod{next(_names)}",
+            "domain": "pubtest",
+            "version": version,
+            "description": "test product",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "classification": "internal",
+            "schedule": "@daily",
+            "sla": {"freshness_hours": 24},
+            "outputs": [
+                {"name": "first", "description": "one", "columns": columns},
+                {"name": "second", "description": "two", "columns": columns[:2]},
+            ],
+            "access": {"roles": roles or [], "domains": domains or []},
+        }
+    )
+
+
+def ensure_role(conn: psycopg2.extensions.connection, role: str) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+
+
+def build(conn: psycopg2.extensions.connection, spec: DataProduct, marker: int, rows: int = 3) -> None:
+    """What `dbt run` leaves behind: the build schema with one table per output."""
+    schema = sql.Identifier(spec.build_schema)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+        for output in spec.outputs:
+            extra = [c for c in output.columns if c.name not in ("id", "marker")]
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE {} AS SELECT g AS id, %s AS marker{} FROM generate_series(1, %s) g"
+                ).format(
+                    sql.Identifier(spec.build_schema, output.name),
+                    sql.SQL("").join(
+                        sql.SQL(", NULL::{} AS {}").format(sql.SQL(c.type), sql.Identifier(c.name))
+                        for c in extra
+                    ),
+                ),
+                (marker, rows),
+            )
+
+
+def schemas(conn: psycopg2.extensions.connection, spec: DataProduct) -> set[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (spec.key + "__",))
+        return {row[0] for row in cur.fetchall()}
+
+
+def max_marker(conn: psycopg2.extensions.connection, schema: str, output: str) -> int:
+    return query(conn, sql.SQL("SELECT max(marker) FROM {}").format(sql.Identifier(schema, output)))
+
+
+def can_select(conn: psycopg2.extensions.connection, role: str, schema: str, output: str = "first") -> bool:
+    return query(conn, "SELECT has_table_privilege(%s, %s, 'SELECT')", role, f"{schema}.{output}")
+
+
+def query(conn: psycopg2.extensions.connection, text: str | sql.Composable, *args: Any) -> Any:
+    with conn.cursor() as cur:
+        cur.execute(text, args)
+        return cur.fetchone()[0]
+
+
+@pytest.fixture
+def conn(warehouse: Warehouse) -> Iterator[psycopg2.extensions.connection]:
+    connection = warehouse.connect(autocommit=True)
+    for role in ("pub_analyst", "pub_scientist", "pub_outsider", "domain_pubsales"):
+        ensure_role(connection, role)
+    yield connection
+    connection.close()
+
+
+def test_publish_points_views_at_a_snapshot_and_grants_exactly_the_listed_roles(conn):
+    spec = make_spec(roles=["pub_analyst"], domains=["pubsales"])
+    build(conn, spec, marker=1, rows=4)
+
+    result = publish(conn, spec)
+
+    assert result.schema == "pubtest__" + spec.name + "__v1"
+    assert result.snapshot == spec.key + "__s000001"
+    assert result.rows == {"first": 4, "second": 4}
+    assert schemas(conn, spec) == {result.schema, result.snapshot}  # the build schema became the snapshot
+    view = f"{result.schema}.first"
+    for role in ("pub_analyst", "domain_pubsales"):
+        assert query(conn, "SELECT has_schema_privilege(%s, %s, 'USAGE')", role, result.schema)
+        assert query(conn, "SELECT has_table_privilege(%s, %s, 'SELECT')", role, view)
+        # consumers need nothing on the snapshot: the view reads it with its owner's rights
+        assert not query(conn, "SELECT has_schema_privilege(%s, %s, 'USAGE')", role, result.snapshot)
+    assert not query(conn, "SELECT has_schema_privilege('pub_outsider', %s, 'USAGE')", result.schema)
+    assert not query(conn, "SELECT has_table_privilege('pub_outsider', %s, 'SELECT')", view)
+    public_grants = query(
+        conn,
+        """SELECT count(*) FROM (
+             SELECT (aclexplode(nspacl)).grantee FROM pg_namespace WHERE nspname = %s
+             UNION ALL
+             SELECT (aclexplode(c.relacl)).grantee FROM pg_class c JOIN pg_namespace n
+               ON n.oid = c.relnamespace WHERE n.nspname = %s) g WHERE grantee = 0""",
+        result.schema,
+        result.schema,
+    )
+    assert public_grants == 0
+    # and a listed role really reads the rows, in spec column order
+    with conn.cursor() as cur:
+        cur.execute("SET ROLE pub_analyst")
+        try:
+            cur.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(result.schema, "first"))
+            )
+            assert [d.name for d in cur.description] == ["id", "marker"]
+            assert cur.fetchall() == [(1, 1), (2, 1), (3, 1), (4, 1)]
+        finally:
+            cur.execute("RESET ROLE")
+
+
+def test_a_role_removed_from_the_spec_loses_access(conn):
+    spec = make_spec(roles=["pub_analyst", "pub_scientist"])
+    build(conn, spec, marker=1)
+    publish(conn, spec)
+    assert can_select(conn, "pub_scientist", spec.published_schema)
+
+    narrower = spec.model_copy(update={"access": spec.access.model_copy(update={"roles": ["pub_analyst"]})})
+    build(conn, narrower, marker=2)
+    publish(conn, narrower)
+
+    assert not query(conn, "SELECT has_schema_privilege('pub_scientist', %s, 'USAGE')", spec.published_schema)
+    for output in ("first", "second"):
+        view = f"{spec.published_schema}.{output}"
+        assert not query(conn, "SELECT has_table_privilege('pub_scientist', %s, 'SELECT')", view)
+        assert query(conn, "SELECT has_table_privilege('pub_analyst', %s, 'SELECT')", view)
+
+
+@pytest.mark.parametrize(
+    ("roles", "domains", "message"),
+    [
+        (["pub_analyst", "no_such_role"], [], r"'no_such_role' \(from access\.roles\) does not exist"),
+        ([], ["nowhere"], r"'domain_nowhere' \(from access\.domains: domain 'nowhere'\) does not exist"),
+    ],
+)
+def test_a_missing_role_fails_the_publish_and_changes_nothing(conn, roles, domains, message):
+    spec = make_spec(roles=roles, domains=domains)
+    build(conn, spec, marker=1)
+
+    with pytest.raises(RunFailed, match=message):
+        publish(conn, spec)
+
+    assert schemas(conn, spec) == {spec.build_schema}
+
+
+def test_a_build_missing_an_output_fails_and_changes_nothing(conn):
+    spec = make_spec()
+    build(conn, spec, marker=1)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(spec.build_schema, "second")))
+
+    with pytest.raises(RunFailed, match=r"is incomplete: output 'second' is missing"):
+        publish(conn, spec)
+    assert schemas(conn, spec) == {spec.build_schema}
+
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(spec.build_schema)))
+    with pytest.raises(RunFailed, match=r"does not exist: nothing to publish"):
+        publish(conn, spec)
+
+
+def test_only_the_last_snapshots_are_kept(conn):
+    spec = make_spec()
+    for marker in range(1, 6):
+        build(conn, spec, marker=marker)
+        result = publish(conn, spec)
+
+    kept = sorted(s for s in schemas(conn, spec) if "__s" in s)
+    assert kept == [f"{spec.key}__s{n:06d}" for n in range(6 - KEEP_SNAPSHOTS, 6)]
+    assert result.snapshot == kept[-1] == current_snapshot(conn, spec)
+    assert max_marker(conn, spec.published_schema, "first") == 5
+
+
+def test_a_snapshot_an_older_major_still_reads_is_not_dropped(conn):
+    v1 = make_spec(version="1.4.0")
+    build(conn, v1, marker=1)
+    old = publish(conn, v1).snapshot
+    v2 = v1.model_copy(update={"version": "2.0.0"})
+    for marker in range(2, 7):
+        build(conn, v2, marker=marker)
+        publish(conn, v2)
+
+    assert old in schemas(conn, v1)
+    assert max_marker(conn, v1.published_schema, "first") == 1
+    assert max_marker(conn, v2.published_schema, "first") == 6
+
+
+def test_changed_columns_recreate_the_view_and_keep_the_grants(conn):
+    spec = make_spec(roles=["pub_analyst"])
+    build(conn, spec, marker=1)
+    publish(conn, spec)
+    wider = make_spec(roles=["pub_analyst"], name=spec.name, extra_column={"name": "note", "type": "text"})
+    # a type change, which CREATE OR REPLACE VIEW refuses, and a new column
+    build(conn, wider, marker=2)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN marker TYPE bigint").format(
+            sql.Identifier(wider.build_schema, "first")))
+
+    publish(conn, wider)
+
+    with conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(wider.published_schema, "first"))
+        )
+        assert [d.name for d in cur.description] == ["id", "marker", "note"]
+    assert can_select(conn, "pub_analyst", wider.published_schema)
+
+
+def test_rollback_points_the_views_at_the_previous_snapshot(conn):
+    spec = make_spec(roles=["pub_analyst"])
+    for marker in (1, 2):
+        build(conn, spec, marker=marker, rows=marker + 1)
+        publish(conn, spec)
+
+    result = rollback(conn, spec)
+
+    assert result.snapshot == f"{spec.key}__s000001"
+    assert result.rows == {"first": 2, "second": 2}
+    assert max_marker(conn, spec.published_schema, "second") == 1
+    assert can_select(conn, "pub_analyst", spec.published_schema)
+    with pytest.raises(RunFailed, match="no snapshot older than"):
+        rollback(conn, spec)
+
+
+def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(conn, warehouse):
+    spec = make_spec(roles=["pub_analyst"])
+    build(conn, spec, marker=1, rows=1)
+    publish(conn, spec)
+    first = sql.Identifier(spec.published_schema, "first")
+    second = sql.Identifier(spec.published_schema, "second")
+    # Build n has n rows, all with marker n, in both outputs: one statement reading both views
+    # sees one consistent build or it saw a mix.
+    probe = sql.SQL(
+        "SELECT (SELECT min(marker) FROM {a}), (SELECT max(marker) FROM {a}), (SELECT count(*) FROM {a}),"
+        " (SELECT min(marker) FROM {b}), (SELECT max(marker) FROM {b}), (SELECT count(*) FROM {b})"
+    ).format(a=first, b=second)
+    stop = threading.Event()
+    seen: list[tuple] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        reader = warehouse.connect(autocommit=True)
+        try:
+            with reader.cursor() as cur:
+                while not stop.is_set():
+                    cur.execute(probe)
+                    seen.append(cur.fetchone())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            reader.close()
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        for marker in range(2, 16):
+            build(conn, spec, marker=marker, rows=marker)
+            publish(conn, spec)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=30)
+
+    assert errors == []
+    markers = {row[0] for row in seen}
+    assert len(seen) > 20 and len(markers) > 3, f"readers barely overlapped the publishes: {len(seen)} reads"
+    mixed = [row for row in seen if len({row[0], row[1], row[2], row[3], row[4], row[5]}) != 1]
+    assert mixed == []
