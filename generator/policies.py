@@ -1,0 +1,808 @@
+"""Governance as code: policies in YAML with CEL conditions, evaluated on specs and on dbt's results.
+
+Files: `policies/global.yaml` (scope global) and `policies/domains/<domain>.yaml` (scope domain). A
+domain adds policies; it may not redefine a global one, so it can tighten governance, never loosen it.
+
+A policy iterates over the subjects its `applies_to` names and, for each subject where `when` holds,
+checks `assert`. Both are CEL (cel-python): a policy file can express conditions, never run code.
+The variables each kind of policy sees:
+
+    applies_to   variables
+    product      product
+    output       product, output          (one subject per output)
+    column       product, output, column  (one subject per column of every output)
+    test         product, test            (one subject per test node of dbt's run_results.json)
+
+`product`, `output` and `column` are the spec as plain data (`model_dump(mode="json")`: absent
+optional values are null), plus these derived facts:
+
+    product.key           "<domain>__<product>"
+    product.major         the major version, an int
+    product.has_pii       true when any column of any output has `pii`
+    product.pii_columns   ["<output>.<column>", ...] of the PII columns
+    output.column_names   the output's column names
+    column.pii            the PII category as a string, or null (as in the spec)
+    column.in_primary_key true when the column is part of its output's primary key
+
+`test` has: unique_id, name, resource_type ("test" | "unit_test"), status (pass | warn | fail |
+error | skipped), failures (int, 0 when dbt reports none), message (string, "" when none),
+execution_time (seconds), severity ("error" | "warn"; see `_severity`).
+
+A message is a template: `{product.name}`, `{column.name}`, ... (dotted paths into the variables
+above) are replaced by their values in one pass; nothing else is interpreted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import celpy
+import yaml
+from celpy.celparser import CELParseError
+from celpy.evaluation import bool_eq, bool_ne
+from lark import Token, Tree
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from generator.errors import Problem, UserError
+from generator.mesh import POLICIES_DIR
+from generator.spec import DataProduct, Identifier, Text
+
+GLOBAL_FILE = "global.yaml"
+DOMAINS_DIR = "domains"
+
+Scope = Literal["global", "domain"]
+Enforcement = Literal["blocking", "warning"]
+SubjectKind = Literal["product", "output", "column", "test"]
+
+VARIABLES: dict[str, tuple[str, ...]] = {
+    "product": ("product",),
+    "output": ("product", "output"),
+    "column": ("product", "output", "column"),
+    "test": ("product", "test"),
+}
+# CEL macros that bind their first argument as a loop variable (e.g. `outputs.all(o, ...)`).
+_MACROS = {"all", "exists", "exists_one", "map", "filter"}
+# CEL's type names, which are identifiers too: `type(x) == int`.
+_CEL_TYPES = {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type", "string",
+              "timestamp", "type", "uint"}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PolicyModel(_Model):
+    name: Identifier
+    description: Text
+    scope: Scope
+    enforcement: Enforcement
+    applies_to: SubjectKind
+    when: str = Field(default="true", min_length=1)
+    assert_: str = Field(alias="assert", min_length=1)
+    message: Text
+
+
+@dataclass(frozen=True)
+class CelExpression:
+    """A compiled CEL program and the variable paths it reads, memoised on their values.
+
+    CEL is side-effect free, so an expression's result is a function of the values it reads; most
+    subjects share them (every test with status "pass", every non-PII column), which turns most
+    evaluations into a dictionary look-up. `reads` is None when the paths could not be determined
+    (then every evaluation runs the program).
+    """
+
+    program: celpy.Runner
+    reads: tuple[tuple[str, ...], ...] | None
+    memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    def holds(self, act: _Activation) -> bool:
+        key = act.key(self.reads) if self.reads is not None else None
+        if key is not None and key in self.memo:
+            return self.memo[key]
+        # With the paths known, the program gets only them: converting a whole product to CEL
+        # values costs more than evaluating a small expression.
+        context = act.cel() if key is None else celpy.json_to_cel(_pruned(act.plain, self.reads))
+        result = _true(self.program.evaluate(context))
+        if key is not None:
+            if len(self.memo) >= _MEMO_LIMIT:
+                self.memo.clear()
+            self.memo[key] = result
+        return result
+
+
+_MEMO_LIMIT = 20_000
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy with its CEL programs compiled, ready to evaluate."""
+
+    model: PolicyModel
+    source: str  # repo-relative file, for messages
+    when: CelExpression | None  # None: the default `true`, not worth evaluating
+    check: CelExpression
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def enforcement(self) -> Enforcement:
+        return self.model.enforcement
+
+    @property
+    def applies_to(self) -> SubjectKind:
+        return self.model.applies_to
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    policies: tuple[Policy, ...]
+    sources: tuple[str, ...]
+
+    def applying_to(self, kind: SubjectKind) -> list[Policy]:
+        return [p for p in self.policies if p.applies_to == kind]
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.policies]
+
+
+@dataclass(frozen=True)
+class Finding:
+    policy: str
+    enforcement: Enforcement
+    passed: bool
+    subject: str  # e.g. "commerce/orders", "commerce/orders column orders_fact.customer_email"
+    message: str  # the policy's message for this subject; "" when passed
+
+    def __str__(self) -> str:
+        return f"{self.enforcement} {self.policy}: {self.message}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_policies(root: Path, domain: str | None = None) -> PolicySet:
+    """The global policies plus `domain`'s (if it has a file), fully validated and compiled.
+
+    Raises UserError listing every problem of every file, before anything is evaluated.
+    """
+    base = root / POLICIES_DIR
+    files = [(base / GLOBAL_FILE, "global")]
+    if domain is not None:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", domain):
+            raise UserError(f"{domain!r} is not a domain name; policies cannot be loaded for it")
+        domain_file = base / DOMAINS_DIR / f"{domain}.yaml"
+        if domain_file.exists():
+            files.append((domain_file, "domain"))
+    if not files[0][0].exists():
+        raise UserError(
+            f"{POLICIES_DIR}/{GLOBAL_FILE} is missing: governance cannot be skipped, restore the file"
+        )
+
+    problems: list[Problem] = []
+    policies: list[Policy] = []
+    global_names: set[str] = set()
+    shown_files = []
+    for path, scope in files:
+        shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+        shown_files.append(shown)
+        loaded, declared, file_problems = _load_file(path, shown, scope)
+        if scope == "global":
+            global_names = set(declared)
+        else:
+            for name, line in declared.items():
+                if name in global_names:
+                    file_problems.append(
+                        Problem(
+                            shown,
+                            f"policy {name!r}",
+                            f"redefines the global policy {name!r}; a domain may add policies but not "
+                            "change global ones: give it another name",
+                            line,
+                        )
+                    )
+            loaded = [p for p in loaded if p.name not in global_names]
+        problems += sorted(file_problems, key=lambda p: p.line or 0)
+        policies += loaded
+    if problems:
+        lines = [f"{len(problems)} problem(s) in the policy files; no product was evaluated:"]
+        lines += [f"  {p}" for p in problems]
+        raise UserError("\n".join(lines))
+    return PolicySet(tuple(policies), tuple(shown_files))
+
+
+def _load_file(
+    path: Path, shown: str, scope: str
+) -> tuple[list[Policy], dict[str, int | None], list[Problem]]:
+    """The file's valid policies, the names (and lines) of all policies it declares, its problems."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        return [], {}, [Problem(shown, "", f"cannot read the file: {exc.strerror}")]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        return [], {}, [Problem(shown, "", f"not valid YAML: {problem}", mark.line + 1 if mark else None)]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return [], {}, [Problem(shown, "", "a policy file is a mapping with one key, `policies`", 1)]
+    lines = _policy_lines(node)
+    extra = sorted(str(k) for k in data if k != "policies")
+    if extra or not isinstance(data.get("policies", []), list):
+        what = f"unknown key(s) {', '.join(extra)}" if extra else "`policies` is not a list"
+        message = f"{what}: a policy file has one key, `policies`, a list"
+        return [], {}, [Problem(shown, "policies", message, 1)]
+
+    # Each policy on its own, so that one policy's mistake does not hide the next one's.
+    models: list[tuple[int, PolicyModel]] = []
+    problems: list[Problem] = []
+    for index, raw in enumerate(data.get("policies") or []):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = f"policy {name!r}" if isinstance(name, str) else f"policy #{index + 1}"
+        try:
+            models.append((index, PolicyModel.model_validate(raw)))
+        except ValidationError as exc:
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"])
+                line = lines.get((index, field), lines.get((index,)))
+                where = f"{label}: {field}" if field else label
+                problems.append(Problem(shown, where, _pydantic_message(err), line))
+
+    loaded: list[Policy] = []
+    declared: dict[str, int | None] = {}
+    for index, model in models:
+        label = f"policy {model.name!r}"
+        line = lines.get((index,))
+        if model.name in declared:
+            problems.append(Problem(shown, label, "is defined twice in this file", line))
+            continue
+        declared[model.name] = line
+        if model.scope != scope:
+            problems.append(
+                Problem(
+                    shown,
+                    f"{label}: scope",
+                    f"is {model.scope!r}, but policies in this file must have scope {scope!r}",
+                    lines.get((index, "scope"), line),
+                )
+            )
+            continue
+        policy, policy_problems = _compile_policy(model, shown)
+        for field, message in policy_problems:
+            problems.append(Problem(shown, f"{label}: {field}", message, lines.get((index, field), line)))
+        if policy is not None:
+            loaded.append(policy)
+    return loaded, declared, problems
+
+
+_KEYS = "name, description, scope, enforcement, applies_to, when, assert, message"
+
+
+def _pydantic_message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown key; a policy has {_KEYS}"
+    if err["type"] == "missing":
+        return "required key is missing"
+    if err["type"] == "model_type":
+        return f"a policy is a mapping of {_KEYS}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _policy_lines(root: yaml.Node | None) -> dict[tuple[Any, ...], int]:
+    """(index,) -> line of each policy, (index, key) -> line of its keys (1-based)."""
+    lines: dict[tuple[Any, ...], int] = {}
+    if not isinstance(root, yaml.MappingNode):
+        return lines
+    for key, value in root.value:
+        if key.value == "policies" and isinstance(value, yaml.SequenceNode):
+            for index, item in enumerate(value.value):
+                lines[(index,)] = item.start_mark.line + 1
+                if isinstance(item, yaml.MappingNode):
+                    for k, _ in item.value:
+                        lines[(index, k.value)] = k.start_mark.line + 1
+    return lines
+
+
+def _compile_policy(model: PolicyModel, shown: str) -> tuple[Policy | None, list[tuple[str, str]]]:
+    """Compile `when` and `assert`, and prove them (and the message) against a complete example."""
+    problems: list[tuple[str, str]] = []
+    variables = VARIABLES[model.applies_to]
+    example = _example_activation(model.applies_to)
+    programs: dict[str, celpy.Runner] = {}
+    for field, text in (("when", model.when), ("assert", model.assert_)):
+        try:
+            program = _program(text)
+        except CELParseError as exc:
+            problems.append((field, _syntax_error(exc)))
+            continue
+        unknown = _unknown_references(program.ast, variables, example.plain)
+        if unknown:
+            problems.append((field, unknown))
+            continue
+        # Evaluating once on a complete example finds what the static walk cannot (fields of loop
+        # variables, type errors such as comparing a string with an int).
+        try:
+            result = program.evaluate(example.cel())
+            if isinstance(result, celpy.CELEvalError):
+                raise result
+        except Exception as exc:  # noqa: BLE001 - any failure here is the policy's problem
+            problems.append((field, f"cannot be evaluated on an example spec: {_eval_error(exc)}"))
+            continue
+        if not isinstance(result, celpy.celtypes.BoolType):
+            problems.append((field, f"must be a boolean expression; on an example spec it gave {result!r}"))
+            continue
+        programs[field] = program
+    for path in _PLACEHOLDER.findall(model.message):
+        if path.split(".")[0] not in variables or _lookup(example.plain, path) is _MISSING:
+            allowed = ", ".join(variables)
+            problem = f"{{{path}}} does not name a value; a {model.applies_to} policy can use {allowed}"
+            problems.append(("message", problem))
+    if problems:
+        return None, problems
+    expressions = {f: CelExpression(p, _reads(p.ast, variables)) for f, p in programs.items()}
+    when = None if model.when.strip() == "true" else expressions["when"]
+    return Policy(model, shown, when, expressions["assert"]), []
+
+
+@lru_cache(maxsize=512)
+def _program(text: str) -> celpy.Runner:
+    # Compiled once per expression text and reused for every product evaluated in this process.
+    # The interpreter walks the syntax tree: no Python is generated or executed from a policy.
+    env = celpy.Environment(runner_class=_Interpreter)
+    return env.program(env.compile(text), functions=_NULL_AWARE_EQUALITY)
+
+
+class _Interpreter(celpy.InterpretedRunner):
+    """cel-python's interpreter, with its base activation (functions, type annotations) built once
+    per program instead of once per evaluation: that set-up was a third of the time of a small
+    expression. Safe to share: each evaluation clones it before binding its variables."""
+
+    def new_activation(self) -> celpy.Activation:
+        base = getattr(self, "_base_activation", None)
+        if base is None:
+            base = self._base_activation = super().new_activation()
+        return base
+
+
+def _equal(a: Any, b: Any) -> Any:
+    # CEL defines `x == null` as false for any non-null x; cel-python 0.5 raises "no such overload"
+    # instead, which would make `product.retention_days != null` unusable on a product that has one.
+    if a is None or b is None:
+        return celpy.celtypes.BoolType(a is None and b is None)
+    return bool_eq(a, b)
+
+
+def _not_equal(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return celpy.celtypes.BoolType(not (a is None and b is None))
+    return bool_ne(a, b)
+
+
+_NULL_AWARE_EQUALITY = {"_==_": _equal, "_!=_": _not_equal}
+
+
+def _syntax_error(exc: CELParseError) -> str:
+    line = getattr(exc, "line", None)
+    column = getattr(exc, "column", None)
+    where = f" at line {line}, column {column}" if line else ""
+    shown = "\n".join(f"      {part}" for part in str(exc).rstrip("\n").splitlines())
+    return f"CEL syntax error{where}:\n{shown}"
+
+
+def _eval_error(exc: BaseException) -> str:
+    if exc.args and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
+
+
+def _unknown_references(ast: Tree, variables: tuple[str, ...], example: dict[str, Any]) -> str | None:
+    """Name the first unknown variable or field, walking the CEL syntax tree.
+
+    Field chains on the known variables (`product.owner.emial`) are checked against the example's
+    keys, also in branches a single evaluation would skip; chains through lists stop at the list.
+    """
+    bound: set[str] = set()
+    for node in ast.iter_subtrees():
+        if node.data == "member_dot_arg" and len(node.children) >= 3:
+            method, args = node.children[1], node.children[2]
+            if isinstance(method, Token) and method.value in _MACROS and isinstance(args, Tree):
+                first = args.children[0] if args.children else None
+                name = _bare_ident(first) if isinstance(first, Tree) else None
+                if name:
+                    bound.add(name)
+    for node in ast.iter_subtrees():
+        if node.data == "ident":
+            name = node.children[0].value
+            if name not in variables and name not in bound and name not in _CEL_TYPES:
+                return f"unknown variable {name!r}; this policy can use {', '.join(variables)}"
+        if node.data == "member_dot":
+            chain = _dotted_chain(node)
+            if chain and chain[0] in variables:
+                value: Any = example
+                for i, part in enumerate(chain):
+                    if not isinstance(value, dict):
+                        break
+                    if part not in value:
+                        owner = ".".join(chain[:i])
+                        known = ", ".join(sorted(value))
+                        return f"unknown field {part!r} of {owner}; it has: {known}"
+                    value = value[part]
+    return None
+
+
+def _reads(ast: Tree, variables: tuple[str, ...]) -> tuple[tuple[str, ...], ...] | None:
+    """The variable paths an expression reads (`column.pii`, `product.classification`), for
+    memoising; a variable used other than through a field path is read whole."""
+    chains: set[tuple[str, ...]] = set()
+    direct: dict[str, int] = {}  # per variable, the field paths that start at one of its uses
+    uses: dict[str, int] = {}
+    for node in ast.iter_subtrees():
+        if node.data == "ident":
+            name = node.children[0].value
+            uses[name] = uses.get(name, 0) + 1
+        elif node.data == "member_dot_arg" and node.children[1].value in _MACROS:
+            args = node.children[2]
+            first = args.children[0] if isinstance(args, Tree) and args.children else None
+            if isinstance(first, Tree) and _bare_ident(first) in variables:
+                return None  # a loop variable shadows a variable: keep it simple, no memo
+        if node.data == "member_dot":
+            chain = _dotted_chain(node)
+            if chain and chain[0] in variables:
+                chains.add(tuple(chain))
+                if len(chain) == 2:  # the innermost field access of one use of the variable
+                    direct[chain[0]] = direct.get(chain[0], 0) + 1
+    for name in variables:
+        if uses.get(name, 0) > direct.get(name, 0):
+            chains.add((name,))
+    return tuple(sorted(chains))
+
+
+def _bare_ident(node: Tree) -> str | None:
+    """The name if `node` (an expr) is nothing but one identifier, as a macro's loop variable is."""
+    idents = [t for t in node.iter_subtrees() if t.data == "ident"]
+    if len(idents) == 1 and not any(t.data in ("member_dot", "member_index") for t in node.iter_subtrees()):
+        return idents[0].children[0].value
+    return None
+
+
+def _dotted_chain(node: Tree) -> list[str] | None:
+    """`member_dot(member_dot(ident a, b), c)` -> ["a", "b", "c"]; None when not a plain chain."""
+    parts: list[str] = []
+    current: Any = node
+    while True:
+        if current.data == "member_dot":
+            parts.append(current.children[1].value)
+            current = current.children[0]
+        elif current.data in ("member", "primary") and len(current.children) == 1:
+            current = current.children[0]
+            if isinstance(current, Token):
+                return None
+        elif current.data == "ident":
+            parts.append(current.children[0].value)
+            return list(reversed(parts))
+        else:
+            return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+
+
+class _Activation:
+    """The variables of one subject: plain data (for messages and memo keys), converted to CEL
+    values only when a program actually runs."""
+
+    __slots__ = ("plain", "_convert", "_cel")
+
+    def __init__(self, plain: dict[str, Any], convert: _Converter) -> None:
+        self.plain = plain
+        self._convert = convert
+        self._cel: dict[str, Any] | None = None
+
+    def cel(self, names: frozenset[str] | None = None) -> dict[str, Any]:
+        """The CEL values of `names` (default: all variables); converting the whole product for
+        an expression that reads only `column` would cost more than evaluating it."""
+        if self._cel is None:
+            self._cel = {}
+        for name in self.plain if names is None else names:
+            if name not in self._cel:
+                self._cel[name] = self._convert(self.plain[name])
+        return self._cel
+
+    def key(self, reads: tuple[tuple[str, ...], ...]) -> str | None:
+        values = [_lookup(self.plain, ".".join(chain)) for chain in reads]
+        if any(v is _MISSING for v in values):
+            return None  # a path through a list or null: let the program say what it means
+        return json.dumps(values, sort_keys=True)  # JSON keeps true, 1 and 1.0 apart
+
+
+def _pruned(plain: dict[str, Any], reads: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    """Only the values at `reads` and the maps leading to them, e.g. {"column": {"pii": None}}.
+    Used only when every path resolved (see `_Activation.key`)."""
+    pruned: dict[str, Any] = {}
+    for chain in sorted(reads, key=len):  # shorter first: a value taken whole covers paths below it
+        source, target = plain, pruned
+        for part in chain[:-1]:
+            source = source[part]
+            if target.get(part) is source:
+                break  # taken whole already (never write into it: it is the spec's own data)
+            target = target.setdefault(part, {})
+        else:
+            target[chain[-1]] = source[chain[-1]]
+    return pruned
+
+
+class _Converter:
+    """json_to_cel with a cache by object, so the product is converted once for all its subjects."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[Any, Any]] = {}
+
+    def __call__(self, value: Any) -> Any:
+        hit = self._done.get(id(value))
+        if hit is None:
+            # Keep the original alive with its conversion, so its id cannot be reused meanwhile.
+            hit = self._done[id(value)] = (value, celpy.json_to_cel(value))
+        return hit[1]
+
+
+def evaluate_spec(policies: PolicySet, spec: DataProduct) -> list[Finding]:
+    """Findings of every product, output and column policy on one spec (static governance)."""
+    product = product_facts(spec)
+    convert = _Converter()
+    who = f"{spec.domain}/{spec.name}"
+    findings: list[Finding] = []
+    act = _Activation({"product": product}, convert)
+    for policy in policies.applying_to("product"):
+        findings += _apply(policy, act, who)
+    output_policies = policies.applying_to("output")
+    column_policies = policies.applying_to("column")
+    for output in product["outputs"]:
+        act = _Activation({"product": product, "output": output}, convert)
+        for policy in output_policies:
+            findings += _apply(policy, act, f"{who} output {output['name']}")
+        for column in output["columns"]:
+            act = _Activation({"product": product, "output": output, "column": column}, convert)
+            for policy in column_policies:
+                findings += _apply(policy, act, f"{who} column {output['name']}.{column['name']}")
+    return findings
+
+
+def evaluate_run(policies: PolicySet, spec: DataProduct, run_results: dict[str, Any]) -> list[Finding]:
+    """Findings of every test policy, one subject per test node of dbt's run_results.json."""
+    tests = test_facts(run_results)
+    test_policies = policies.applying_to("test")
+    if not tests or not test_policies:
+        return []
+    product = product_facts(spec)
+    convert = _Converter()
+    who = f"{spec.domain}/{spec.name}"
+    findings: list[Finding] = []
+    for test in tests:
+        act = _Activation({"product": product, "test": test}, convert)
+        for policy in test_policies:
+            findings += _apply(policy, act, f"{who} test {test['name']}")
+    return findings
+
+
+def _apply(policy: Policy, act: _Activation, subject: str) -> list[Finding]:
+    try:
+        if policy.when is not None and not policy.when.holds(act):
+            return []
+        passed = policy.check.holds(act)
+    except Exception as exc:  # noqa: BLE001 - fail closed: a check that cannot run has not passed
+        message = (
+            f"policy {policy.name} ({policy.source}) could not be evaluated on {subject}: "
+            f"{_eval_error(exc)}"
+        )
+        return [Finding(policy.name, policy.enforcement, False, subject, message)]
+    message = "" if passed else render_message(policy.model.message, act.plain)
+    return [Finding(policy.name, policy.enforcement, passed, subject, message)]
+
+
+def _true(result: Any) -> bool:
+    if isinstance(result, celpy.CELEvalError):
+        raise result
+    if not isinstance(result, celpy.celtypes.BoolType):
+        raise TypeError(f"expected a boolean, got {result!r}")
+    return bool(result)
+
+
+def product_facts(spec: DataProduct) -> dict[str, Any]:
+    """The spec as plain data plus the derived facts documented at the top of this module."""
+    data = spec.model_dump(mode="json")
+    pii_columns = []
+    for output in data["outputs"]:
+        output["column_names"] = [c["name"] for c in output["columns"]]
+        for column in output["columns"]:
+            column["in_primary_key"] = column["name"] in output["primary_key"]
+            if column["pii"] is not None:
+                pii_columns.append(f"{output['name']}.{column['name']}")
+    data["key"] = f"{data['domain']}__{data['name']}"
+    data["major"] = int(str(data["version"]).split(".")[0])
+    data["has_pii"] = bool(pii_columns)
+    data["pii_columns"] = pii_columns
+    return data
+
+
+def test_facts(run_results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One plain dict per test node (data tests and unit tests) of a dbt run_results.json."""
+    results = run_results.get("results") if isinstance(run_results, dict) else None
+    if not isinstance(results, list):
+        raise UserError("run_results has no `results` list: it is not a dbt run_results.json")
+    tests = []
+    for result in results:
+        unique_id = str(result.get("unique_id", ""))
+        resource_type = unique_id.split(".", 1)[0]
+        if resource_type not in ("test", "unit_test"):
+            continue  # models, seeds, ... when the results come from `dbt build`
+        node = result.get("node") or {}
+        status = str(result.get("status", "")).lower()
+        failures = result.get("failures")
+        tests.append(
+            {
+                "unique_id": unique_id,
+                "name": node.get("name") or _test_name(unique_id),
+                "resource_type": resource_type,
+                "status": status,
+                "failures": int(failures) if isinstance(failures, int) else 0,
+                "message": str(result.get("message") or ""),
+                "execution_time": float(result.get("execution_time") or 0.0),
+                "severity": _severity(status, node.get("config") or {}),
+            }
+        )
+    return tests
+
+
+def _test_name(unique_id: str) -> str:
+    # test.<project>.<name>[.<hash>] and unit_test.<project>.<model>.<name>
+    parts = unique_id.split(".")
+    if parts[0] == "unit_test":
+        return parts[-1]
+    return parts[2] if len(parts) > 2 else unique_id
+
+
+def _severity(status: str, config: dict[str, Any]) -> str:
+    """dbt reports "warn" only when a test's failures stay below its error threshold, so a warn
+    status is a warning whatever the configured severity. Otherwise the node's configured severity
+    counts (present when the results carry nodes, as dbt's in-process results do); dbt's
+    run_results.json carries no config, and a test is error-severity unless configured otherwise."""
+    if status == "warn":
+        return "warn"
+    configured = str(config.get("severity") or "error").lower()
+    return "warn" if configured == "warn" else "error"
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+
+_MISSING = object()
+
+
+def _lookup(variables: dict[str, Any], path: str) -> Any:
+    value: Any = variables
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value) or "(none)"
+    return str(value)
+
+
+def render_message(template: str, variables: dict[str, Any]) -> str:
+    """Replace each `{dotted.path}` by its value, in one pass (values are never re-expanded)."""
+
+    def replace(match: re.Match[str]) -> str:
+        value = _lookup(variables, match.group(1))
+        return match.group(0) if value is _MISSING else _text(value)
+
+    return _PLACEHOLDER.sub(replace, template)
+
+
+# ---------------------------------------------------------------------------------------------
+# The complete example every expression is proven against when a policy file is loaded: every
+# optional field set, so an expression that fails on it refers to something that does not exist.
+
+_EXAMPLE_SPEC: dict[str, Any] = {
+    "spec_version": 1,
+    "name": "example",
+    "domain": "example",
+    "version": "1.2.3",
+    "description": "An example product.",
+    "owner": {"team": "example_team", "email": "team@example.com", "slack": "#example"},
+    "tags": ["example"],
+    "classification": "confidential",
+    "retention_days": 365,
+    "schedule": "0 1 * * *",
+    "sla": {"freshness_hours": 24, "availability": 99.5, "completeness": 99.0},
+    "inputs": {
+        "products": [{"domain": "other", "product": "upstream", "output": "things", "major": 1}],
+        "sources": [{"schema": "example_ops", "table": "rows", "description": "Operational rows."}],
+    },
+    "outputs": [
+        {
+            "name": "items",
+            "description": "One row per item.",
+            "primary_key": ["item_id"],
+            "columns": [
+                {
+                    "name": "item_id",
+                    "type": "text",
+                    "description": "Item identifier.",
+                    "constraints": {
+                        "not_null": True,
+                        "unique": True,
+                        "accepted_values": ["a", "b"],
+                        "min": 0,
+                        "max": 10,
+                        "references": {"output": "items", "column": "item_id"},
+                    },
+                    "pii": "email",
+                }
+            ],
+            "quality_rules": [
+                {
+                    "name": "rule",
+                    "description": "A rule.",
+                    "condition": "item_id is not null",
+                    "threshold": 0,
+                    "severity": "warn",
+                }
+            ],
+        }
+    ],
+    "access": {"roles": ["analyst"], "domains": ["other"], "pii_roles": ["support"]},
+    "changelog": [{"version": "1.2.3", "date": "2024-01-01", "changes": ["First."], "breaking": False}],
+}
+
+_EXAMPLE_RUN_RESULTS: dict[str, Any] = {
+    "results": [
+        {
+            "status": "warn",
+            "unique_id": "test.example__example.not_null_items_item_id.0123456789",
+            "failures": 1,
+            "message": "Got 1 result, configured to warn if != 0",
+            "execution_time": 0.1,
+        }
+    ]
+}
+
+
+@lru_cache(maxsize=None)
+def _example_activations() -> dict[str, _Activation]:
+    product = product_facts(DataProduct.model_validate(_EXAMPLE_SPEC))
+    output = product["outputs"][0]
+    column = output["columns"][0]
+    test = test_facts(_EXAMPLE_RUN_RESULTS)[0]
+    convert = _Converter()
+    return {
+        "product": _Activation({"product": product}, convert),
+        "output": _Activation({"product": product, "output": output}, convert),
+        "column": _Activation({"product": product, "output": output, "column": column}, convert),
+        "test": _Activation({"product": product, "test": test}, convert),
+    }
+
+
+def _example_activation(kind: SubjectKind) -> _Activation:
+    return _example_activations()[kind]
