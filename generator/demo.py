@@ -8,6 +8,7 @@ the organisation's access roles -> seed operational source data -> run every pro
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 from generator import airflow_local
@@ -61,7 +62,7 @@ def prepare_warehouse(warehouse: Warehouse, mesh: Mesh, echo: Echo = print) -> N
     from generator.platform_setup import bootstrap
 
     bootstrap(warehouse, mesh)
-    with warehouse.connect() as conn:
+    with closing(warehouse.connect()) as conn:
         create_access_roles(conn, mesh)
         rows = seed_operational_data(conn)
     echo(f"seeded {sum(rows.values())} rows into {len(rows)} operational tables")
@@ -120,7 +121,7 @@ def _summary(
 
 def latest_runs(warehouse: Warehouse, keys: list[str]) -> dict[str, dict]:
     """The newest catalog run of each product, by product key."""
-    with warehouse.connect() as conn, conn.cursor() as cur:
+    with closing(warehouse.connect()) as conn, conn.cursor() as cur:
         cur.execute(
             """
             SELECT DISTINCT ON (domain, product) domain || '__' || product, outcome, rows_published,

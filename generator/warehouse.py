@@ -62,8 +62,19 @@ def from_environment(root: Path, environ: dict[str, str] | None = None) -> Wareh
     return start_embedded(root / EMBEDDED_DIR)
 
 
+def _import_pgserver():  # type: ignore[no-untyped-def]
+    # pgserver's import asks platformdirs for a runtime folder, which warns when XDG_RUNTIME_DIR is
+    # unset (as under cron, CI and Airflow workers); the folder is not used, so the warning is noise.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+    return pgserver
+
+
 def start_embedded(data_dir: Path) -> Warehouse:
-    import pgserver  # imported here: only the embedded default needs it
+    pgserver = _import_pgserver()  # imported here: only the embedded default needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None keeps the server up after this process exits, so dbt subprocesses and
@@ -78,7 +89,7 @@ def stop_embedded(data_dir: Path) -> bool:
     """Stop an embedded server if one runs in `data_dir`. Returns whether one was running."""
     if not (data_dir / "postmaster.pid").exists():
         return False
-    import pgserver
+    pgserver = _import_pgserver()
 
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
     server.cleanup()
