@@ -104,7 +104,9 @@ def test_schema_is_a_json_schema_the_example_specs_satisfy() -> None:
     schema = json.loads(done.stdout)
     assert (REPO / "generator/schemas/data_product.schema.json").read_text() == done.stdout
     for path in sorted((REPO / "dbt").glob("*/*/data_product.yaml")):
-        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+        # Editors read YAML 1.2, where an unquoted date is a string; PyYAML makes it a date object.
+        as_editors_see_it = json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
+        jsonschema.validate(as_editors_see_it, schema)
         assert path.read_text().startswith("# yaml-language-server: $schema=../../../generator/schemas/")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x"}, schema)
