@@ -1,9 +1,12 @@
-"""How long evaluating every policy takes on 1,000 synthetic products (static and run-time policies).
+"""How long evaluating every policy takes on 1,000 synthetic products: static policies on the spec,
+and the gate's policies on dbt's test results, on measured run facts (row counts, null rates, input
+ages) and on the changes against a previously published contract.
 
     .venv/bin/python benchmarks/policies_bench.py [--products N]
 
-Each product has 1-3 outputs of 4-12 columns (some PII) and a run_results with one dbt test per
-column, a few of them failing or warning. Building the specs is not timed; loading the policy
+Each product has 1-3 outputs of 4-12 columns (some PII), a run_results with one dbt test per
+column (a few failing or warning), run facts for every output and column, and a previous contract
+from which it differs by a changed type and an added column. Building the specs is not timed; loading the policy
 files is timed separately.
 """
 
@@ -15,7 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from generator.policies import evaluate_run, evaluate_spec, load_policies
+from generator.compatibility import contract, diff
+from generator.policies import (
+    evaluate_changes,
+    evaluate_run,
+    evaluate_run_facts,
+    evaluate_spec,
+    load_policies,
+)
 from generator.spec import DataProduct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +88,44 @@ def synthetic_run_results(spec: DataProduct, rng: random.Random) -> dict[str, An
     return {"results": results}
 
 
+def synthetic_facts(spec: DataProduct, rng: random.Random) -> dict[str, Any]:
+    outputs = []
+    for output in spec.outputs:
+        rows = rng.randint(0, 100_000)
+        previous = rng.choice([None, rows, int(rows * rng.uniform(0.3, 2.5))])
+        columns = []
+        for column in output.columns:
+            nulls = 0 if rng.random() < 0.8 else rng.randint(0, rows // 50 + 1)
+            nulls = min(nulls, rows)
+            columns.append(
+                {"name": column.name, "rows": rows, "nulls": nulls,
+                 "non_null_pct": None if rows == 0 else round((rows - nulls) * 100.0 / rows, 3)}
+            )
+        outputs.append(
+            {"name": output.name, "rows": rows, "previous_rows": previous,
+             "change_pct": None if not previous else round((rows - previous) * 100.0 / previous, 2),
+             "columns": columns}
+        )
+    inputs = [
+        {"domain": "sales", "product": "upstream", "output": "orders", "major": 1,
+         "last_published_at": "2026-01-01T00:00:00+00:00", "age_hours": rng.uniform(0, 48)}
+        for _ in range(rng.randint(0, 3))
+    ]
+    return {"outputs": outputs, "inputs": inputs}
+
+
+def synthetic_changes(spec: DataProduct) -> list[dict[str, Any]]:
+    """The spec against its own previous version 1.x, in which one column had another type and
+    one column did not exist yet."""
+    previous = contract(spec)
+    previous["version"] = "1.0.0"
+    first = next(iter(previous["outputs"].values()))["columns"]
+    names = list(first)
+    first[names[0]] = {**first[names[0]], "type": "bigint"}
+    del first[names[-1]]
+    return [c.as_dict() for c in diff(previous, contract(spec))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--products", type=int, default=1000)
@@ -85,28 +133,45 @@ def main() -> None:
     rng = random.Random(42)
     specs = [synthetic_spec(i, rng) for i in range(args.products)]
     runs = [synthetic_run_results(s, rng) for s in specs]
+    facts = [synthetic_facts(s, rng) for s in specs]
+    changes = [synthetic_changes(s) for s in specs]
 
     started = time.perf_counter()
     policy_sets = {d: load_policies(ROOT, d) for d in sorted({s.domain for s in specs})}
     loaded = time.perf_counter() - started
 
+    columns = sum(len(o.columns) for s in specs for o in s.outputs)
+    print(f"policies loaded and compiled ({len(policy_sets)} domains): {loaded * 1000:.0f} ms")
+    print(f"{len(specs)} products, {columns} columns, {sum(len(r['results']) for r in runs)} tests")
+
+    # 1. What `datamesh policy check` (CI) and `validate` do: the static policies on every spec.
+    timed("static policies on every spec (policy check)", specs, lambda i, p: evaluate_spec(p, specs[i]), policy_sets)
+    # 2. Everything the gate evaluates, for every product in one process: the spec, dbt's test
+    #    results, the run facts and the contract changes. (At run time each product's gate does
+    #    its own share, in its own task.)
+    timed(
+        "all policies, all moments (spec + tests + run facts + changes)",
+        specs,
+        lambda i, p: evaluate_spec(p, specs[i])
+        + evaluate_run(p, specs[i], runs[i])
+        + evaluate_run_facts(p, specs[i], facts[i])
+        + evaluate_changes(p, specs[i], changes[i]),
+        policy_sets,
+    )
+
+
+def timed(label: str, specs: list[DataProduct], evaluate: Any, policy_sets: dict[str, Any]) -> None:
     started, cpu_started = time.perf_counter(), time.process_time()
-    findings = 0
-    failed = 0
-    for spec, run in zip(specs, runs):
-        policies = policy_sets[spec.domain]
-        for finding in evaluate_spec(policies, spec) + evaluate_run(policies, spec, run):
+    findings = failed = 0
+    for i, spec in enumerate(specs):
+        for finding in evaluate(i, policy_sets[spec.domain]):
             findings += 1
             failed += not finding.passed
     total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-
-    columns = sum(len(o.columns) for s in specs for o in s.outputs)
-    print(f"policies loaded and compiled ({len(policy_sets)} domains): {loaded * 1000:.0f} ms")
     print(
-        f"evaluated {len(specs)} products ({columns} columns, {sum(len(r['results']) for r in runs)} tests): "
+        f"{label}: {total:.2f} s wall ({cpu:.2f} s CPU), {total / len(specs) * 1000:.2f} ms per product; "
         f"{findings} findings, {failed} failed"
     )
-    print(f"total: {total:.2f} s wall ({cpu:.2f} s CPU); per product: {total / len(specs) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

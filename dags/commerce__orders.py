@@ -73,8 +73,11 @@ DOC_MD = (
     'Schema `commerce__orders__v1` in the warehouse, one view per output: `commerce__orders__v1.orders_fact`, `commerce__orders__v1.order_events`. A new major version is published beside it in a new schema.\n'
 )
 
+# Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)
+# caps how many run at once across all products.
 default_args = {
     'owner': 'orders_team',
+    'pool': 'warehouse',
     'retries': 2,
     'retry_delay': datetime.timedelta(minutes=2),
     'retry_exponential_backoff': 2.0,

@@ -58,8 +58,11 @@ DOC_MD = (
     'Schema `finance__revenue_metrics__v1` in the warehouse, one view per output: `finance__revenue_metrics__v1.daily_revenue`. A new major version is published beside it in a new schema.\n'
 )
 
+# Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)
+# caps how many run at once across all products.
 default_args = {
     'owner': 'finance_analytics',
+    'pool': 'warehouse',
     'retries': 2,
     'retry_delay': datetime.timedelta(minutes=2),
     'retry_exponential_backoff': 2.0,

@@ -52,8 +52,11 @@ DOC_MD = (
     'Schema `products__product_catalog__v1` in the warehouse, one view per output: `products__product_catalog__v1.products_dim`. A new major version is published beside it in a new schema.\n'
 )
 
+# Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)
+# caps how many run at once across all products.
 default_args = {
     'owner': 'catalog',
+    'pool': 'warehouse',
     'retries': 2,
     'retry_delay': datetime.timedelta(minutes=2),
     'retry_exponential_backoff': 2.0,

@@ -57,8 +57,11 @@ DOC_MD = (
     'Schema `sales__sales_orders_analytical__v2` in the warehouse, one view per output: `sales__sales_orders_analytical__v2.orders`. A new major version is published beside it in a new schema.\n'
 )
 
+# Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)
+# caps how many run at once across all products.
 default_args = {
     'owner': 'sales_analytics',
+    'pool': 'warehouse',
     'retries': 2,
     'retry_delay': datetime.timedelta(minutes=2),
     'retry_exponential_backoff': 2.0,

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator.errors import UserError
+from generator.render_dag import WAREHOUSE_POOL
 from generator.warehouse import Warehouse
 
 AIRFLOW_HOME_DIR = ".datamesh/airflow"
+LOCAL_POOL_SLOTS = 4
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,16 @@ def _airflow() -> str:
 def migrate(env: dict[str, str]) -> None:
     """Create or upgrade the metadata database (about 2 s on SQLite)."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([_airflow(), "db", "migrate"], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise UserError(f"`airflow db migrate` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    for command in (
+        ["db", "migrate"],
+        # The generated DAGs run in this pool; docker/airflow-init.sh creates it in the stack.
+        ["pools", "set", WAREHOUSE_POOL, str(LOCAL_POOL_SLOTS), "Tasks that use the warehouse"],
+    ):
+        done = subprocess.run([_airflow(), *command], env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise UserError(
+                f"`airflow {' '.join(command)}` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
 
 
 def dags_test(env: dict[str, str], dag_id: str, log: Path) -> DagTestResult:
@@ -65,6 +74,10 @@ def dags_test(env: dict[str, str], dag_id: str, log: Path) -> DagTestResult:
     started = time.monotonic()
     with log.open("w", encoding="utf-8") as handle:
         done = subprocess.run(
-            [_airflow(), "dags", "test", dag_id], env=env, stdout=handle, stderr=subprocess.STDOUT
+            [_airflow(), "dags", "test", dag_id],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            check=False,
         )
     return DagTestResult(dag_id, done.returncode == 0, log, time.monotonic() - started)

@@ -7,7 +7,10 @@ Registration upserts on natural keys, so a retried Airflow task leaves the same 
 
 from __future__ import annotations
 
+import getpass
+import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +20,7 @@ import psycopg2.extensions
 from psycopg2.extras import Json
 
 from generator.db import transaction
+from generator.errors import UserError
 from generator.spec import DataProduct
 
 CATALOG_SCHEMA = "datamesh_catalog"
@@ -27,6 +31,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # migrations run one after the other and the second finds nothing left to do.
 _MIGRATION_LOCK_KEY = 0x6D65736801  # arbitrary, fixed: "mesh" + 1
 _MIGRATION_FILE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+ACTOR_VARIABLE = "DATAMESH_ACTOR"  # who the audit log names; default: the operating-system user
+
+# For each output of a product, the (domain, product, output) of the input products it reads.
+OutputInputs = Mapping[str, Sequence[tuple[str, str, str]]]
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,9 @@ def migrations() -> list[Migration]:
     return found
 
 
-def migrate(conn: psycopg2.extensions.connection) -> list[str]:
-    """Apply the migrations not applied yet, in one transaction. Returns the names applied."""
+def migrate(conn: psycopg2.extensions.connection, target: int | None = None) -> list[str]:
+    """Apply the migrations not applied yet (up to version `target`, default all), in one
+    transaction. Returns the names applied."""
     applied_now: list[str] = []
     with transaction(conn) as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
@@ -65,7 +74,7 @@ def migrate(conn: psycopg2.extensions.connection) -> list[str]:
         cur.execute(f"SELECT version FROM {CATALOG_SCHEMA}.schema_migrations")
         done = {row[0] for row in cur.fetchall()}
         for migration in migrations():
-            if migration.version in done:
+            if migration.version in done or (target is not None and migration.version > target):
                 continue
             cur.execute(migration.sql)
             cur.execute(
@@ -85,19 +94,29 @@ def register(
     gate: dict[str, Any],
     published: dict[str, Any],
     started_at: datetime | None = None,
+    output_inputs: OutputInputs | None = None,
 ) -> None:
-    """Record the product as it is now, its version, outputs, columns, lineage, and this run."""
+    """Record the product as it is now, its version, outputs, columns, lineage, grants, and this run.
+
+    `output_inputs` says which input outputs each output reads (from dbt's manifest); without it,
+    every output is taken to read every input. The gate's `quality_score`, when present, is kept.
+    A retry with the same run id leaves the same rows (and no second audit entry).
+    """
     if outcome not in ("success", "failed"):
         raise ValueError(f"outcome must be 'success' or 'failed', not {outcome!r}")
     with transaction(conn) as cur:
+        _upsert_domain(cur, spec)
         _upsert_product(cur, spec)
         _replace_outputs(cur, spec)
-        _replace_lineage(cur, spec)
+        _replace_lineage(cur, spec, output_inputs)
+        _replace_grants(cur, spec)
+        cur.execute(f"SELECT {CATALOG_SCHEMA}.refresh_search_document(%s, %s)", (spec.domain, spec.name))
         cur.execute(
             f"""INSERT INTO {CATALOG_SCHEMA}.runs
                   (domain, product, run_id, version, started_at, ended_at, outcome, snapshot,
-                   rows_published, tests_passed, tests_failed, gate_verdict, gate_messages)
-                VALUES (%s, %s, %s, %s, %s, now(), %s, %s, %s, %s, %s, %s, %s)
+                   rows_published, tests_passed, tests_failed, gate_verdict, gate_messages,
+                   quality_score)
+                VALUES (%s, %s, %s, %s, %s, now(), %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (domain, product, run_id) DO UPDATE SET
                   version = EXCLUDED.version,
                   started_at = COALESCE(EXCLUDED.started_at, runs.started_at),
@@ -105,7 +124,8 @@ def register(
                   failed_task = NULL, message = NULL, snapshot = EXCLUDED.snapshot,
                   rows_published = EXCLUDED.rows_published, tests_passed = EXCLUDED.tests_passed,
                   tests_failed = EXCLUDED.tests_failed, gate_verdict = EXCLUDED.gate_verdict,
-                  gate_messages = EXCLUDED.gate_messages""",
+                  gate_messages = EXCLUDED.gate_messages,
+                  quality_score = COALESCE(EXCLUDED.quality_score, runs.quality_score)""",
             (
                 spec.domain,
                 spec.name,
@@ -119,8 +139,16 @@ def register(
                 _failed_tests(tests),
                 gate.get("verdict"),
                 Json(list(gate.get("messages", []))),
+                gate.get("quality_score"),
             ),
         )
+        details = {"snapshot": published.get("snapshot"), "schema": published.get("schema")}
+        _audit(cur, "register", spec.domain, spec.name, spec.version, run_id, details,
+               event_key=f"register:{spec.key}:{run_id}")
+        if outcome == "success" and published.get("snapshot"):
+            _audit(cur, "publish", spec.domain, spec.name, spec.version, run_id,
+                   {**details, "rows": published.get("rows", {})},
+                   event_key=f"publish:{spec.key}:{published['snapshot']}")
 
 
 def record_failed_run(
@@ -180,11 +208,23 @@ def _upsert_product(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
         ),
     )
     # registered_at stays the first registration's; the changelog follows the spec.
+    entry = next((e for e in spec.changelog if e.version == spec.version), None)
     cur.execute(
-        f"""INSERT INTO {CATALOG_SCHEMA}.product_versions (domain, product, version, changelog)
-            VALUES (%s, %s, %s, %s)
-            ON CONFLICT (domain, product, version) DO UPDATE SET changelog = EXCLUDED.changelog""",
-        (spec.domain, spec.name, spec.version, Json(document["changelog"])),
+        f"""INSERT INTO {CATALOG_SCHEMA}.product_versions
+              (domain, product, version, changelog, changes, breaking, released_on)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (domain, product, version) DO UPDATE SET changelog = EXCLUDED.changelog,
+              changes = EXCLUDED.changes, breaking = EXCLUDED.breaking,
+              released_on = EXCLUDED.released_on""",
+        (
+            spec.domain,
+            spec.name,
+            spec.version,
+            Json(document["changelog"]),
+            list(entry.changes) if entry else [],
+            entry.breaking if entry else False,
+            entry.date if entry else None,
+        ),
     )
 
 
@@ -230,11 +270,25 @@ def _replace_outputs(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None
             )
 
 
-def _replace_lineage(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
+def _replace_lineage(
+    cur: psycopg2.extensions.cursor, spec: DataProduct, output_inputs: OutputInputs | None
+) -> None:
     cur.execute(
         f"DELETE FROM {CATALOG_SCHEMA}.lineage WHERE consumer_domain = %s AND consumer_product = %s",
         (spec.domain, spec.name),
     )
+    # output_lineage rows went with the outputs (ON DELETE CASCADE); add this spec's.
+    declared = {(i.domain, i.product, i.output) for i in spec.inputs.products}
+    for output in spec.outputs:
+        reads = declared if output_inputs is None else set(output_inputs.get(output.name, ())) & declared
+        for producer in sorted(reads):
+            cur.execute(
+                f"""INSERT INTO {CATALOG_SCHEMA}.output_lineage
+                      (consumer_domain, consumer_product, consumer_output,
+                       producer_domain, producer_product, producer_output)
+                    VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                (spec.domain, spec.name, output.name, *producer),
+            )
     for wanted in spec.inputs.products:
         cur.execute(
             f"""INSERT INTO {CATALOG_SCHEMA}.lineage
@@ -245,3 +299,141 @@ def _replace_lineage(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None
             (spec.domain, spec.name, wanted.domain, wanted.product, wanted.output, wanted.major),
         )
 
+
+
+def _upsert_domain(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
+    # A domain's owner is the team that registered its first product; later products do not move it.
+    cur.execute(
+        f"""INSERT INTO {CATALOG_SCHEMA}.domains (name, owner_team, owner_email) VALUES (%s, %s, %s)
+            ON CONFLICT (name) DO NOTHING""",
+        (spec.domain, spec.owner.team, spec.owner.email),
+    )
+
+
+def _replace_grants(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
+    cur.execute(
+        f"DELETE FROM {CATALOG_SCHEMA}.grants WHERE domain = %s AND product = %s AND major = %s",
+        (spec.domain, spec.name, spec.major),
+    )
+    grantees = [(role, "role", role in spec.access.pii_roles) for role in spec.access.roles]
+    grantees += [(domain, "domain", False) for domain in spec.access.domains]
+    for grantee, kind, pii in grantees:
+        cur.execute(
+            f"""INSERT INTO {CATALOG_SCHEMA}.grants (domain, product, major, grantee, grantee_kind, pii)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+            (spec.domain, spec.name, spec.major, grantee, kind, pii),
+        )
+
+
+# --- subscriptions and the audit log --------------------------------------------------------------
+
+
+def subscribe(
+    conn: psycopg2.extensions.connection,
+    consumer: str,
+    domain: str,
+    product: str,
+    output: str,
+    major: int | None = None,
+    contact: str | None = None,
+    purpose: str | None = None,
+) -> int:
+    """Record that `consumer` (outside the mesh) reads `output` of a product at `major` (default:
+    the current one). Idempotent: subscribing again updates contact and purpose. Returns the major."""
+    consumer = consumer.strip()
+    if not consumer:
+        raise UserError("subscribe: the consumer name is empty; name the dashboard or pipeline")
+    with transaction(conn) as cur:
+        cur.execute(
+            f"""SELECT p.current_version, array_agg(o.name ORDER BY o.position)
+                FROM {CATALOG_SCHEMA}.products p
+                JOIN {CATALOG_SCHEMA}.outputs o ON o.domain = p.domain AND o.product = p.name
+                WHERE p.domain = %s AND p.name = %s GROUP BY p.current_version""",
+            (domain, product),
+        )
+        found = cur.fetchone()
+        if found is None:
+            raise UserError(f"subscribe: no product {domain}/{product} in the catalog (has it run yet?)")
+        current_version, outputs = found
+        if output not in outputs:
+            raise UserError(
+                f"subscribe: {domain}/{product} has no output {output!r}; it has: {', '.join(outputs)}"
+            )
+        current_major = int(current_version.split(".")[0])
+        major = current_major if major is None else major
+        if major != current_major:
+            raise UserError(
+                f"subscribe: {domain}/{product} publishes major version {current_major}, not {major}"
+            )
+        cur.execute(
+            f"""INSERT INTO {CATALOG_SCHEMA}.subscriptions
+                  (consumer, domain, product, output, major, contact, purpose)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (consumer, domain, product, output) DO UPDATE SET
+                  major = EXCLUDED.major, contact = EXCLUDED.contact, purpose = EXCLUDED.purpose""",
+            (consumer, domain, product, output, major, contact, purpose),
+        )
+        _audit(cur, "subscribe", domain, product, current_version, None,
+               {"consumer": consumer, "output": output, "major": major})
+    return major
+
+
+def unsubscribe(
+    conn: psycopg2.extensions.connection, consumer: str, domain: str, product: str, output: str
+) -> bool:
+    """Remove a subscription. Returns whether there was one."""
+    with transaction(conn) as cur:
+        cur.execute(
+            f"""DELETE FROM {CATALOG_SCHEMA}.subscriptions
+                WHERE consumer = %s AND domain = %s AND product = %s AND output = %s""",
+            (consumer, domain, product, output),
+        )
+        removed = cur.rowcount > 0
+        if removed:
+            _audit(cur, "unsubscribe", domain, product, None, None, {"consumer": consumer, "output": output})
+    return removed
+
+
+def record_audit(
+    conn: psycopg2.extensions.connection,
+    action: str,
+    domain: str | None,
+    product: str | None,
+    version: str | None = None,
+    run_id: str | None = None,
+    details: dict[str, Any] | None = None,
+    event_key: str | None = None,
+) -> None:
+    """Append one entry to the audit log (for grant, rollback and the like, from other modules).
+    With an `event_key`, appending the same event again is a no-op (a retried task)."""
+    with transaction(conn) as cur:
+        _audit(cur, action, domain, product, version, run_id, details or {}, event_key)
+
+
+def actor() -> str:
+    """Who the audit log names: $DATAMESH_ACTOR, else the operating-system user."""
+    configured = os.environ.get(ACTOR_VARIABLE)
+    if configured:
+        return configured
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "unknown"
+
+
+def _audit(
+    cur: psycopg2.extensions.cursor,
+    action: str,
+    domain: str | None,
+    product: str | None,
+    version: str | None,
+    run_id: str | None,
+    details: dict[str, Any],
+    event_key: str | None = None,
+) -> None:
+    cur.execute(
+        f"""INSERT INTO {CATALOG_SCHEMA}.audit_log
+              (actor, action, domain, product, version, run_id, details, event_key)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING""",
+        (actor(), action, domain, product, version, run_id, Json(details), event_key),
+    )

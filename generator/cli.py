@@ -11,25 +11,12 @@ from pathlib import Path
 
 import click
 
+from generator.cli_catalog import docs, impact, lineage, report, search, show, subscribe
+from generator.cli_context import Context, pass_ctx
+from generator.cli_policy import compliance_group, policy
+from generator.cli_publish import rollback
 from generator.errors import CheckFailed, UserError
-from generator.mesh import Mesh, load_mesh
-
-
-class Context:
-    def __init__(self, root: Path, debug: bool):
-        self.root = root.resolve()
-        self.debug = debug
-
-    def mesh(self) -> Mesh:
-        if not (self.root / "dbt").is_dir():
-            raise UserError(
-                f"{self.root} has no dbt/ folder: run datamesh from the repo root, or pass --root "
-                "(or set DATAMESH_ROOT)"
-            )
-        return load_mesh(self.root)
-
-
-pass_ctx = click.make_pass_decorator(Context)
+from generator.mesh import Mesh
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -182,6 +169,19 @@ def db_stop(ctx: Context) -> None:
     click.echo("stopped" if stopped else "not running")
 
 
+# The everyday commands live in their own modules, one per area.
+cli.add_command(search)  # discovery and lineage: generator/cli_catalog.py
+cli.add_command(show)
+cli.add_command(lineage)
+cli.add_command(impact)
+cli.add_command(subscribe)
+cli.add_command(report)
+cli.add_command(docs)
+cli.add_command(rollback)  # publish management: generator/cli_publish.py
+cli.add_command(policy)  # governance: generator/cli_policy.py
+cli.add_command(compliance_group)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv
     try:
@@ -195,7 +195,7 @@ def main() -> None:
     except UserError as exc:
         click.echo(click.style("Error: ", fg="red", bold=True) + str(exc), err=True)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # the one boundary for the unexpected
+    except Exception as exc:  # noqa: BLE001 - the one boundary for the unexpected
         if debug:
             traceback.print_exc()
         else:

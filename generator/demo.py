@@ -53,18 +53,21 @@ def run_demo(root: Path, only: str | None = None, render: bool = True, echo: Ech
             failed.add(key)
     echo("")
     _summary(root, warehouse, mesh, results, echo)
+    _show_access(warehouse, mesh, set(results) - failed, echo)
+    _write_report(root, warehouse, echo)  # the last step: the mesh report, and where it is
     return not failed
 
 
 def prepare_warehouse(warehouse: Warehouse, mesh: Mesh, echo: Echo = print) -> None:
     """Bootstrap the platform, create the example organisation's roles, seed the source data."""
     from generator.demo_data import seed_operational_data
-    from generator.platform_setup import bootstrap
+    from generator.platform_setup import bootstrap, grant_source_reads
 
     bootstrap(warehouse, mesh)
     with closing(warehouse.connect()) as conn:
         create_access_roles(conn, mesh)
         rows = seed_operational_data(conn)
+        grant_source_reads(conn, mesh)  # each domain's dbt runs as its role: it reads its own sources
     echo(f"seeded {sum(rows.values())} rows into {len(rows)} operational tables")
 
 
@@ -81,6 +84,33 @@ def create_access_roles(conn, mesh: Mesh) -> list[str]:  # type: ignore[no-untyp
                 cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
     conn.commit()
     return roles
+
+
+# --- step: access enforced by PostgreSQL (docs/publish-and-access.md) ----------------------------
+ACCESS_DEMO = ("commerce", "orders", "orders_fact")  # an analyst may read amounts, not emails
+
+
+def _show_access(warehouse: Warehouse, mesh: Mesh, published: set[str], echo: Echo) -> None:
+    from generator.access_demo import show_pii_refusal
+
+    domain, product, output = ACCESS_DEMO
+    entry = mesh.find(domain, product)
+    if entry is None or entry.spec.key not in published:
+        return
+    echo("")
+    show_pii_refusal(warehouse, entry.spec, output, echo)
+    echo("")
+
+
+# --- step: the mesh report (docs/catalog.md) ------------------------------------------------------
+
+
+def _write_report(root: Path, warehouse: Warehouse, echo: Echo) -> None:
+    from generator.report import build_report
+
+    with closing(warehouse.connect()) as conn:
+        path = build_report(conn, root)
+    echo(f"mesh report (one static page, open it in a browser): {path}")
 
 
 def _render(root: Path, mesh: Mesh, echo: Echo) -> None:

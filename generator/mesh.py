@@ -120,13 +120,16 @@ def _check_inputs(entries: list[ProductEntry]) -> list[Problem]:
                         f"it has: {outs}",
                     )
                 )
-            elif upstream.spec.major != wanted.major:
+            elif wanted.major not in upstream.spec.served_majors:
+                # An older major stays readable while the producer lists it under `deprecations`.
                 problems.append(
                     Problem(
                         entry.shown,
                         path,
                         f"{wanted.domain}/{wanted.product} publishes major version "
-                        f"{upstream.spec.major}, not {wanted.major}",
+                        f"{upstream.spec.major}, not {wanted.major}"
+                        + (f" (it still serves {', '.join(map(str, upstream.spec.served_majors))})"
+                           if len(upstream.spec.served_majors) > 1 else ""),
                     )
                 )
     return problems

@@ -30,19 +30,23 @@ ROOT_VARIABLE = "DATAMESH_ROOT"
 def run_models(dag_file: str, domain: str, product: str) -> dict:
     """dbt deps (when needed) + dbt run into the build schema; RunFailed with dbt's error text."""
     from generator import dbt_runner
+    from generator.access import dbt_as_domain_role
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
-    return dbt_runner.run(entry.project_dir, warehouse).as_dict()
+    with dbt_as_domain_role():  # dbt writes as domain_<domain>: its own build schema only
+        return dbt_runner.run(entry.project_dir, warehouse).as_dict()
 
 
 def test_models(dag_file: str, domain: str, product: str) -> dict:
     """dbt test on the build schema. Warn-severity failures pass; error-severity ones raise."""
     from generator import dbt_runner
+    from generator.access import dbt_as_domain_role
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
-    summary = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
+    with dbt_as_domain_role():
+        summary = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
     counts = _test_counts(summary.counts)
     # dbt exits non-zero on an error-severity failure already; this also covers a zero exit with one
     if counts["failed"] or counts["errored"]:
@@ -56,30 +60,34 @@ def governance_gate(dag_file: str, domain: str, product: str) -> dict:
 
     root, entry = _locate(dag_file, domain, product)
     run_results = dbt_runner.load_run_results(entry.project_dir, "test")
-    result = gate.evaluate(root, entry, run_results)
+    conn = _warehouse(root).connect()
+    try:
+        # measures the build, diffs the last published contract, writes the compliance record
+        judged = gate.judge(root, entry, conn, run_results, run_id=_run_id())
+    finally:
+        conn.close()
+    result = judged.result
     if result.blocking:
         lines = "\n".join(f"  - {message}" for message in result.blocking)
         raise RunFailed(
             f"{entry.spec.key}: the governance gate blocks the publish "
             f"({len(result.blocking)} blocking violation(s)):\n{lines}"
         )
-    return {
-        "verdict": "warn" if result.warnings else "pass",
-        "blocking": 0,
-        "warnings": len(result.warnings),
-        "messages": [str(m) for m in result.messages],
-    }
+    return judged.as_dict()
 
 
 def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
     """Swap the tested build in as the product's new snapshot behind its published views."""
+    from generator.lineage_events import publish_run
     from generator.publish import publish
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
     conn = warehouse.connect()
     try:
-        return publish(conn, entry.spec).as_dict()
+        # OpenLineage START/COMPLETE/FAIL around the publish, when $DATAMESH_OPENLINEAGE says where
+        with publish_run(entry.spec, warehouse):
+            return publish(conn, entry.spec).as_dict()
     finally:
         conn.close()
 
@@ -89,6 +97,7 @@ def register_in_catalog(
 ) -> dict:
     """Record the product, its version, outputs, lineage and this successful run in the catalog."""
     from generator import catalog
+    from generator.lineage import output_inputs_from_manifest
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
@@ -96,7 +105,8 @@ def register_in_catalog(
     try:
         catalog.migrate(conn)
         catalog.register(
-            conn, entry.spec, run_id, "success", tests, gate, published, started_at=_run_started_at()
+            conn, entry.spec, run_id, "success", tests, gate, published, started_at=_run_started_at(),
+            output_inputs=output_inputs_from_manifest(entry.project_dir, entry.spec),
         )
     finally:
         conn.close()
@@ -153,6 +163,16 @@ def _test_counts(counts: dict[str, int]) -> dict[str, int]:
         "errored": counts.get("error", 0),
         "skipped": counts.get("skip", 0),
     }
+
+
+def _run_id() -> str | None:
+    """The Airflow run id, when called inside a task; else None."""
+    try:
+        from airflow.sdk import get_current_context
+
+        return str(get_current_context()["run_id"])
+    except Exception:  # noqa: BLE001 - outside a running task there is no context
+        return None
 
 
 def _run_started_at() -> Any:

@@ -28,6 +28,20 @@ optional values are null), plus these derived facts:
 error | skipped), failures (int, 0 when dbt reports none), message (string, "" when none),
 execution_time (seconds), severity ("error" | "warn"; see `_severity`).
 
+Run facts measured by the gate in the build schema (generator/run_facts.py) and the contract diff
+(generator/compatibility.py) are subjects too:
+
+    applies_to   variables
+    run_output   product, output, run          run: rows, previous_rows, change_pct
+    run_column   product, output, column, run  run: rows, nulls, non_null_pct
+    input        product, input                input: domain, product, output, major,
+                                                      last_published_at, age_hours
+    change       product, change               change: kind, output, column, detail, breaking,
+                                                       previous_version, previous_major, next_major
+
+`previous_rows`/`change_pct` are null on a first publish, `non_null_pct` is null for an empty
+output, `last_published_at`/`age_hours` are null when the input was never published.
+
 A message is a template: `{product.name}`, `{column.name}`, ... (dotted paths into the variables
 above) are replaced by their values in one pass; nothing else is interpreted.
 """
@@ -37,7 +51,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,13 +71,17 @@ DOMAINS_DIR = "domains"
 
 Scope = Literal["global", "domain"]
 Enforcement = Literal["blocking", "warning"]
-SubjectKind = Literal["product", "output", "column", "test"]
+SubjectKind = Literal["product", "output", "column", "test", "run_output", "run_column", "input", "change"]
 
 VARIABLES: dict[str, tuple[str, ...]] = {
     "product": ("product",),
     "output": ("product", "output"),
     "column": ("product", "output", "column"),
     "test": ("product", "test"),
+    "run_output": ("product", "output", "run"),
+    "run_column": ("product", "output", "column", "run"),
+    "input": ("product", "input"),
+    "change": ("product", "change"),
 }
 # CEL macros that bind their first argument as a loop variable (e.g. `outputs.all(o, ...)`).
 _MACROS = {"all", "exists", "exists_one", "map", "filter"}
@@ -504,7 +522,7 @@ class _Activation:
     """The variables of one subject: plain data (for messages and memo keys), converted to CEL
     values only when a program actually runs."""
 
-    __slots__ = ("plain", "_convert", "_cel")
+    __slots__ = ("_cel", "_convert", "plain")
 
     def __init__(self, plain: dict[str, Any], convert: _Converter) -> None:
         self.plain = plain
@@ -594,6 +612,62 @@ def evaluate_run(policies: PolicySet, spec: DataProduct, run_results: dict[str, 
         act = _Activation({"product": product, "test": test}, convert)
         for policy in test_policies:
             findings += _apply(policy, act, f"{who} test {test['name']}")
+    return findings
+
+
+def evaluate_run_facts(policies: PolicySet, spec: DataProduct, facts: dict[str, Any]) -> list[Finding]:
+    """Findings of the run_output, run_column and input policies on the facts the gate measured:
+    `{"outputs": [{"name", "rows", "previous_rows", "change_pct", "columns": [{"name", "rows",
+    "nulls", "non_null_pct"}]}], "inputs": [{"domain", "product", "output", "major",
+    "last_published_at", "age_hours"}]}` (generator/run_facts.py builds it)."""
+    output_policies = policies.applying_to("run_output")
+    column_policies = policies.applying_to("run_column")
+    input_policies = policies.applying_to("input")
+    product = product_facts(spec)
+    convert = _Converter()
+    who = f"{spec.domain}/{spec.name}"
+    findings: list[Finding] = []
+    outputs = {o["name"]: o for o in product["outputs"]}
+    for measured in facts.get("outputs", []):
+        output = outputs.get(measured["name"])
+        if output is None:
+            continue  # measured for an output the spec no longer has: nothing to judge it by
+        run = {k: measured.get(k) for k in ("rows", "previous_rows", "change_pct")}
+        act = _Activation({"product": product, "output": output, "run": run}, convert)
+        for policy in output_policies:
+            findings += _apply(policy, act, f"{who} output {output['name']}")
+        columns = {c["name"]: c for c in output["columns"]}
+        for measured_column in measured.get("columns", []):
+            column = columns.get(measured_column["name"])
+            if column is None:
+                continue
+            run = {k: measured_column.get(k) for k in ("rows", "nulls", "non_null_pct")}
+            act = _Activation({"product": product, "output": output, "column": column, "run": run}, convert)
+            for policy in column_policies:
+                findings += _apply(policy, act, f"{who} column {output['name']}.{column['name']}")
+    for measured_input in facts.get("inputs", []):
+        act = _Activation({"product": product, "input": dict(measured_input)}, convert)
+        name = f"{measured_input['domain']}/{measured_input['product']}.{measured_input['output']}"
+        for policy in input_policies:
+            findings += _apply(policy, act, f"{who} input {name}")
+    return findings
+
+
+def evaluate_changes(policies: PolicySet, spec: DataProduct, changes: list[dict[str, Any]]) -> list[Finding]:
+    """Findings of the change policies, one subject per difference from the last published contract
+    (generator/compatibility.py)."""
+    change_policies = policies.applying_to("change")
+    if not changes or not change_policies:
+        return []
+    product = product_facts(spec)
+    convert = _Converter()
+    who = f"{spec.domain}/{spec.name}"
+    findings: list[Finding] = []
+    for change in changes:
+        act = _Activation({"product": product, "change": dict(change)}, convert)
+        where = change["output"] + (f".{change['column']}" if change.get("column") else "")
+        for policy in change_policies:
+            findings += _apply(policy, act, f"{who} change {change['kind']} {where}")
     return findings
 
 
@@ -772,8 +846,17 @@ _EXAMPLE_SPEC: dict[str, Any] = {
             ],
         }
     ],
-    "access": {"roles": ["analyst"], "domains": ["other"], "pii_roles": ["support"]},
+    "access": {"roles": ["analyst", "support"], "domains": ["other"], "pii_roles": ["support"]},
     "changelog": [{"version": "1.2.3", "date": "2024-01-01", "changes": ["First."], "breaking": False}],
+}
+
+_EXAMPLE_INPUT: dict[str, Any] = {
+    "domain": "other",
+    "product": "upstream",
+    "output": "things",
+    "major": 1,
+    "last_published_at": "2024-01-01T00:00:00+00:00",
+    "age_hours": 2.5,
 }
 
 _EXAMPLE_RUN_RESULTS: dict[str, Any] = {
@@ -789,18 +872,36 @@ _EXAMPLE_RUN_RESULTS: dict[str, Any] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _example_activations() -> dict[str, _Activation]:
     product = product_facts(DataProduct.model_validate(_EXAMPLE_SPEC))
     output = product["outputs"][0]
     column = output["columns"][0]
     test = test_facts(_EXAMPLE_RUN_RESULTS)[0]
     convert = _Converter()
+    run_output = {"rows": 1000, "previous_rows": 900, "change_pct": 11.1}
+    run_column = {"rows": 1000, "nulls": 2, "non_null_pct": 99.8}
+    change = {
+        "kind": "type_changed",
+        "output": "items",
+        "column": "item_id",
+        "detail": "type text -> integer",
+        "breaking": True,
+        "previous_version": "1.2.0",
+        "previous_major": 1,
+        "next_major": 2,
+    }
     return {
         "product": _Activation({"product": product}, convert),
         "output": _Activation({"product": product, "output": output}, convert),
         "column": _Activation({"product": product, "output": output, "column": column}, convert),
         "test": _Activation({"product": product, "test": test}, convert),
+        "run_output": _Activation({"product": product, "output": output, "run": run_output}, convert),
+        "run_column": _Activation(
+            {"product": product, "output": output, "column": column, "run": run_column}, convert
+        ),
+        "input": _Activation({"product": product, "input": dict(_EXAMPLE_INPUT)}, convert),
+        "change": _Activation({"product": product, "change": change}, convert),
     }
 
 

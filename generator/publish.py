@@ -1,13 +1,19 @@
 """Write-audit-publish: make what dbt built (and the tests and the gate checked) visible to readers.
 
-dbt builds into the private build schema `<key>__build`. Publishing, in ONE transaction:
+dbt builds, as the domain's role, into the private build schema `<key>__build`. Publishing, in ONE
+transaction:
 
 1. checks that every named role exists and the build schema holds every output (nothing changes
    otherwise),
-2. renames the build schema to the next snapshot schema `<key>__s<seq:06d>` (metadata only),
-3. points one view per output in the published schema `<key>__v<major>` at the snapshot,
-4. grants read access to exactly the roles the spec names, and revokes it from everyone else,
-5. drops snapshots beyond the last few, unless a view still reads them.
+2. renames the build schema to the next snapshot schema `<key>__s<seq:06d>` (metadata only) and
+   takes it away from the domain role (the platform owns published rows),
+3. points one view per output in the published schema `<key>__v<major>` at the snapshot, and
+   the views of the stable "latest" schema `<key>` too when this is the newest major,
+4. grants read access to exactly the readers the spec names, PII columns only to those cleared
+   for PII, and revokes everything else (generator/access.py),
+5. retires older majors whose `deprecations` date has passed,
+6. drops snapshots beyond the last few, unless a view still reads them, and leaves an empty build
+   schema owned by the domain role for the next run.
 
 Readers of a view block on its lock while the transaction runs and then see the new snapshot, so
 they get the old rows or the new rows, never an error or a mix (docs/architecture.md, "Publish").
@@ -16,6 +22,8 @@ Every SQL text that carries a name is composed with psycopg2.sql.Identifier.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,9 +32,17 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
+from generator.access import (
+    Readers,
+    domain_role,
+    ensure_build_schema,
+    resolve_readers,
+    seal_snapshot,
+    sync_grants,
+)
 from generator.db import transaction
 from generator.errors import RunFailed
-from generator.spec import DataProduct
+from generator.spec import DataProduct, published_schema
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +50,17 @@ KEEP_SNAPSHOTS = 3  # the newest ones, kept for rollback
 
 Cursor = psycopg2.extensions.cursor
 
+__all__ = ["KEEP_SNAPSHOTS", "PublishResult", "current_snapshot", "domain_role", "publish", "rollback"]
+
 
 @dataclass(frozen=True)
 class PublishResult:
     schema: str  # the published schema, e.g. customers__customer_profiles__v1
     snapshot: str  # the snapshot schema its views now read
     rows: dict[str, int] = field(default_factory=dict)  # rows per output
+    latest: str | None = None  # the "latest" schema, when this major is the newest and it was updated
+    retired: tuple[str, ...] = ()  # published schemas of older majors dropped by this publish
+    replaced: str | None = None  # the snapshot the views read before
 
     def as_dict(self) -> dict[str, object]:
         return {"schema": self.schema, "snapshot": self.snapshot, "rows": dict(self.rows)}
@@ -49,57 +70,66 @@ def snapshot_schema(key: str, seq: int) -> str:
     return f"{key}__s{seq:06d}"
 
 
-def domain_role(domain: str) -> str:
-    return f"domain_{domain}"
-
-
 def publish(
-    conn: psycopg2.extensions.connection, spec: DataProduct, roles_must_exist: bool = True
+    conn: psycopg2.extensions.connection,
+    spec: DataProduct,
+    roles_must_exist: bool = True,
+    today: dt.date | None = None,
 ) -> PublishResult:
     """Publish the build schema of `spec` as its next snapshot. Raises RunFailed, changing nothing,
     when a role the spec names does not exist or the build lacks an output or column."""
     with transaction(conn) as cur:
         _lock_product(cur, spec)
-        readers = _readers(cur, spec, roles_must_exist)
+        readers = resolve_readers(cur, spec, roles_must_exist)
         _check_relations(cur, spec, spec.build_schema, what="the build schema (dbt's target)")
+        replaced = _current_snapshot(cur, spec)
         snapshot = snapshot_schema(spec.key, max(_snapshots(cur, spec.key), default=0) + 1)
         cur.execute(
             sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
                 sql.Identifier(spec.build_schema), sql.Identifier(snapshot)
             )
         )
-        _point_views(cur, spec, snapshot)
-        _sync_grants(cur, spec, readers)
+        seal_snapshot(cur, snapshot)
+        _label(cur, snapshot, spec)
+        latest = _serve(cur, spec, snapshot, readers)
+        retired = _retire_expired(cur, spec, today or dt.date.today())
         rows = _count_rows(cur, spec, snapshot)
         _prune_snapshots(cur, spec.key)
+        ensure_build_schema(cur, spec)
     log.info("published %s from %s: %s", spec.published_schema, snapshot, rows)
-    return PublishResult(spec.published_schema, snapshot, rows)
+    return PublishResult(spec.published_schema, snapshot, rows, latest, tuple(retired), replaced)
 
 
 def rollback(
     conn: psycopg2.extensions.connection, spec: DataProduct, roles_must_exist: bool = True
 ) -> PublishResult:
-    """Point the published views back at the snapshot before the one they read now."""
+    """Point the published views back at the snapshot of the same major before the one they read."""
     with transaction(conn) as cur:
         _lock_product(cur, spec)
-        readers = _readers(cur, spec, roles_must_exist)
+        readers = resolve_readers(cur, spec, roles_must_exist)
         current = _current_snapshot(cur, spec)
         if current is None:
             raise RunFailed(f"{spec.key}: nothing to roll back: {spec.published_schema} reads no snapshot")
         current_seq = _seq_of(spec.key, current)
-        earlier = sorted((s for s in _snapshots(cur, spec.key) if s < current_seq), reverse=True)
+        earlier = [
+            seq
+            for seq in sorted(_snapshots(cur, spec.key), reverse=True)
+            if current_seq is not None
+            and seq < current_seq
+            # a snapshot of another major has other columns and meaning: never roll back onto it
+            and _major_of(cur, snapshot_schema(spec.key, seq)) in (spec.major, None)
+        ]
         if not earlier:
             raise RunFailed(
-                f"{spec.key}: no snapshot older than {current} is kept; cannot roll back "
-                f"(the last {KEEP_SNAPSHOTS} are kept)"
+                f"{spec.key}: no snapshot of major version {spec.major} older than {current} is kept; "
+                f"cannot roll back (the last {KEEP_SNAPSHOTS} are kept)"
             )
         previous = snapshot_schema(spec.key, earlier[0])
         _check_relations(cur, spec, previous, what=f"snapshot {previous}")
-        _point_views(cur, spec, previous)
-        _sync_grants(cur, spec, readers)
+        latest = _serve(cur, spec, previous, readers)
         rows = _count_rows(cur, spec, previous)
     log.info("rolled %s back from %s to %s", spec.published_schema, current, previous)
-    return PublishResult(spec.published_schema, previous, rows)
+    return PublishResult(spec.published_schema, previous, rows, latest, (), current)
 
 
 def current_snapshot(conn: psycopg2.extensions.connection, spec: DataProduct) -> str | None:
@@ -108,38 +138,108 @@ def current_snapshot(conn: psycopg2.extensions.connection, spec: DataProduct) ->
         return _current_snapshot(cur, spec)
 
 
+def record_rollback(conn: psycopg2.extensions.connection, spec: DataProduct, result: PublishResult) -> str:
+    """Record a rollback in the catalog: its audit log when it has one, else its runs table.
+    Returns where it was recorded."""
+    from generator import catalog
+
+    catalog.migrate(conn)
+    details = {
+        "schema": result.schema,
+        "from_snapshot": result.replaced,
+        "to_snapshot": result.snapshot,
+        "latest": result.latest,
+        "rows": result.rows,
+    }
+    record_audit = getattr(catalog, "record_audit", None)
+    if record_audit is not None:
+        record_audit(conn, "rollback", spec.domain, spec.name, version=spec.version, details=details)
+        return "audit_log"
+    with transaction(conn) as cur:
+        cur.execute(
+            """INSERT INTO datamesh_catalog.runs
+                  (domain, product, run_id, version, outcome, message, snapshot, rows_published)
+                VALUES (%s, %s, 'rollback__' || to_char(clock_timestamp(), 'YYYYMMDD"T"HH24MISS.US'),
+                        %s, 'success', %s, %s, %s)""",
+            (
+                spec.domain,
+                spec.name,
+                spec.version,
+                f"rollback from {result.replaced} to {result.snapshot}",
+                result.snapshot,
+                json.dumps(result.rows),
+            ),
+        )
+    return "runs"
+
+
 def _lock_product(cur: Cursor, spec: DataProduct) -> None:
     # Two publishes (or a publish and a rollback) of one product run one after the other.
     cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"datamesh.publish.{spec.key}",))
 
 
-def _readers(cur: Cursor, spec: DataProduct, roles_must_exist: bool) -> list[str]:
-    """The roles that may read, in spec order; every one must exist (checked before any change)."""
-    wanted = [(role, "access.roles") for role in spec.access.roles]
-    wanted += [(domain_role(d), "access.domains") for d in spec.access.domains]
-    cur.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([r for r, _ in wanted],))
-    existing = {row[0] for row in cur.fetchall()}
-    missing = [(role, where) for role, where in wanted if role not in existing]
-    if missing and roles_must_exist:
-        lines = [
-            f"role {role!r} (from {where}"
-            + (f": domain {role.removeprefix('domain_')!r}" if where == "access.domains" else "")
-            + ") does not exist"
-            for role, where in missing
-        ]
-        raise RunFailed(
-            f"{spec.key}: cannot grant read access, nothing was published: "
-            + "; ".join(lines)
-            + ". Create the role(s) in the warehouse (domain roles: `datamesh` platform bootstrap), "
-            "or remove them from the spec's access section."
-        )
-    for role, where in missing:
-        log.warning("%s: skipping role %s (from %s): it does not exist", spec.key, role, where)
-    readers: list[str] = []
-    for role, _ in wanted:
-        if role in existing and role not in readers:
-            readers.append(role)
-    return readers
+def _serve(cur: Cursor, spec: DataProduct, snapshot: str, readers: Readers) -> str | None:
+    """Point the major's views (and the latest views, for the newest major) at `snapshot`, with
+    the spec's grants. Returns the latest schema when it was updated."""
+    _point_views(cur, spec, spec.published_schema, snapshot)
+    sync_grants(cur, spec, spec.published_schema, readers)
+    if spec.major < max(_published_majors(cur, spec.key), default=spec.major):
+        log.info("%s: a newer major is published; %s stays as it is", spec.key, spec.latest_schema)
+        return None
+    _point_views(cur, spec, spec.latest_schema, snapshot)
+    sync_grants(cur, spec, spec.latest_schema, readers)
+    return spec.latest_schema
+
+
+def _published_majors(cur: Cursor, key: str) -> list[int]:
+    cur.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (f"{key}__v",))
+    pattern = re.compile(re.escape(key) + r"__v(\d+)")
+    return [int(m.group(1)) for (name,) in cur.fetchall() if (m := pattern.fullmatch(name))]
+
+
+def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> list[str]:
+    """Drop the published schemas of deprecated majors whose serve_until date has passed."""
+    retired = []
+    for deprecation in spec.deprecations:
+        if today <= deprecation.serve_until:
+            continue
+        schema = published_schema(spec.domain, spec.name, deprecation.major)
+        cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if cur.fetchone() is None:
+            continue
+        outside = _schemas_read_by_views_elsewhere(cur, schema)
+        if outside:
+            # Never drop someone else's objects: they have to move first.
+            log.warning(
+                "%s: %s is past its serve_until date (%s) but views in %s read it: kept",
+                spec.key,
+                schema,
+                deprecation.serve_until,
+                ", ".join(outside),
+            )
+            continue
+        log.info("%s: retiring %s (served until %s)", spec.key, schema, deprecation.serve_until)
+        # CASCADE drops only the schema's own views: nothing outside depends on them (checked above).
+        cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        retired.append(schema)
+    return retired
+
+
+def _label(cur: Cursor, snapshot: str, spec: DataProduct) -> None:
+    """Which version a snapshot holds, so a rollback never crosses a major version."""
+    label = json.dumps({"version": spec.version, "major": spec.major})
+    cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS %s").format(sql.Identifier(snapshot)), (label,))
+
+
+def _major_of(cur: Cursor, snapshot: str) -> int | None:
+    cur.execute(
+        "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (snapshot,)
+    )
+    row = cur.fetchone()
+    try:
+        return int(json.loads(row[0])["major"]) if row and row[0] else None
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _columns(cur: Cursor, schema: str, relation: str) -> list[tuple[str, str]]:
@@ -187,24 +287,23 @@ def _seq_of(key: str, schema: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _point_views(cur: Cursor, spec: DataProduct, snapshot: str) -> None:
-    published = sql.Identifier(spec.published_schema)
-    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(published))
+def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> None:
+    cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     for output in spec.outputs:
-        view = sql.Identifier(spec.published_schema, output.name)
+        view = sql.Identifier(schema, output.name)
         names = [c.name for c in output.columns]
         source = dict(_columns(cur, snapshot, output.name))
         wanted = [(name, source[name]) for name in names]
-        existing = _columns(cur, spec.published_schema, output.name)
+        existing = _columns(cur, schema, output.name)
         if existing and existing != wanted:
             # CREATE OR REPLACE VIEW may only append columns; anything else needs a new view,
             # created in this same transaction, so readers never see it missing.
-            log.info("columns of %s.%s changed: recreating the view", spec.published_schema, output.name)
+            log.info("columns of %s.%s changed: recreating the view", schema, output.name)
             try:
                 cur.execute(sql.SQL("DROP VIEW {}").format(view))
             except psycopg2.errors.DependentObjectsStillExist as exc:
                 raise RunFailed(
-                    f"{spec.key}: the columns of {spec.published_schema}.{output.name} changed, but "
+                    f"{spec.key}: the columns of {schema}.{output.name} changed, but "
                     f"other views depend on it ({exc.diag.message_detail or exc}). Changing columns "
                     "breaks readers: bump the major version instead."
                 ) from exc
@@ -213,50 +312,6 @@ def _point_views(cur: Cursor, spec: DataProduct, snapshot: str) -> None:
                 view,
                 sql.SQL(", ").join(sql.Identifier(n) for n in names),
                 sql.Identifier(snapshot, output.name),
-            )
-        )
-
-
-def _sync_grants(cur: Cursor, spec: DataProduct, readers: list[str]) -> None:
-    """Exactly `readers` may read: grant to them, revoke from PUBLIC and from anyone else."""
-    schema = spec.published_schema
-    schema_id = sql.Identifier(schema)
-    cur.execute(
-        """SELECT r.rolname
-             FROM pg_namespace n, aclexplode(n.nspacl) a
-             JOIN pg_roles r ON r.oid = a.grantee
-            WHERE n.nspname = %s AND a.grantee <> n.nspowner""",
-        (schema,),
-    )
-    stale = sorted({row[0] for row in cur.fetchall()} - set(readers))
-    cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema_id))
-    for role in stale:
-        log.info("revoking access to %s from %s", schema, role)
-        cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema_id, sql.Identifier(role)))
-    for output in spec.outputs:
-        view = sql.Identifier(schema, output.name)
-        cur.execute(
-            """SELECT r.rolname
-                 FROM pg_class c
-                 JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
-                 JOIN pg_roles r ON r.oid = a.grantee
-                WHERE n.nspname = %s AND c.relname = %s AND a.grantee <> c.relowner""",
-            (schema, output.name),
-        )
-        stale = sorted({row[0] for row in cur.fetchall()} - set(readers))
-        cur.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(view))
-        for role in stale:
-            cur.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(view, sql.Identifier(role)))
-        if readers:
-            cur.execute(
-                sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    view, sql.SQL(", ").join(sql.Identifier(r) for r in readers)
-                )
-            )
-    if readers:
-        cur.execute(
-            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
-                schema_id, sql.SQL(", ").join(sql.Identifier(r) for r in readers)
             )
         )
 

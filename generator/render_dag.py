@@ -23,6 +23,7 @@ START_DATE = (2024, 1, 1)
 
 # Transient failures (a lost connection, a busy database) get retried with a growing delay.
 RETRIES = 2
+WAREHOUSE_POOL = "warehouse"  # created by airflow_local.migrate and docker/airflow-init.sh
 RETRY_DELAY_MINUTES = 2
 RETRY_BACKOFF_MULTIPLIER = 2.0  # Airflow 3: a multiplier (2.0 doubles the delay each retry)
 MAX_RETRY_DELAY_MINUTES = 30
@@ -80,6 +81,7 @@ def render_dag(entry: ProductEntry, mesh: Mesh) -> Rendered:
         owner_links={spec.owner.team: f"mailto:{spec.owner.email}"},
         doc_lines=doc_md(spec).splitlines(keepends=True),
         retries=RETRIES,
+        pool=WAREHOUSE_POOL,
         retry_delay_minutes=RETRY_DELAY_MINUTES,
         retry_backoff=RETRY_BACKOFF_MULTIPLIER,
         max_retry_delay_minutes=MAX_RETRY_DELAY_MINUTES,

@@ -28,6 +28,8 @@ QUALITY_TESTS_DIR = "tests/quality"
 FAILING_ROWS = "failing_rows"
 
 _JINJA_START = re.compile(r"\{(?=[{%#])")
+# The role name is a validated identifier ([a-z0-9_]), safe inside the Jinja string literal.
+DOMAIN_ROLE_SWITCH = '{{{{ "{role}" if env_var("DATAMESH_DBT_AS_DOMAIN", "") == "1" else "" }}}}'
 
 
 def jinja_literal(text: str) -> str:
@@ -50,7 +52,7 @@ def render_dbt_project(entry: ProductEntry, mesh: Mesh) -> Rendered:
         f"{base}/models/_models.yml": _yaml(shown, _models(spec, shown)),
         f"{base}/models/_sources.yml": _yaml(shown, _sources(spec, mesh, shown)),
     }
-    quality = _quality_tests(spec, shown)
+    quality = _quality_tests(spec, shown, mesh)
     for name, sql in quality.items():
         generated[f"{base}/{QUALITY_TESTS_DIR}/{name}.sql"] = header("--", shown) + sql
     if quality:
@@ -101,6 +103,9 @@ def _profiles(spec: DataProduct) -> dict[str, Any]:
                     "password": '{{ env_var("PGPASSWORD", "") }}',
                     "dbname": '{{ env_var("PGDATABASE", "postgres") }}',
                     "schema": spec.build_schema,
+                    # The pipeline sets DATAMESH_DBT_AS_DOMAIN=1, so dbt runs as the domain's own
+                    # role (SET ROLE), which may write only its build schema (docs/publish-and-access.md).
+                    "role": DOMAIN_ROLE_SWITCH.format(role=f"domain_{spec.domain}"),
                     "threads": 4,
                 }
             },
@@ -291,7 +296,7 @@ def _sources(spec: DataProduct, mesh: Mesh, shown: str) -> dict[str, Any]:
 # --- quality rules -----------------------------------------------------------------------------------
 
 
-def _quality_tests(spec: DataProduct, shown: str) -> dict[str, str]:
+def _quality_tests(spec: DataProduct, shown: str, mesh: Mesh | None = None) -> dict[str, str]:
     """One singular dbt test per quality rule, keyed by test name `<output>__<rule>`."""
     tests: dict[str, str] = {}
     for output in spec.outputs:
@@ -310,7 +315,7 @@ def _quality_tests(spec: DataProduct, shown: str) -> dict[str, str]:
             if rule.condition is not None:
                 tests[name] = _condition_test(output, rule)
             else:
-                tests[name] = _query_test(spec, output, rule, shown)
+                tests[name] = _query_test(spec, output, rule, shown, mesh)
     return tests
 
 
@@ -336,7 +341,9 @@ def _condition_test(output: Output, rule: QualityRule) -> str:
     )
 
 
-def _query_test(spec: DataProduct, output: Output, rule: QualityRule, shown: str) -> str:
+def _query_test(
+    spec: DataProduct, output: Output, rule: QualityRule, shown: str, mesh: Mesh | None = None
+) -> str:
     assert rule.query is not None
     relations = _bare_names(spec)
     used = [name for name in relations if re.search(rf"(?<![\w.]){name}(?!\w)", rule.query, re.I)]
@@ -354,11 +361,30 @@ def _query_test(spec: DataProduct, output: Output, rule: QualityRule, shown: str
             )
     sql = _config(rule, fail_calc=f"coalesce(sum({FAILING_ROWS}), 0)")
     if used:
-        ctes = [f"{name} as (\n    select * from {{{{ {relations[name][0]} }}}}\n)" for name in used]
+        ctes = []
+        for name in used:
+            relation = relations[name][0]
+            columns = _readable(spec, mesh, relation)
+            ctes.append(f"{name} as (\n    select {columns} from {{{{ {relation} }}}}\n)")
         sql += "with " + ",\n".join(ctes) + "\n"
     # The rule returns the failing row count in whatever column it names; call it failing_rows.
     sql += f"select {FAILING_ROWS}\nfrom (\n{rule.query}\n) as rule_result ({FAILING_ROWS})\n"
     return sql
+
+
+def _readable(spec: DataProduct, mesh: Mesh | None, relation: str) -> str:
+    """The select list of a rule's CTE over `relation`: `*`, except for an input product's output
+    with PII columns this product's domain is not cleared for. PostgreSQL refuses `select *` on
+    such a view (column privileges, docs/publish-and-access.md), so list the readable columns."""
+    found = re.fullmatch(r"source\('(\w+?)__(\w+)', '(\w+)'\)", relation)
+    upstream = mesh.find(found.group(1), found.group(2)) if found and mesh else None
+    out = upstream.spec.output(found.group(3)) if upstream and found else None
+    if upstream is None or out is None or spec.domain in upstream.spec.access.pii_domains:
+        return "*"
+    if not any(c.pii for c in out.columns):
+        return "*"
+    # quoted: a validated name ([a-z0-9_]) may still be a keyword such as "order"
+    return ", ".join(f'"{c.name}"' for c in out.columns if c.pii is None)
 
 
 def _bare_names(spec: DataProduct) -> dict[str, list[str]]:

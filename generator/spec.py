@@ -266,6 +266,26 @@ class Access(_Model):
     pii_roles: list[Identifier] = Field(
         default_factory=list, description="Roles cleared to read PII columns (also need read access)."
     )
+    pii_domains: list[MeshName] = Field(
+        default_factory=list,
+        description="Whole domains cleared to read PII columns (each must also be in `domains`).",
+    )
+
+    @model_validator(mode="after")
+    def _pii_readers_can_read(self) -> Access:
+        # PII clearance narrows nothing and widens nothing: it applies to readers only.
+        for field, cleared, readers in (
+            ("pii_roles", self.pii_roles, self.roles),
+            ("pii_domains", self.pii_domains, self.domains),
+        ):
+            outside = [name for name in cleared if name not in readers]
+            if outside:
+                where = "roles" if field == "pii_roles" else "domains"
+                raise ValueError(
+                    f"{field} lists {', '.join(map(repr, outside))}, which access.{where} does not: "
+                    f"a reader cleared for PII must also be allowed to read; add it to access.{where}"
+                )
+        return self
 
 
 class ChangelogEntry(_Model):
@@ -273,6 +293,17 @@ class ChangelogEntry(_Model):
     date: dt.date | None = None
     changes: list[Text] = Field(default_factory=list)
     breaking: bool = False
+
+
+class Deprecation(_Model):
+    """An older major version that keeps being served after a breaking change, until a date."""
+
+    major: int = Field(ge=0, description="The older major version, e.g. 1 once 2.0.0 ships.")
+    serve_until: dt.date = Field(
+        description="Its published schema is served through this day; the first publish after it "
+        "retires the schema."
+    )
+    note: Text | None = Field(default=None, description="What consumers should move to, and how.")
 
 
 class DataProduct(_Model):
@@ -293,6 +324,10 @@ class DataProduct(_Model):
     outputs: list[Output] = Field(min_length=1)
     access: Access = Access()
     changelog: list[ChangelogEntry] = Field(default_factory=list)
+    deprecations: list[Deprecation] = Field(
+        default_factory=list,
+        description="Older major versions still served beside this one, each until its date.",
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -333,6 +368,15 @@ class DataProduct(_Model):
         names = [o.name for o in self.outputs]
         if len(set(names)) != len(names):
             raise ValueError("output names must be unique")
+        majors = [d.major for d in self.deprecations]
+        if len(set(majors)) != len(majors):
+            raise ValueError("deprecations: each major version may be listed once")
+        newer = [m for m in majors if m >= self.major]
+        if newer:
+            raise ValueError(
+                f"deprecations: major {newer[0]} is not older than this version ({self.version}); "
+                "only older major versions can be deprecated"
+            )
         if self.schedule is None and not self.inputs.products:
             raise ValueError(
                 "schedule is required when the product reads no other product (nothing would trigger it)"
@@ -383,11 +427,21 @@ class DataProduct(_Model):
         return f"{self.key}__build"
 
     @property
+    def latest_schema(self) -> str:
+        """The stable interface: views over the newest major version's snapshot."""
+        return self.key
+
+    @property
     def has_pii(self) -> bool:
         return any(c.pii for o in self.outputs for c in o.columns)
 
     def output(self, name: str) -> Output | None:
         return next((o for o in self.outputs if o.name == name), None)
+
+    @property
+    def served_majors(self) -> list[int]:
+        """The major versions consumers may read: this one and the deprecated ones still listed."""
+        return sorted({self.major, *(d.major for d in self.deprecations)})
 
 
 def published_schema(domain: str, product: str, major: int) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2.extensions
+import psycopg2
 import pytest
-from psycopg2 import sql
+from catalog_helpers import execute, make_spec, register_run, rows
 
 from generator import catalog
 from generator.load_spec import load_spec
@@ -18,8 +15,7 @@ from generator.spec import DataProduct
 from generator.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
-
-_databases = itertools.count(1)
+pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn
 
 TESTS = {"passed": 9, "warned": 1, "failed": 0, "errored": 0, "skipped": 0}
 GATE = {"verdict": "warn", "blocking": 0, "warnings": 1, "messages": ["customers_dim: no owner slack"]}
@@ -30,38 +26,9 @@ PUBLISHED = {
 }
 
 
-@pytest.fixture
-def empty_db(warehouse: Warehouse) -> Iterator[Warehouse]:
-    """A database of its own, so 'from empty' means empty."""
-    name = f"catalog_test_{next(_databases)}"
-    admin = warehouse.connect(autocommit=True)
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield dataclasses.replace(warehouse, dbname=name)
-    with admin.cursor() as cur:
-        cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    admin.close()
-
-
-@pytest.fixture
-def conn(empty_db: Warehouse) -> Iterator[psycopg2.extensions.connection]:
-    connection = empty_db.connect()
-    yield connection
-    connection.close()
-
-
 @pytest.fixture(scope="module")
 def spec(repo_root: Path) -> DataProduct:
     return load_spec(repo_root / "dbt/sales/sales_orders_analytical/data_product.yaml")
-
-
-def rows(conn: psycopg2.extensions.connection, query: str, *args: object) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(query, args)
-        result = cur.fetchall()
-    conn.rollback()
-    return result
 
 
 def test_migrations_apply_from_empty_and_a_second_time_do_nothing(conn):
@@ -72,9 +39,24 @@ def test_migrations_apply_from_empty_and_a_second_time_do_nothing(conn):
     assert second == []
     found = rows(conn, "SELECT tablename FROM pg_tables WHERE schemaname = 'datamesh_catalog'")
     tables = {r[0] for r in found}
-    wanted = {"schema_migrations", "products", "product_versions", "outputs", "columns", "lineage", "runs"}
+    wanted = {
+        "schema_migrations",
+        "products",
+        "product_versions",
+        "outputs",
+        "columns",
+        "lineage",
+        "runs",
+        "domains",
+        "output_lineage",
+        "subscriptions",
+        "grants",
+        "audit_log",
+    }
     assert wanted <= tables
-    assert rows(conn, "SELECT version FROM datamesh_catalog.schema_migrations") == [(1,)]
+    assert rows(conn, "SELECT version FROM datamesh_catalog.schema_migrations ORDER BY 1") == [
+        (m.version,) for m in catalog.migrations()
+    ]
 
 
 def test_concurrent_migrations_apply_each_migration_once(empty_db: Warehouse):
@@ -105,25 +87,43 @@ def test_register_twice_leaves_one_row_per_run_and_version(conn, spec):
     for _ in range(2):  # an Airflow retry of the register task
         catalog.register(conn, spec, "scheduled__2024-01-02", "success", TESTS, GATE, PUBLISHED)
 
-    assert rows(conn, "SELECT domain, name, current_version, owner_team, classification, published_schema "
-                      "FROM datamesh_catalog.products") == [
-        ("sales", "sales_orders_analytical", "2.1.0", "sales_analytics", "internal", PUBLISHED["schema"])
-    ]
+    assert rows(
+        conn,
+        "SELECT domain, name, current_version, owner_team, classification, published_schema "
+        "FROM datamesh_catalog.products",
+    ) == [("sales", "sales_orders_analytical", "2.1.0", "sales_analytics", "internal", PUBLISHED["schema"])]
     assert rows(conn, "SELECT version, changelog->0->>'version' FROM datamesh_catalog.product_versions") == [
         ("2.1.0", "2.1.0")
     ]
-    assert rows(conn, "SELECT run_id, outcome, rows_published, tests_passed, tests_failed, gate_verdict, "
-                      "gate_messages, snapshot FROM datamesh_catalog.runs") == [
-        ("scheduled__2024-01-02", "success", {"orders": 120}, 9, 0, "warn", GATE["messages"],
-         PUBLISHED["snapshot"])
+    assert rows(
+        conn,
+        "SELECT run_id, outcome, rows_published, tests_passed, tests_failed, gate_verdict, "
+        "gate_messages, snapshot FROM datamesh_catalog.runs",
+    ) == [
+        (
+            "scheduled__2024-01-02",
+            "success",
+            {"orders": 120},
+            9,
+            0,
+            "warn",
+            GATE["messages"],
+            PUBLISHED["snapshot"],
+        )
     ]
-    assert rows(conn, "SELECT producer_domain, producer_product, producer_output, major "
-                      "FROM datamesh_catalog.lineage ORDER BY 1") == [
+    assert rows(
+        conn,
+        "SELECT producer_domain, producer_product, producer_output, major "
+        "FROM datamesh_catalog.lineage ORDER BY 1",
+    ) == [
         ("commerce", "orders", "orders_fact", 1),
         ("customers", "customer_profiles", "customers_dim", 1),
     ]
-    assert rows(conn, "SELECT name, type, pii_category, constraints FROM datamesh_catalog.columns "
-                      "WHERE output = 'orders' ORDER BY position LIMIT 2") == [
+    assert rows(
+        conn,
+        "SELECT name, type, pii_category, constraints FROM datamesh_catalog.columns "
+        "WHERE output = 'orders' ORDER BY position LIMIT 2",
+    ) == [
         ("order_id", "text", None, {"unique": True, "not_null": True}),
         ("customer_id", "text", None, {"not_null": True}),
     ]
@@ -138,8 +138,9 @@ def test_register_twice_leaves_one_row_per_run_and_version(conn, spec):
 
 def test_a_failed_run_is_recorded_and_a_successful_retry_overwrites_it(conn, spec):
     catalog.migrate(conn)
-    catalog.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__1", "dbt_test",
-                              "task_failure", version="2.1.0")
+    catalog.record_failed_run(
+        conn, "sales", "sales_orders_analytical", "manual__1", "dbt_test", "task_failure", version="2.1.0"
+    )
     assert rows(conn, "SELECT outcome, failed_task, message, version FROM datamesh_catalog.runs") == [
         ("failed", "dbt_test", "task_failure", "2.1.0")
     ]
@@ -149,3 +150,136 @@ def test_a_failed_run_is_recorded_and_a_successful_retry_overwrites_it(conn, spe
     assert rows(conn, "SELECT outcome, failed_task, message FROM datamesh_catalog.runs") == [
         ("success", None, None)
     ]
+
+
+def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tables(conn, spec):
+    """A catalog written by 0001 (as the previous release left it), then migrated to the latest."""
+    assert catalog.migrate(conn, target=1) == ["0001_catalog.sql"]
+    execute(
+        conn,
+        """INSERT INTO datamesh_catalog.products (domain, name, current_version, description, owner_team,
+             owner_email, classification, sla, tags, published_schema, spec)
+           VALUES ('sales', 'sales_orders_analytical', '2.1.0', 'Analytical view of sales orders',
+             'sales_analytics', 'sales-analytics@company.com', 'internal', '{"freshness_hours": 24}',
+             '{sales,orders}', 'sales__sales_orders_analytical__v2', '{}');
+           INSERT INTO datamesh_catalog.product_versions (domain, product, version, changelog)
+           VALUES ('sales', 'sales_orders_analytical', '2.1.0',
+             '[{"version": "2.1.0", "date": "2024-01-15", "changes": ["Added customer_segment"],
+                "breaking": false},
+               {"version": "2.0.0", "changes": ["order_id is text"], "breaking": true}]');
+           INSERT INTO datamesh_catalog.outputs (domain, product, name, position, description)
+           VALUES ('sales', 'sales_orders_analytical', 'orders', 1, 'One row per order');
+           INSERT INTO datamesh_catalog.columns (domain, product, output, name, position, type)
+           VALUES ('sales', 'sales_orders_analytical', 'orders', 'customer_segment', 1, 'text');
+           INSERT INTO datamesh_catalog.lineage VALUES
+             ('sales', 'sales_orders_analytical', 'commerce', 'orders', 'orders_fact', 1);
+           INSERT INTO datamesh_catalog.runs (domain, product, run_id, outcome, ended_at)
+           VALUES ('sales', 'sales_orders_analytical', 'scheduled__old', 'success',
+                   now() - interval '2 hours')""",
+    )
+
+    applied = catalog.migrate(conn)
+
+    assert applied == [m.name for m in catalog.migrations()][1:]
+    assert rows(conn, "SELECT name, owner_team FROM datamesh_catalog.domains") == [
+        ("sales", "sales_analytics")
+    ]
+    assert rows(
+        conn, "SELECT version, changes, breaking, released_on::text FROM datamesh_catalog.product_versions"
+    ) == [("2.1.0", ["Added customer_segment"], False, "2024-01-15")]
+    assert rows(
+        conn, "SELECT consumer_output, producer_product, producer_output FROM datamesh_catalog.output_lineage"
+    ) == [("orders", "orders", "orders_fact")]
+    assert rows(conn, "SELECT run_id, quality_score FROM datamesh_catalog.runs") == [("scheduled__old", None)]
+    # the old rows are searchable (by a column name) and their health is known
+    assert rows(
+        conn,
+        "SELECT name FROM datamesh_catalog.products "
+        "WHERE search_document @@ to_tsquery('english', 'segment')",
+    ) == [("sales_orders_analytical",)]
+    assert rows(conn, "SELECT fresh, round(age_hours) FROM datamesh_catalog.product_health") == [(True, 2)]
+
+    # and registration goes on over the migrated rows
+    catalog.register(
+        conn, spec, "scheduled__new", "success", TESTS, {**GATE, "quality_score": 97.5}, PUBLISHED
+    )
+    assert rows(conn, "SELECT count(*), max(quality_score) FROM datamesh_catalog.runs") == [(2, 97.5)]
+
+
+def test_a_retried_register_leaves_one_record_per_run_version_and_audit_event(conn, spec):
+    catalog.migrate(conn)
+    gate = {**GATE, "quality_score": 88}
+    catalog.register(conn, spec, "scheduled__7", "success", TESTS, gate, PUBLISHED)
+    catalog.register(conn, spec, "scheduled__7", "success", TESTS, gate, PUBLISHED)  # the retry
+
+    assert rows(conn, "SELECT run_id, quality_score FROM datamesh_catalog.runs") == [("scheduled__7", 88)]
+    assert rows(conn, "SELECT version, changes, breaking FROM datamesh_catalog.product_versions") == [
+        ("2.1.0", ["Added customer_segment field", "Improved null handling in total_amount"], False)
+    ]
+    assert rows(
+        conn, "SELECT action, domain, product, version, run_id FROM datamesh_catalog.audit_log ORDER BY id"
+    ) == [
+        ("register", "sales", "sales_orders_analytical", "2.1.0", "scheduled__7"),
+        ("publish", "sales", "sales_orders_analytical", "2.1.0", "scheduled__7"),
+    ]
+    assert rows(conn, "SELECT grantee_kind, grantee, pii FROM datamesh_catalog.grants ORDER BY 1, 2") == [
+        ("domain", "finance", False),
+        ("domain", "marketing", False),
+        ("role", "analyst", False),
+        ("role", "data_scientist", False),
+    ]
+
+
+def test_the_audit_log_is_append_only(conn, spec):
+    catalog.migrate(conn)
+    catalog.record_audit(
+        conn,
+        "rollback",
+        "sales",
+        "sales_orders_analytical",
+        "2.1.0",
+        details={"to": "s000003"},
+        event_key="rollback:1",
+    )
+    catalog.record_audit(
+        conn, "rollback", "sales", "sales_orders_analytical", "2.1.0", event_key="rollback:1"
+    )
+    assert rows(conn, "SELECT action, details FROM datamesh_catalog.audit_log") == [
+        ("rollback", {"to": "s000003"})
+    ]
+
+    for statement in (
+        "UPDATE datamesh_catalog.audit_log SET actor = 'someone else'",
+        "DELETE FROM datamesh_catalog.audit_log",
+    ):
+        with pytest.raises(psycopg2.Error, match="append-only"):
+            execute(conn, statement)
+        conn.rollback()
+    assert rows(conn, "SELECT count(*) FROM datamesh_catalog.audit_log") == [(1,)]
+
+
+def test_subscribe_checks_the_output_and_is_idempotent(conn):
+    catalog.migrate(conn)
+    register_run(conn, make_spec("sales", "orders", outputs=["orders", "refunds"]))
+
+    assert (
+        catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", contact="bi@company.com") == 1
+    )
+    catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", purpose="board pack")
+    assert rows(
+        conn, "SELECT consumer, output, major, contact, purpose FROM datamesh_catalog.subscriptions"
+    ) == [("exec_dashboard", "orders", 1, None, "board pack")]
+    with pytest.raises(
+        catalog.UserError, match=r"sales/orders has no output 'order'; it has: orders, refunds"
+    ):
+        catalog.subscribe(conn, "ml", "sales", "orders", "order")
+    with pytest.raises(catalog.UserError, match=r"publishes major version 1, not 2"):
+        catalog.subscribe(conn, "ml", "sales", "orders", "orders", major=2)
+    with pytest.raises(catalog.UserError, match=r"no product sales/nope"):
+        catalog.subscribe(conn, "ml", "sales", "nope", "orders")
+    assert catalog.unsubscribe(conn, "exec_dashboard", "sales", "orders", "orders") is True
+    assert rows(
+        conn,
+        "SELECT action FROM datamesh_catalog.audit_log "
+        "WHERE action IN ('subscribe', 'unsubscribe') ORDER BY id",
+    ) == [("subscribe",), ("subscribe",), ("unsubscribe",)]

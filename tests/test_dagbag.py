@@ -54,6 +54,7 @@ for dag_id, dag in bag.dags.items():
                 "upstream": sorted(t.upstream_task_ids),
                 "owner": t.owner,
                 "retries": t.retries,
+                "pool": t.pool,
                 "retry_exponential_backoff": t.retry_exponential_backoff,
                 "execution_timeout_s": t.execution_timeout.total_seconds() if t.execution_timeout else None,
                 "outlets": [asset(a) for a in t.outlets],
@@ -124,6 +125,7 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     for t in tasks:
         assert t["owner"] == spec.owner.team
         assert t["execution_timeout_s"], f"{t['task_id']} has no execution_timeout"
+        assert t["pool"] == "warehouse", t["task_id"]  # many products must not overload the warehouse
         if t["task_id"] in NOT_RETRIED:
             assert t["retries"] == 0, t["task_id"]
         else:

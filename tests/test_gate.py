@@ -22,7 +22,10 @@ ORDERS = REPO_ROOT / "dbt/commerce/orders/data_product.yaml"
 
 @pytest.fixture(scope="module")
 def orders() -> ProductEntry:
-    return ProductEntry(load_spec(ORDERS), ORDERS, "dbt/commerce/orders/data_product.yaml")
+    spec = load_spec(ORDERS)
+    # with a completeness threshold, so the spec itself draws no warning (quality_checks_present)
+    spec = spec.model_copy(update={"sla": spec.sla.model_copy(update={"completeness": 99.0})})
+    return ProductEntry(spec, ORDERS, "dbt/commerce/orders/data_product.yaml")
 
 
 def dbt_result(name: str, status: str, failures: int = 0, message: str | None = None) -> dict[str, Any]:
@@ -196,3 +199,157 @@ def test_the_gate_reads_what_dbt_test_writes(
     assert len(result.blocking) == 1
     assert "dbt test unique_orders_order_id did not pass (status fail" in result.blocking[0]
     assert len(result.warnings) == 1 and "dbt test not_null_orders_note warned" in result.warnings[0]
+
+
+# --- run facts: volume, completeness, input freshness (measured by generator/run_facts.py) ------
+
+REVENUE = REPO_ROOT / "dbt/finance/revenue_metrics/data_product.yaml"  # completeness 99.9, freshness 1 h
+CUSTOMERS = REPO_ROOT / "dbt/customers/customer_profiles/data_product.yaml"  # completeness 99.5
+
+
+def entry(path: Path) -> ProductEntry:
+    return ProductEntry(load_spec(path), path, str(path.relative_to(REPO_ROOT)))
+
+
+def facts(
+    rows: int = 1000,
+    previous: int | None = 1000,
+    nulls: dict[str, int] | None = None,
+    input_age: float | None = 0.2,
+    spec_entry: ProductEntry | None = None,
+) -> dict[str, Any]:
+    """Facts as run_facts.measure returns them, for every output and column of the spec."""
+    from generator.run_facts import change_pct, non_null_pct
+
+    spec = (spec_entry or entry(REVENUE)).spec
+    outputs = []
+    for output in spec.outputs:
+        columns = []
+        for column in output.columns:
+            n = (nulls or {}).get(column.name, 0)
+            columns.append({"name": column.name, "rows": rows, "nulls": n, "non_null_pct": non_null_pct(rows, n)})
+        outputs.append(
+            {"name": output.name, "rows": rows, "previous_rows": previous,
+             "change_pct": change_pct(rows, previous), "columns": columns}
+        )
+    inputs = [
+        {"domain": i.domain, "product": i.product, "output": i.output, "major": i.major,
+         "last_published_at": None if input_age is None else "2026-01-05T08:00:00+00:00", "age_hours": input_age}
+        for i in spec.inputs.products
+    ]
+    return {"outputs": outputs, "inputs": inputs}
+
+
+def judged(path: Path, run_facts: dict[str, Any]) -> Any:
+    return evaluate(REPO_ROOT, entry(path), run_results(PASSED), facts=run_facts)
+
+
+def test_good_run_facts_pass() -> None:
+    assert judged(REVENUE, facts()).as_dict() == {"verdict": "pass", "blocking": 0, "warnings": 0, "messages": []}
+    first_publish = facts(previous=None)
+    assert judged(REVENUE, first_publish).verdict == "pass"
+
+
+RUN_CASES = [
+    # (case, spec, facts, verdict, the message expected among blocking or warnings)
+    (
+        "empty output",
+        CUSTOMERS,
+        lambda: facts(rows=0, previous=30, spec_entry=entry(CUSTOMERS)),
+        "block",
+        "blocking output_not_empty: customers/customer_profiles: output customers_dim has no rows in this "
+        "run (the last publish had 30): check the model and its inputs; the previous data stays published.",
+    ),
+    (
+        "volume anomaly (global: a warning)",
+        CUSTOMERS,
+        lambda: facts(rows=300, previous=100, spec_entry=entry(CUSTOMERS)),
+        "warn",
+        "warning volume_change_within_bounds: customers/customer_profiles: output customers_dim has 300 "
+        "rows, 200.0% against the last publish (100 rows): check the inputs and the model's filters "
+        "before the next publish.",
+    ),
+    (
+        "volume drop (finance: blocking)",
+        REVENUE,
+        lambda: facts(rows=700, previous=1000),
+        "block",
+        "blocking finance_volume_drop: finance/revenue_metrics: output daily_revenue dropped to 700 rows "
+        "(-30.0% against 1000): finance outputs may not shrink by more than 20% between publishes; find "
+        "the missing rows before publishing.",
+    ),
+    (
+        "null rate above the completeness threshold",
+        CUSTOMERS,
+        lambda: facts(rows=1000, nulls={"country": 6}, spec_entry=entry(CUSTOMERS)),
+        "block",
+        "blocking completeness_met: customers/customer_profiles: column customers_dim.country is 99.4% "
+        "non-null (6 nulls in 1000 rows), below sla.completeness 99.5%: fill the nulls in the model (or "
+        "fix its inputs); nothing is published until it meets the threshold.",
+    ),
+    (
+        "stale input (finance: blocking)",
+        REVENUE,
+        lambda: facts(input_age=3.5),
+        "block",
+        "blocking finance_inputs_fresh: finance/revenue_metrics: input sales/sales_orders_analytical.orders "
+        "was last published 3.5 hours ago (at 2026-01-05T08:00:00+00:00): finance builds only on inputs "
+        "at most 1 hour old; run the input's DAG, then this one.",
+    ),
+    (
+        "input never published",
+        REVENUE,
+        lambda: facts(input_age=None),
+        "block",
+        "warning inputs_fresh: finance/revenue_metrics: input sales/sales_orders_analytical.orders (v2) was "
+        "last published (none) hours ago (at (none)), older than this product's sla.freshness_hours 1.0: "
+        "run the input's DAG first, or relax this product's freshness SLA.",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, path, make, verdict, message", RUN_CASES, ids=[c[0] for c in RUN_CASES])
+def test_bad_run_facts_are_caught(case: str, path: Path, make: Any, verdict: str, message: str) -> None:
+    result = judged(path, make())
+    assert result.verdict == verdict
+    assert message in result.messages
+
+
+def test_completeness_at_the_threshold_passes_and_an_empty_output_is_not_a_null_rate() -> None:
+    at_threshold = facts(rows=1000, nulls={"country": 5}, spec_entry=entry(CUSTOMERS))
+    assert judged(CUSTOMERS, at_threshold).verdict == "pass"
+    empty = judged(CUSTOMERS, facts(rows=0, previous=None, spec_entry=entry(CUSTOMERS)))
+    assert {f.policy for f in empty.findings if not f.passed} == {"output_not_empty"}
+
+
+@pytest.mark.integration
+def test_run_facts_are_measured_in_the_build_schema(warehouse: Warehouse) -> None:
+    from generator import catalog
+    from generator.run_facts import measure
+
+    spec = load_spec(CUSTOMERS)
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute('DROP SCHEMA IF EXISTS "customers__customer_profiles__build" CASCADE')
+        cur.execute('CREATE SCHEMA "customers__customer_profiles__build"')
+        cur.execute(
+            'CREATE TABLE "customers__customer_profiles__build".customers_dim AS '
+            "SELECT 'c' || g AS customer_id, 'n' AS customer_name, NULL::text AS customer_email, "
+            "'smb' AS customer_segment, CASE WHEN g % 4 = 0 THEN NULL ELSE 'DE' END AS country, "
+            "now()::timestamp AS created_at FROM generate_series(1, 8) g"
+        )
+    conn = warehouse.connect()
+    try:
+        catalog.migrate(conn)
+        measured = measure(conn, spec).as_dict()
+    finally:
+        conn.close()
+    (output,) = measured["outputs"]
+    assert output["name"] == "customers_dim" and output["rows"] == 8
+    by_name = {c["name"]: c for c in output["columns"]}
+    assert by_name["country"] == {"name": "country", "rows": 8, "nulls": 2, "non_null_pct": 75.0}
+    assert by_name["customer_email"]["non_null_pct"] == 0.0
+    result = evaluate(REPO_ROOT, entry(CUSTOMERS), run_results(PASSED), facts=measured)
+    assert {f.subject for f in result.findings if f.policy == "completeness_met" and not f.passed} == {
+        "customers/customer_profiles column customers_dim.customer_email",
+        "customers/customer_profiles column customers_dim.country",
+    }

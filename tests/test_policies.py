@@ -146,7 +146,8 @@ def test_pii_policy_names_every_pii_column_of_a_public_product(orders: DataProdu
 
 
 def test_warnings_do_not_block(orders: DataProduct) -> None:
-    spec = _output(orders, "order_events", primary_key=[])
+    complete = orders.model_copy(update={"sla": orders.sla.model_copy(update={"completeness": 99.0})})
+    spec = _output(complete, "order_events", primary_key=[])
     findings = [f for f in evaluate(spec) if not f.passed]
     assert [(f.policy, f.enforcement) for f in findings] == [("output_has_primary_key", "warning")]
 
@@ -326,5 +327,175 @@ def test_one_policy_set_judges_many_products_independently(orders: DataProduct) 
         (no_retention, ["retention_set"]),
         (internal, ["pii_only_in_protected_products"] * 2),
     ]:
-        blocking = [f.policy for f in evaluate_spec(policies, spec) if not f.passed]
+        findings = evaluate_spec(policies, spec)
+        blocking = [f.policy for f in findings if not f.passed and f.enforcement == "blocking"]
         assert blocking == expected
+
+
+# --- the policies of issue 3 (personal data, retention, quality checks, finance) ----------------
+
+
+def _access(spec: DataProduct, **changes: Any) -> DataProduct:
+    return spec.model_copy(update={"access": spec.access.model_copy(update=changes)})
+
+
+def _sla(spec: DataProduct, **changes: Any) -> DataProduct:
+    return spec.model_copy(update={"sla": spec.sla.model_copy(update=changes)})
+
+
+MORE_BAD_SPECS: list[tuple[str, Callable[[DataProduct], DataProduct], str, str, str]] = [
+    # (policy, how the spec goes wrong, enforcement, subject, message)
+    (
+        "pii_category_valid",
+        lambda s: _column(s, "orders_fact", "customer_email", pii="e-mail"),
+        "blocking",
+        "commerce/orders column orders_fact.customer_email",
+        r"^commerce/orders: column orders_fact\.customer_email has PII category 'e-mail': use one of email",
+    ),
+    (
+        "pii_column_tagged",
+        lambda s: _column(s, "orders_fact", "shipping_address", pii=None),
+        "warning",
+        "commerce/orders column orders_fact.shipping_address",
+        r"^commerce/orders: column orders_fact\.shipping_address looks like personal data but has no "
+        r"`pii` category: set `pii:`",
+    ),
+    (
+        "pii_readers_cleared",
+        lambda s: _access(s, pii_roles=[]),
+        "blocking",
+        "commerce/orders",
+        r"^commerce/orders publishes PII \(orders_fact\.customer_email, orders_fact\.shipping_address\) "
+        r"but clears no reader for it \(pii_roles: \(none\); pii_domains: \(none\)\): list the roles",
+    ),
+    (
+        "pii_readers_cleared",
+        lambda s: _access(s, pii_roles=["auditor"]),  # cleared, but not a reader of the product
+        "blocking",
+        "commerce/orders",
+        r"^commerce/orders publishes PII .* \(pii_roles: auditor;",
+    ),
+    (
+        "retention_within_bounds",
+        lambda s: s.model_copy(update={"retention_days": 4000}),
+        "blocking",
+        "commerce/orders",
+        r"^commerce/orders keeps data for 4000 days: the mesh allows 1 to 3650 days",
+    ),
+    (
+        "quality_checks_present",
+        lambda s: _sla(s, completeness=None),
+        "warning",
+        "commerce/orders",
+        r"^commerce/orders declares no completeness threshold \(sla\.completeness is \(none\)\): set "
+        r"sla\.completeness",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def complete_orders(orders: DataProduct) -> DataProduct:
+    """orders with a completeness threshold, so that every global static policy passes on it."""
+    return _sla(orders, completeness=99.0)
+
+
+@pytest.mark.parametrize(
+    "policy, spoil, enforcement, subject, message",
+    MORE_BAD_SPECS,
+    ids=[f"{c[0]}-{i}" for i, c in enumerate(MORE_BAD_SPECS)],
+)
+def test_issue_3_policies_fail_a_bad_spec_and_pass_a_good_one(
+    complete_orders: DataProduct,
+    policy: str,
+    spoil: Callable[[DataProduct], DataProduct],
+    enforcement: str,
+    subject: str,
+    message: str,
+) -> None:
+    good = [f for f in evaluate(complete_orders) if f.policy == policy]
+    assert good and all(f.passed for f in good), [f.message for f in good]
+
+    bad = failed(evaluate(spoil(complete_orders)), policy)
+    assert [f.subject for f in bad][:1] == [subject]
+    assert bad[0].enforcement == enforcement
+    assert re.search(message, bad[0].message), bad[0].message
+
+
+@pytest.fixture(scope="module")
+def revenue() -> DataProduct:
+    return load_spec(REPO_ROOT / "dbt/finance/revenue_metrics/data_product.yaml")
+
+
+FINANCE_BAD_SPECS: list[tuple[str, Callable[[DataProduct], DataProduct], str]] = [
+    (
+        "finance_sla_floors",
+        lambda s: _sla(s, freshness_hours=2),
+        r"^finance/revenue_metrics promises freshness of 2\.0 hours and completeness of 99\.9%: finance "
+        r"requires sla\.freshness_hours of at most 1 and sla\.completeness of at least 99\.9\.",
+    ),
+    (
+        "finance_sla_floors",
+        lambda s: _sla(s, completeness=99.5),
+        r"^finance/revenue_metrics promises freshness of 1\.0 hours and completeness of 99\.5%",
+    ),
+    (
+        "finance_sla_floors",
+        lambda s: _sla(s, completeness=None),
+        r"completeness of \(none\)%",
+    ),
+    (
+        "finance_audit_trail",
+        lambda s: s.model_copy(update={"version": "1.1.0"}),  # no changelog entry for 1.1.0
+        r"^finance/revenue_metrics 1\.1\.0 is not auditable \(classification confidential\): finance "
+        r"products are confidential or restricted, and every published version has a changelog entry",
+    ),
+    (
+        "finance_audit_trail",
+        lambda s: s.model_copy(update={"classification": Classification.internal}),
+        r"is not auditable \(classification internal\)",
+    ),
+    (
+        "finance_retention_seven_years",
+        lambda s: s.model_copy(update={"retention_days": 2000}),
+        r"^finance/revenue_metrics keeps data for 2000 days: financial records must be kept at least seven",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "policy, spoil, message", FINANCE_BAD_SPECS, ids=[f"{c[0]}-{i}" for i, c in enumerate(FINANCE_BAD_SPECS)]
+)
+def test_finance_tightens_the_global_policies(
+    revenue: DataProduct, policy: str, spoil: Callable[[DataProduct], DataProduct], message: str
+) -> None:
+    good = [f for f in evaluate(revenue) if f.policy == policy]
+    assert good and all(f.passed for f in good)
+    bad = failed(evaluate(spoil(revenue)), policy)
+    assert len(bad) == 1 and bad[0].enforcement == "blocking"
+    assert re.search(message, bad[0].message), bad[0].message
+    # the same spec outside finance is not held to finance's rules
+    elsewhere = spoil(revenue).model_copy(update={"domain": "sales"})
+    assert policy not in {f.policy for f in evaluate(elsewhere)}
+
+
+def test_every_run_time_kind_is_validated_on_load(tmp_path: Path) -> None:
+    files = {
+        "global.yaml": yaml.safe_dump(
+            {
+                "policies": [
+                    policy("volume_typo", "run_output", **{"assert": "run.row_count > 0"}),
+                    policy("input_typo", "input", **{"assert": "input.age > 1.0"}),
+                    policy("change_var", "change", **{"assert": "column.name != ''"}),
+                ]
+            },
+            sort_keys=False,
+        )
+    }
+    root = write_policies(tmp_path, files)
+    with pytest.raises(UserError) as raised:
+        load_policies(root)
+    text = str(raised.value)
+    assert "3 problem(s) in the policy files; no product was evaluated" in text
+    assert "policy 'volume_typo': assert: unknown field 'row_count' of run; it has: change_pct, previous_rows, rows" in text
+    assert "policy 'input_typo': assert: unknown field 'age' of input; it has: age_hours, domain" in text
+    assert "policy 'change_var': assert: unknown variable 'column'; this policy can use product, change" in text

@@ -123,8 +123,11 @@ def test_publish_points_views_at_a_snapshot_and_grants_exactly_the_listed_roles(
     assert result.snapshot == spec.key + "__s000001"
     assert result.rows == {"first": 4, "second": 4}
     assert schemas(conn, spec) == {result.schema, result.snapshot}  # the build schema became the snapshot
+    assert result.latest == spec.key  # the stable "latest" interface reads the same snapshot
+    assert max_marker(conn, spec.key, "first") == 1
     view = f"{result.schema}.first"
     for role in ("pub_analyst", "domain_pubsales"):
+        assert can_select(conn, role, spec.latest_schema)
         assert query(conn, "SELECT has_schema_privilege(%s, %s, 'USAGE')", role, result.schema)
         assert query(conn, "SELECT has_table_privilege(%s, %s, 'SELECT')", role, view)
         # consumers need nothing on the snapshot: the view reads it with its owner's rights
@@ -239,8 +242,11 @@ def test_changed_columns_recreate_the_view_and_keep_the_grants(conn):
     # a type change, which CREATE OR REPLACE VIEW refuses, and a new column
     build(conn, wider, marker=2)
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN marker TYPE bigint").format(
-            sql.Identifier(wider.build_schema, "first")))
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ALTER COLUMN marker TYPE bigint").format(
+                sql.Identifier(wider.build_schema, "first")
+            )
+        )
 
     publish(conn, wider)
 
@@ -264,8 +270,22 @@ def test_rollback_points_the_views_at_the_previous_snapshot(conn):
     assert result.rows == {"first": 2, "second": 2}
     assert max_marker(conn, spec.published_schema, "second") == 1
     assert can_select(conn, "pub_analyst", spec.published_schema)
-    with pytest.raises(RunFailed, match="no snapshot older than"):
+    assert max_marker(conn, spec.latest_schema, "second") == 1  # the latest interface follows
+    with pytest.raises(RunFailed, match="no snapshot of major version 1 older than"):
         rollback(conn, spec)
+
+
+def test_rollback_never_crosses_a_major_version(conn):
+    v1 = make_spec(roles=["pub_analyst"], version="1.0.0")
+    build(conn, v1, marker=1)
+    publish(conn, v1)
+    v2 = v1.model_copy(update={"version": "2.0.0"})
+    build(conn, v2, marker=2)
+    publish(conn, v2)
+
+    with pytest.raises(RunFailed, match="no snapshot of major version 2 older than"):
+        rollback(conn, v2)
+    assert max_marker(conn, v2.published_schema, "first") == 2
 
 
 def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(conn, warehouse):
@@ -276,10 +296,12 @@ def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(co
     second = sql.Identifier(spec.published_schema, "second")
     # Build n has n rows, all with marker n, in both outputs: one statement reading both views
     # sees one consistent build or it saw a mix.
+    latest = sql.Identifier(spec.latest_schema, "second")
     probe = sql.SQL(
         "SELECT (SELECT min(marker) FROM {a}), (SELECT max(marker) FROM {a}), (SELECT count(*) FROM {a}),"
-        " (SELECT min(marker) FROM {b}), (SELECT max(marker) FROM {b}), (SELECT count(*) FROM {b})"
-    ).format(a=first, b=second)
+        " (SELECT min(marker) FROM {b}), (SELECT max(marker) FROM {b}), (SELECT count(*) FROM {b}),"
+        " (SELECT max(marker) FROM {c})"
+    ).format(a=first, b=second, c=latest)
     stop = threading.Event()
     seen: list[tuple] = []
     errors: list[BaseException] = []
@@ -311,5 +333,5 @@ def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(co
     assert errors == []
     markers = {row[0] for row in seen}
     assert len(seen) > 20 and len(markers) > 3, f"readers barely overlapped the publishes: {len(seen)} reads"
-    mixed = [row for row in seen if len({row[0], row[1], row[2], row[3], row[4], row[5]}) != 1]
+    mixed = [row for row in seen if len(set(row)) != 1]
     assert mixed == []

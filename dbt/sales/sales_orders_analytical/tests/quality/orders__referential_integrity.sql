@@ -4,7 +4,7 @@ with orders as (
     select * from {{ ref('orders') }}
 ),
 customers_dim as (
-    select * from {{ source('customers__customer_profiles', 'customers_dim') }}
+    select "customer_id", "customer_segment", "country", "created_at" from {{ source('customers__customer_profiles', 'customers_dim') }}
 )
 select failing_rows
 from (

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# airflow-init: the one-shot setup every other Airflow service waits for
+# (depends_on: condition: service_completed_successfully). Safe to run on every `up`.
+#   1. create or upgrade Airflow's metadata database;
+#   2. create the admin user of the UI (FAB auth manager) unless it exists;
+#   3. create the `warehouse` pool: tasks that run dbt or publish take a slot, so however many
+#      products are due at once, at most WAREHOUSE_POOL_SLOTS of them load the warehouse.
+set -euo pipefail
+
+: "${AIRFLOW_ADMIN_USERNAME:?set it in .env}"
+: "${AIRFLOW_ADMIN_PASSWORD:?set it in .env}"
+: "${AIRFLOW_ADMIN_EMAIL:?set it in .env}"
+: "${WAREHOUSE_POOL_SLOTS:?set it in .env}"
+
+airflow db migrate
+
+if airflow users list --output json | python -c '
+import json, sys
+sys.exit(0 if any(u["username"] == sys.argv[1] for u in json.load(sys.stdin)) else 1)
+' "${AIRFLOW_ADMIN_USERNAME}"; then
+  echo "admin user ${AIRFLOW_ADMIN_USERNAME} exists"
+else
+  airflow users create \
+    --username "${AIRFLOW_ADMIN_USERNAME}" \
+    --password "${AIRFLOW_ADMIN_PASSWORD}" \
+    --email "${AIRFLOW_ADMIN_EMAIL}" \
+    --role Admin --firstname Data --lastname Mesh
+fi
+
+airflow pools set warehouse "${WAREHOUSE_POOL_SLOTS}" \
+  "dbt runs, tests and publishes against the warehouse: caps concurrent load"

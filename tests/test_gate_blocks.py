@@ -1,0 +1,170 @@
+"""The governance gate blocking a real DAG run: Airflow's `dags test` on embedded PostgreSQL.
+
+products/product_catalog is published once (through `datamesh demo --product`), then changed twice
+in ways the gate must stop: a breaking contract change without a major version bump, and a PII
+column in an internal product. Each time the gate task fails with the policy's message and
+consumers still read the same rows with the same grants.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from psycopg2 import sql
+
+from generator import airflow_local
+from generator.mesh import load_mesh
+from generator.warehouse import Warehouse
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+DATAMESH = str(Path(sys.executable).with_name("datamesh"))
+SPEC = "dbt/products/product_catalog/data_product.yaml"
+KEY = "products__product_catalog"
+VIEW = ("products__product_catalog__v1", "products_dim")
+
+
+def copy_repo(target: Path) -> Path:
+    import shutil
+
+    ignore = shutil.ignore_patterns("target", "dbt_packages", "logs", "__pycache__", "*.actual")
+    for folder in ("dbt", "dags", "policies"):
+        shutil.copytree(REPO / folder, target / folder, ignore=ignore)
+    return target
+
+
+def datamesh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DATAMESH, "--root", str(root), *args], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, warehouse: Warehouse) -> Path:
+    """A scratch repo whose product catalog has been published once (v1, version 1.2.0)."""
+    root = copy_repo(tmp_path_factory.mktemp("gate_blocks"))
+    done = datamesh(root, "demo", "--product", "products/product_catalog")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return root
+
+
+def consumer_view(warehouse: Warehouse) -> dict[str, Any]:
+    """What consumers see: the published rows and who may read them."""
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT * FROM {} ORDER BY 1").format(sql.Identifier(*VIEW)))
+        rows = cur.fetchall()
+        cur.execute(
+            "SELECT grantee, privilege_type FROM information_schema.role_table_grants "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY 1, 2",
+            VIEW,
+        )
+        grants = cur.fetchall()
+        cur.execute(
+            "SELECT r.rolname FROM pg_roles r WHERE has_schema_privilege(r.rolname, %s, 'USAGE') "
+            "AND NOT r.rolsuper ORDER BY 1",
+            (VIEW[0],),
+        )
+        usage = cur.fetchall()
+    return {"rows": rows, "grants": grants, "schema_usage": usage}
+
+
+def change_spec(root: Path, change: Any) -> None:
+    """Edit the spec as a domain team would, then render its dbt project and DAG again."""
+    path = root / SPEC
+    spec = yaml.safe_load(path.read_text())
+    change(spec)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    done = datamesh(root, "render", "products/product_catalog")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def run_dag(root: Path, warehouse: Warehouse, name: str) -> str:
+    env = airflow_local.airflow_env(root, warehouse)
+    result = airflow_local.dags_test(env, KEY, root / f".datamesh/logs/{name}.log")
+    log = result.log.read_text()
+    assert not result.ok, "the DAG run should have failed at the gate"
+    return log
+
+
+def last_run_and_record(warehouse: Warehouse) -> tuple[tuple, tuple]:
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT outcome, failed_task FROM datamesh_catalog.runs WHERE domain = 'products' "
+            "AND product = 'product_catalog' ORDER BY ended_at DESC LIMIT 1"
+        )
+        run = cur.fetchone()
+        cur.execute(
+            "SELECT verdict, policies_blocked, policies FROM datamesh_catalog.compliance_records "
+            "WHERE domain = 'products' AND product = 'product_catalog' AND moment = 'gate' "
+            "ORDER BY evaluated_at DESC, id DESC LIMIT 1"
+        )
+        record = cur.fetchone()
+    return run, record
+
+
+def test_a_breaking_change_without_a_major_bump_is_blocked(published: Path, warehouse: Warehouse) -> None:
+    before = consumer_view(warehouse)
+
+    def add_upper_bound(spec: dict) -> None:  # a new bound narrows the range: breaking
+        column = next(c for c in spec["outputs"][0]["columns"] if c["name"] == "list_price")
+        column["constraints"]["max"] = 100000
+
+    change_spec(published, add_upper_bound)
+    log = run_dag(published, warehouse, "breaking")
+
+    assert "the governance gate blocks the publish" in log
+    assert (
+        "blocking breaking_change_needs_major_bump: products/product_catalog 1.2.0: column "
+        "products_dim.list_price: max none -> 100000 breaks the contract published as 1.2.0: set "
+        "version to 2.0.0 so it is published alongside v1, or revert the change."
+    ) in " ".join(log.split())
+    assert consumer_view(warehouse) == before
+    run, record = last_run_and_record(warehouse)
+    assert run == ("failed", "governance_gate")
+    verdict, blocked, policies = record
+    assert (verdict, blocked) == ("block", 1)
+    assert [p["policy"] for p in policies if p["outcome"] == "blocked"] == [
+        "breaking_change_needs_major_bump"
+    ]
+
+
+def test_pii_in_an_internal_product_is_blocked(published: Path, warehouse: Warehouse) -> None:
+    before = consumer_view(warehouse)
+
+    def internal_with_pii(spec: dict) -> None:
+        spec["classification"] = "internal"
+        output = spec["outputs"][0]
+        column = next(c for c in output["columns"] if c["name"] == "product_name")
+        column["pii"] = "name"
+        column["constraints"].pop("max", None)
+        spec["access"]["pii_roles"] = ["analyst"]
+        for column in output["columns"]:  # undo the previous test's change, if it ran
+            column.get("constraints", {}).pop("max", None)
+
+    change_spec(published, internal_with_pii)
+    log = run_dag(published, warehouse, "pii")
+
+    assert (
+        "blocking pii_only_in_protected_products: products/product_catalog: column "
+        "products_dim.product_name holds PII (name) but the product is classified internal: classify "
+        "the product confidential or restricted, or drop the column from the output."
+    ) in " ".join(log.split())
+    assert consumer_view(warehouse) == before
+    run, record = last_run_and_record(warehouse)
+    assert run == ("failed", "governance_gate")
+    assert record[0] == "block"
+
+
+def test_the_compliance_report_shows_the_blocked_product(published: Path, warehouse: Warehouse) -> None:
+    html = published / "compliance.html"
+    done = datamesh(published, "compliance", "report", "--html", str(html))
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("products/product_catalog "))
+    assert " block " in line
+    assert "pii_only_in_protected_products" in done.stdout
+    assert '<h2 id="products__product_catalog">products/product_catalog</h2>' in html.read_text()
+    assert load_mesh(published).find("products", "product_catalog") is not None
