@@ -15,8 +15,10 @@ $(BIN)/datamesh: pyproject.toml
 demo: $(BIN)/datamesh
 	$(BIN)/datamesh demo
 
+# Two workers (the machines have two cores); each test file stays on one worker, and each worker
+# has its own embedded PostgreSQL.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks

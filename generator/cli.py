@@ -16,7 +16,7 @@ from generator.cli_context import Context, pass_ctx
 from generator.cli_policy import compliance_group, policy
 from generator.cli_publish import rollback
 from generator.errors import CheckFailed, UserError
-from generator.mesh import Mesh
+from generator.mesh import Mesh, ProductEntry
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -44,22 +44,33 @@ def cli(ctx: click.Context, root: Path, debug: bool) -> None:
 @pass_ctx
 def validate(ctx: Context, product: str | None) -> None:
     """Check specs (all, or one PRODUCT) and their static policies. Writes nothing."""
-    from generator.policies import evaluate_spec, load_policies
-
     mesh = ctx.mesh()
     blocked = 0
-    for entry in mesh.select(product):
-        policies = load_policies(ctx.root, entry.spec.domain)
-        findings = [f for f in evaluate_spec(policies, entry.spec) if not f.passed]
+    for entry, findings in _static_findings(ctx, mesh.select(product)):
         blocking = [f for f in findings if f.enforcement == "blocking"]
         blocked += bool(blocking)
         mark = click.style("FAIL", fg="red") if blocking else click.style("ok", fg="green")
         click.echo(f"{mark:>4}  {entry.spec.domain}/{entry.spec.name} {entry.spec.version}  ({entry.shown})")
-        for finding in findings:
-            level = "blocking" if finding.enforcement == "blocking" else "warning"
-            click.echo(f"      {level}: [{finding.policy}] {finding.message}")
+        _echo_findings(findings)
     if blocked:
         raise CheckFailed(f"{blocked} product(s) violate blocking policies")
+
+
+def _static_findings(ctx: Context, entries: list[ProductEntry]) -> list[tuple[ProductEntry, list]]:
+    """The failed static policy findings of each product (policies/ global + its domain's)."""
+    from generator.policies import evaluate_spec, load_policies
+
+    result = []
+    for entry in entries:
+        policies = load_policies(ctx.root, entry.spec.domain)
+        result.append((entry, [f for f in evaluate_spec(policies, entry.spec) if not f.passed]))
+    return result
+
+
+def _echo_findings(findings: list, err: bool = False) -> None:
+    for finding in findings:
+        level = "blocking" if finding.enforcement == "blocking" else "warning"
+        click.echo(f"      {level}: [{finding.policy}] {finding.message}", err=err)
 
 
 @cli.command()
@@ -77,6 +88,9 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool)
     if check_only:
         _check(ctx, mesh, entries, show_diff)
         return
+    # Policies are evaluated here too, and reported, but do not stop the render: the DAG's gate
+    # enforces them at publish, and CI's `datamesh policy check` before merge.
+    judged = _static_findings(ctx, entries)
     rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
     report = apply(ctx.root, rendered, stale_scope(mesh, entries))
     for rel in report.written:
@@ -89,6 +103,13 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool)
         f"{len(entries)} product(s): {len(report.written)} written, {len(report.unchanged)} unchanged, "
         f"{len(report.created)} created, {len(report.kept)} user-owned kept, {len(report.removed)} removed"
     )
+    for entry, findings in judged:
+        blocking = sum(f.enforcement == "blocking" for f in findings)
+        if not findings:
+            continue
+        verdict = "its publish will be blocked by the gate" if blocking else "warnings only"
+        click.echo(f"policies: {entry.spec.domain}/{entry.spec.name}: {verdict}", err=True)
+        _echo_findings(findings, err=True)
 
 
 @cli.command()

@@ -62,6 +62,7 @@ from celpy.evaluation import bool_eq, bool_ne
 from lark import Token, Tree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from generator.cel_fast_path import Fast, Unsupported, compile_fast
 from generator.errors import Problem, UserError
 from generator.mesh import POLICIES_DIR
 from generator.spec import DataProduct, Identifier, Text
@@ -108,19 +109,32 @@ class PolicyModel(_Model):
 
 @dataclass(frozen=True)
 class CelExpression:
-    """A compiled CEL program and the variable paths it reads, memoised on their values.
+    """A compiled CEL program, the variable paths it reads, and two ways to avoid running it.
 
-    CEL is side-effect free, so an expression's result is a function of the values it reads; most
-    subjects share them (every test with status "pass", every non-PII column), which turns most
-    evaluations into a dictionary look-up. `reads` is None when the paths could not be determined
-    (then every evaluation runs the program).
+    First the fast path (generator/cel_fast_path.py): the same parse tree evaluated on the plain
+    values, for the common shapes, answering only where it is sure to give cel-python's answer; a
+    few microseconds instead of a few tenths of a millisecond. `fast` is None for other shapes.
+
+    Then a memo: CEL is side-effect free, so an expression's result is a function of the values it
+    reads; most subjects share them (every test with status "pass", every non-PII column), which
+    turns what the fast path leaves (macros, nulls met by `>`) mostly into a dictionary look-up.
+    `reads` is None when the paths could not be determined (then every evaluation runs the program).
     """
 
     program: celpy.Runner
     reads: tuple[tuple[str, ...], ...] | None
+    fast: Fast | None = None
     memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def holds(self, act: _Activation) -> bool:
+        if self.fast is not None:
+            try:
+                result = self.fast(act.plain)
+            except Unsupported:
+                pass
+            else:
+                if type(result) is bool:
+                    return result
         key = act.key(self.reads) if self.reads is not None else None
         if key is not None and key in self.memo:
             return self.memo[key]
@@ -339,15 +353,15 @@ def _compile_policy(model: PolicyModel, shown: str) -> tuple[Policy | None, list
     variables = VARIABLES[model.applies_to]
     example = _example_activation(model.applies_to)
     programs: dict[str, celpy.Runner] = {}
-    for field, text in (("when", model.when), ("assert", model.assert_)):
+    for part, text in (("when", model.when), ("assert", model.assert_)):
         try:
             program = _program(text)
         except CELParseError as exc:
-            problems.append((field, _syntax_error(exc)))
+            problems.append((part, _syntax_error(exc)))
             continue
         unknown = _unknown_references(program.ast, variables, example.plain)
         if unknown:
-            problems.append((field, unknown))
+            problems.append((part, unknown))
             continue
         # Evaluating once on a complete example finds what the static walk cannot (fields of loop
         # variables, type errors such as comparing a string with an int).
@@ -356,12 +370,12 @@ def _compile_policy(model: PolicyModel, shown: str) -> tuple[Policy | None, list
             if isinstance(result, celpy.CELEvalError):
                 raise result
         except Exception as exc:  # noqa: BLE001 - any failure here is the policy's problem
-            problems.append((field, f"cannot be evaluated on an example spec: {_eval_error(exc)}"))
+            problems.append((part, f"cannot be evaluated on an example spec: {_eval_error(exc)}"))
             continue
         if not isinstance(result, celpy.celtypes.BoolType):
-            problems.append((field, f"must be a boolean expression; on an example spec it gave {result!r}"))
+            problems.append((part, f"must be a boolean expression; on an example spec it gave {result!r}"))
             continue
-        programs[field] = program
+        programs[part] = program
     for path in _PLACEHOLDER.findall(model.message):
         if path.split(".")[0] not in variables or _lookup(example.plain, path) is _MISSING:
             allowed = ", ".join(variables)
@@ -369,7 +383,9 @@ def _compile_policy(model: PolicyModel, shown: str) -> tuple[Policy | None, list
             problems.append(("message", problem))
     if problems:
         return None, problems
-    expressions = {f: CelExpression(p, _reads(p.ast, variables)) for f, p in programs.items()}
+    expressions = {
+        f: CelExpression(p, _reads(p.ast, variables), compile_fast(p.ast)) for f, p in programs.items()
+    }
     when = None if model.when.strip() == "true" else expressions["when"]
     return Policy(model, shown, when, expressions["assert"]), []
 
