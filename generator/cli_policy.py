@@ -96,7 +96,7 @@ def _record_static(ctx: Context, entries: list, checks: list) -> None:  # type: 
     conn = from_environment(ctx.root).connect()
     try:
         catalog.migrate(conn)
-        for entry, result in zip(entries, checks):
+        for entry, result in zip(entries, checks, strict=True):
             compliance.record(conn, entry.spec, "static", result.findings)
     finally:
         conn.close()

@@ -169,7 +169,8 @@ def _where_next(root: Path, warehouse: Warehouse, entries: list[ProductEntry], e
     example = entries[-1] if entries else None
     echo("Where to look next:")
     echo(f"  logs of each DAG run:  {LOG_DIR}/<domain>__<product>.log")
-    echo(f"  the warehouse:         psql -h {warehouse.host} -p {warehouse.port} -U {warehouse.user} {warehouse.dbname}")
+    psql = f"psql -h {warehouse.host} -p {warehouse.port} -U {warehouse.user} {warehouse.dbname}"
+    echo(f"  the warehouse:         {psql}")
     echo("                         (schemas <domain>__<product>__v<major>; catalog in datamesh_catalog)")
     if example:
         project = example.project_dir.relative_to(root)

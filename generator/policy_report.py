@@ -136,7 +136,10 @@ def check_junit(checks: list[ProductCheck]) -> str:
 def report_text(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return "no compliance records yet: run a product's DAG (the gate records) or `datamesh policy check --record`\n"
-    header = f"{'product':<42} {'version':<8} {'gate':<6} {'passed':>6} {'warned':>6} {'blocked':>7}  {'score':>5}  last scores"
+    header = (
+        f"{'product':<42} {'version':<8} {'gate':<6} {'passed':>6} {'warned':>6} {'blocked':>7}  "
+        f"{'score':>5}  last scores"
+    )
     lines = [header, "-" * len(header)]
     for entry in entries:
         gate = entry["gate"] or entry["static"]
@@ -200,7 +203,8 @@ of each product's last governance gate run; the scores column lists the last run
 <h3>{{ moment }} evaluation, {{ r.evaluated_at }}{% if r.run_id %}, run {{ r.run_id }}{% endif %}:
 <span class="{{ r.verdict }}">{{ r.verdict }}</span></h3>
 <ul>
-{% for p in r.policies %}<li><span class="{{ {'passed': 'pass', 'warned': 'warn', 'blocked': 'block'}[p.outcome] }}">{{ p.outcome }}</span>
+{% for p in r.policies %}<li>
+<span class="{{ {'passed': 'pass', 'warned': 'warn', 'blocked': 'block'}[p.outcome] }}">{{ p.outcome }}</span>
 {{ p.policy }} ({{ p.enforcement }}, {{ p.checks }} check(s))
 {% if p.messages %}<ul>{% for m in p.messages %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}</li>
 {% endfor %}

@@ -84,7 +84,7 @@ def _measure_output(
     )
     rows, *non_null = cur.fetchone()
     measured_columns = []
-    for name, filled in zip(columns, non_null):
+    for name, filled in zip(columns, non_null, strict=True):
         nulls = rows - filled
         measured_columns.append(
             {"name": name, "rows": rows, "nulls": nulls, "non_null_pct": non_null_pct(rows, nulls)}

@@ -7,8 +7,8 @@ renderer for the file it lands in.
 
 from __future__ import annotations
 
-import re
 import datetime as dt
+import re
 from enum import Enum
 from typing import Annotated, Literal
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -496,6 +497,9 @@ def test_every_run_time_kind_is_validated_on_load(tmp_path: Path) -> None:
         load_policies(root)
     text = str(raised.value)
     assert "3 problem(s) in the policy files; no product was evaluated" in text
-    assert "policy 'volume_typo': assert: unknown field 'row_count' of run; it has: change_pct, previous_rows, rows" in text
+    assert (
+        "policy 'volume_typo': assert: unknown field 'row_count' of run; it has: change_pct, previous_rows, rows"
+        in text
+    )
     assert "policy 'input_typo': assert: unknown field 'age' of input; it has: age_hours, domain" in text
     assert "policy 'change_var': assert: unknown variable 'column'; this policy can use product, change" in text
