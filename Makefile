@@ -21,7 +21,7 @@ test: $(BIN)/datamesh
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: $(BIN)/datamesh
-	$(BIN)/ruff check generator tests benchmarks
+	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks
 
 clean:
 	-$(BIN)/datamesh db stop

@@ -8,8 +8,9 @@ often) stays as fast as for a hand-written DAG. The product's card is the DAG's 
 
 import datetime
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, Asset, DeadlineAlert, DeadlineReference, SyncCallback, task
 
+from generator.incidents import record_sla_miss
 from generator.pipeline import record_failure
 
 DOMAIN = 'customers'
@@ -17,6 +18,24 @@ PRODUCT = 'customer_profiles'
 
 # Emitted by publish; the DAGs of this product's consumers are scheduled on it.
 PUBLISHED = Asset(name='customers.customer_profiles.v1', uri='datamesh://customers/customer_profiles/v1')
+
+# The freshness SLA, watched while a run is going: a run still going 24 h after it was
+# queued leaves consumers with data older than the SLA allows, so Airflow calls record_sla_miss,
+# which records an `sla_miss` incident in the catalog. A run that succeeds in time drops its deadline.
+FRESHNESS_DEADLINE = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT,
+    interval=datetime.timedelta(hours=24),
+    callback=SyncCallback(
+        record_sla_miss,
+        kwargs={
+            'dag_file': __file__,
+            'domain': DOMAIN,
+            'product': PRODUCT,
+            'freshness_hours': 24,
+        },
+    ),
+    name='freshness_sla',
+)
 
 DOC_MD = (
     '# Data product `customers/customer_profiles`\n'
@@ -79,6 +98,7 @@ with DAG(
     default_args=default_args,
     doc_md=DOC_MD,
     on_failure_callback=record_failure,
+    deadline=FRESHNESS_DEADLINE,
 ):
 
     @task

@@ -8,8 +8,9 @@ often) stays as fast as for a hand-written DAG. The product's card is the DAG's 
 
 import datetime
 
-from airflow.sdk import DAG, Asset, task
+from airflow.sdk import DAG, Asset, DeadlineAlert, DeadlineReference, SyncCallback, task
 
+from generator.incidents import record_sla_miss
 from generator.pipeline import record_failure
 
 DOMAIN = 'finance'
@@ -22,6 +23,24 @@ PUBLISHED = Asset(name='finance.revenue_metrics.v1', uri='datamesh://finance/rev
 INPUTS = [
     Asset(name='sales.sales_orders_analytical.v2', uri='datamesh://sales/sales_orders_analytical/v2'),
 ]
+
+# The freshness SLA, watched while a run is going: a run still going 1 h after it was
+# queued leaves consumers with data older than the SLA allows, so Airflow calls record_sla_miss,
+# which records an `sla_miss` incident in the catalog. A run that succeeds in time drops its deadline.
+FRESHNESS_DEADLINE = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_QUEUED_AT,
+    interval=datetime.timedelta(hours=1),
+    callback=SyncCallback(
+        record_sla_miss,
+        kwargs={
+            'dag_file': __file__,
+            'domain': DOMAIN,
+            'product': PRODUCT,
+            'freshness_hours': 1,
+        },
+    ),
+    name='freshness_sla',
+)
 
 DOC_MD = (
     '# Data product `finance/revenue_metrics`\n'
@@ -82,6 +101,7 @@ with DAG(
     default_args=default_args,
     doc_md=DOC_MD,
     on_failure_callback=record_failure,
+    deadline=FRESHNESS_DEADLINE,
 ):
 
     @task

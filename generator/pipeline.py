@@ -114,8 +114,8 @@ def register_in_catalog(
 
 
 def record_failure(context: Any) -> None:
-    """DAG on_failure_callback: record the failed run in the catalog. Never raises: a callback's
-    error would hide the task's own."""
+    """DAG on_failure_callback: record the failed run in the catalog, and a `failure` incident.
+    Never raises: a callback's error would hide the task's own."""
     try:
         dag = context["dag"]
         domain, product = dag.dag_id.split("__", 1)
@@ -126,7 +126,12 @@ def record_failure(context: Any) -> None:
         message = reason + (f" (last task: {failed_task})" if failed_task else "")
         root = repo_root(dag.fileloc)
         _record_failure(root, domain, product, str(run_id), failed_task, message)
-    except Exception:  # noqa: BLE001 - see the docstring
+        # ... and an incident for the people on call (docs/operations.md)
+        from generator.incidents import record_incident_for
+
+        details = {"failed_task": failed_task} if failed_task else {}
+        record_incident_for(root, "failure", domain, product, str(run_id), message, details)
+    except Exception:
         log.exception("could not record the failed run in the catalog")
 
 

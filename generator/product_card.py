@@ -1,7 +1,7 @@
 """`datamesh show`: a product's card, read from the catalog.
 
 Owner, description, outputs and columns (PII marked), the SLA and whether it is met now, the last
-runs, the quality trend, the consumers (products and subscribers) and how to read it.
+runs and incidents, the quality trend, the consumers (products and subscribers) and how to read it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import psycopg2.extensions
 
 from generator.catalog import CATALOG_SCHEMA
 from generator.errors import UserError
+from generator.incidents import Incident, list_incidents
 from generator.search import freshness_text
 
 RUNS_SHOWN = 10
+INCIDENTS_SHOWN = 5
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -75,6 +77,7 @@ class Card:
     consumers: list[Consumer] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # domain/product.output
     changelog: list[dict[str, Any]] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)  # newest first
 
     @property
     def key(self) -> str:
@@ -176,6 +179,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
             (domain, product),
         )
         card.inputs = [r[0] for r in cur.fetchall()]
+    card.incidents = list_incidents(conn, domain, product, limit=INCIDENTS_SHOWN)
     conn.rollback()
     return card
 
@@ -229,6 +233,10 @@ def format_card(card: Card) -> str:
         )
     if not card.runs:
         lines.append("  none")
+    lines += ["", "incidents (failed runs, missed freshness deadlines):"]
+    lines += [
+        f"  {i.at:%Y-%m-%d %H:%M}  {i.kind:8}  {i.run_id or '-'}  {i.message}" for i in card.incidents
+    ] or ["  none"]
     lines += ["", "consumers:"]
     lines += [f"  {c.kind:10} {c.name}  reads {c.output} v{c.major}" for c in card.consumers] or ["  none"]
     lines += ["", f"how to read it (schema {card.published_schema}, a view per output):"]

@@ -28,6 +28,8 @@ RETRY_DELAY_MINUTES = 2
 RETRY_BACKOFF_MULTIPLIER = 2.0  # Airflow 3: a multiplier (2.0 doubles the delay each retry)
 MAX_RETRY_DELAY_MINUTES = 30
 EXECUTION_TIMEOUT_MINUTES = 60
+# The DeadlineAlert that watches the freshness SLA while a run is going (docs/operations.md).
+FRESHNESS_DEADLINE_NAME = "freshness_sla"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,12 @@ def input_assets(spec: DataProduct) -> list[AssetRef]:
     return list(seen)
 
 
+def freshness_hours(spec: DataProduct) -> int | float:
+    """The freshness window in hours, written `24` rather than `24.0` when it is whole."""
+    hours = spec.sla.freshness_hours
+    return int(hours) if float(hours).is_integer() else hours
+
+
 def tags(spec: DataProduct) -> list[str]:
     base = [f"domain:{spec.domain}", f"classification:{spec.classification.value}"]
     return base + [t for t in spec.tags if t not in base]
@@ -86,6 +94,8 @@ def render_dag(entry: ProductEntry, mesh: Mesh) -> Rendered:
         retry_backoff=RETRY_BACKOFF_MULTIPLIER,
         max_retry_delay_minutes=MAX_RETRY_DELAY_MINUTES,
         execution_timeout_minutes=EXECUTION_TIMEOUT_MINUTES,
+        freshness_hours=freshness_hours(spec),
+        deadline_name=FRESHNESS_DEADLINE_NAME,
     )
     return Rendered(generated={dag_path(spec): source})
 

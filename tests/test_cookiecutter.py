@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,63 @@ def test_new_products_dags_load_in_airflows_dagbag(
         assert dag["tags"] == ["classification:internal", "domain:self_serve"]
         assert dag["tasks"][0] == "dbt_run" and dag["tasks"][-1] == "catalog_register"
     assert HOSTILE in bag["dags"]["self_serve__odd_text"]["doc_md"]
+
+
+READY_MODEL = """\
+-- The team's first real query: one row, the contract's columns.
+select cast('first' as text) as id, cast('2026-01-01 03:00' as timestamp) as loaded_at
+"""
+
+
+@pytest.mark.integration
+def test_new_product_runs_its_dag_with_airflow_and_lands_in_the_catalog(
+    repo: Path, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    """A product fresh from the template, run whole by `airflow dags test` (Airflow's metadata on
+    SQLite, the warehouse on PostgreSQL): dbt run -> test -> gate -> publish -> register.
+
+    The untouched skeleton builds no rows, and the gate never publishes an empty output: that run
+    fails and is recorded as a failure incident. Once the team writes its query, the run publishes.
+    """
+    from generator import airflow_local
+    from generator.demo import prepare_warehouse
+    from generator.incidents import list_incidents
+    from generator.mesh import load_mesh
+
+    created(cookiecutter(repo, "--no-input", name="ready_product", domain="self_serve"))
+    dag_id = "self_serve__ready_product"
+    prepare_warehouse(warehouse, load_mesh(repo), echo=lambda _: None)  # catalog, roles, build schemas
+    env = airflow_local.airflow_env(repo, warehouse, home=tmp_path / "airflow")
+    airflow_local.migrate(env)  # also creates the `warehouse` pool the DAG's tasks run in
+
+    skeleton = airflow_local.dags_test(env, dag_id, tmp_path / "skeleton.log")
+    assert not skeleton.ok
+    assert "blocking output_not_empty: self_serve/ready_product: output ready_product has no rows" in (
+        skeleton.log.read_text(encoding="utf-8")
+    )
+    with closing(warehouse.connect()) as conn:
+        [incident] = list_incidents(conn, "self_serve", "ready_product")
+    assert incident.kind == "failure"
+
+    (repo / "dbt/self_serve/ready_product/models/ready_product.sql").write_text(READY_MODEL)
+    result = airflow_local.dags_test(env, dag_id, tmp_path / "ready.log")
+    assert result.ok, result.log.read_text(encoding="utf-8")[-5000:]
+    print(f"\nairflow dags test of a new product: {skeleton.seconds:.0f} s (skeleton), {result.seconds:.0f} s")
+
+    with closing(warehouse.connect()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "select current_version, owner_team, published_schema from datamesh_catalog.products "
+            "where domain = 'self_serve' and name = 'ready_product'"
+        )
+        assert cur.fetchall() == [("0.1.0", "self_serve_team", "self_serve__ready_product__v0")]
+        cur.execute(
+            "select outcome, run_id = %s from datamesh_catalog.runs "
+            "where domain = 'self_serve' and product = 'ready_product' order by ended_at",
+            (incident.run_id,),
+        )
+        assert cur.fetchall() == [("failed", True), ("success", False)]
+        cur.execute("select id, loaded_at::text from self_serve__ready_product__v0.ready_product")
+        assert cur.fetchall() == [("first", "2026-01-01 03:00:00")]
 
 
 # --- answers that are refused ---------------------------------------------------------------------------

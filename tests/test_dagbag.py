@@ -7,6 +7,7 @@ the session. The subprocess prints what Airflow made of each DAG as JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -48,6 +49,17 @@ for dag_id, dag in bag.dags.items():
         "catchup": dag.catchup,
         "doc_md": dag.doc_md,
         "on_failure_callback": f"{callback.__module__}.{callback.__qualname__}",
+        "deadlines": [
+            {
+                "name": d.name,
+                "reference": type(d.reference).__name__,
+                "interval_s": d.interval.total_seconds(),
+                "callback": type(d.callback).__name__,
+                "callback_path": d.callback.path,
+                "callback_kwargs": d.callback.kwargs,
+            }
+            for d in dag.deadline or []
+        ],
         "tasks": [
             {
                 "task_id": t.task_id,
@@ -107,7 +119,7 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
 
     tasks = dag["tasks"]
     assert [t["task_id"] for t in tasks] == CHAIN
-    for before, after in zip(tasks, tasks[1:]):
+    for before, after in itertools.pairwise(tasks):
         assert before["task_id"] in after["upstream"]
     assert tasks[0]["upstream"] == []
     # catalog_register also reads the results of the test, the gate and publish.
@@ -121,6 +133,17 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     assert dag["catchup"] is False
     assert dag["on_failure_callback"] == "generator.pipeline.record_failure"
     assert spec.description.strip() in dag["doc_md"]
+
+    # The freshness SLA is watched while a run is going: a deadline counted from the queued time.
+    [deadline] = dag["deadlines"]
+    assert deadline["name"] == "freshness_sla"
+    assert deadline["reference"] == "DagRunQueuedAtDeadline"
+    assert deadline["interval_s"] == spec.sla.freshness_hours * 3600
+    assert deadline["callback"] == "SyncCallback"  # runs in the executor: LocalExecutor, Celery
+    assert deadline["callback_path"] == "generator.incidents.record_sla_miss"
+    kwargs = deadline["callback_kwargs"]
+    assert Path(kwargs.pop("dag_file")).name == f"{spec.key}.py"
+    assert kwargs == {"domain": spec.domain, "product": spec.name, "freshness_hours": spec.sla.freshness_hours}
 
     for t in tasks:
         assert t["owner"] == spec.owner.team

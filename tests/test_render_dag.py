@@ -211,5 +211,32 @@ def test_tags_owner_and_retries_come_from_the_spec(tmp_path: Path) -> None:
     assert ast.literal_eval(keywords["owner_links"]) == {"widget_team": "mailto:widgets@example.com"}
     default_args = assigned(tree, "default_args")
     assert isinstance(default_args, ast.Dict)
-    args = {ast.literal_eval(k): v for k, v in zip(default_args.keys, default_args.values) if k}
+    args = {ast.literal_eval(k): v for k, v in zip(default_args.keys, default_args.values, strict=True) if k}
     assert ast.literal_eval(args["owner"]) == "widget_team"
+
+
+@pytest.mark.parametrize(
+    "hours,interval", [(24, "datetime.timedelta(hours=24)"), (0.5, "datetime.timedelta(hours=0.5)")]
+)
+def test_freshness_sla_becomes_a_deadline_counted_from_the_queued_time(
+    tmp_path: Path, hours: float, interval: str
+) -> None:
+    data = copy.deepcopy(BASE_SPEC)
+    data["sla"] = {"freshness_hours": hours}
+    tree = ast.parse(render_source(data, tmp_path))
+    deadline = assigned(tree, "FRESHNESS_DEADLINE")
+    assert isinstance(deadline, ast.Call) and getattr(deadline.func, "id", None) == "DeadlineAlert"
+    keywords = {k.arg: k.value for k in deadline.keywords}
+    assert ast.unparse(keywords["reference"]) == "DeadlineReference.DAGRUN_QUEUED_AT"
+    assert ast.unparse(keywords["interval"]) == interval
+    assert ast.literal_eval(keywords["name"]) == "freshness_sla"
+    callback = keywords["callback"]
+    assert isinstance(callback, ast.Call) and getattr(callback.func, "id", None) == "SyncCallback"
+    assert ast.unparse(callback.args[0]) == "record_sla_miss"
+    [callback_kwargs] = [k.value for k in callback.keywords if k.arg == "kwargs"]
+    assert ast.unparse(callback_kwargs) == (
+        f"{{'dag_file': __file__, 'domain': DOMAIN, 'product': PRODUCT, 'freshness_hours': {hours!r}}}"
+    )
+    assert ast.unparse(dag_keywords(tree)["deadline"]) == "FRESHNESS_DEADLINE"
+    imported = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert {"DeadlineAlert", "DeadlineReference", "SyncCallback", "record_sla_miss"} <= imported

@@ -11,6 +11,7 @@ from catalog_helpers import execute, register_example_mesh
 from click.testing import CliRunner
 
 from generator.cli import cli
+from generator.incidents import record_incident
 from generator.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,18 @@ def test_show_prints_the_product_card(mesh_db, repo_root):
     assert "product    sales/sales_orders_analytical  reads customers_dim v1" in card
     assert "FROM customers__customer_profiles__v1.customers_dim" in card
     assert card.count("success") == 2
+    assert "incidents (failed runs, missed freshness deadlines):\n  none" in card
+
+
+def test_show_lists_the_products_latest_incidents(mesh_db, conn, repo_root):
+    record_incident(conn, "failure", "customers", "customer_profiles", "manual__1", "dbt_test failed")
+    record_incident(conn, "sla_miss", "customers", "customer_profiles", "scheduled__2", "not done 24 h after")
+    record_incident(conn, "failure", "commerce", "orders", "manual__3", "someone else's")
+    card = datamesh(repo_root, "show", "customers/customer_profiles")
+    listed = card.split("incidents (failed runs, missed freshness deadlines):\n", 1)[1].split("\n\n")[0]
+    lines = listed.splitlines()
+    assert [line.split()[2:4] for line in lines] == [["sla_miss", "scheduled__2"], ["failure", "manual__1"]]
+    assert lines[0].endswith("not done 24 h after")
 
 
 def test_lineage_tree_and_graph_of_the_example_diamond(mesh_db, repo_root):

@@ -221,8 +221,9 @@ def create_product(root: Path, spec: dict[str, Any], answers: dict[str, Any]) ->
             json.dumps(replay, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         # The `datamesh` command, run as its console script does, by the Python running this hook.
+        # -P: import the installed generator, not a `generator/` folder in the working directory.
         render = subprocess.run(
-            [sys.executable, "-c", RUN_DATAMESH, "--root", str(root), "render", f"{domain}/{name}"],
+            [sys.executable, "-P", "-c", RUN_DATAMESH, "--root", str(root), "render", f"{domain}/{name}"],
             cwd=root,
         )
         if render.returncode != 0:
