@@ -146,7 +146,7 @@ def _summary(
         else:
             echo(f"{key:42} {status:8} {'-':>6} {'-':>9} {'-':6} (not published)")
     echo("")
-    _where_next(root, warehouse, mesh.products, echo)
+    _where_next(root, warehouse, [p for p in mesh.products if p.spec.key in results], echo)
 
 
 def latest_runs(warehouse: Warehouse, keys: list[str]) -> dict[str, dict]:
@@ -173,11 +173,9 @@ def _where_next(root: Path, warehouse: Warehouse, entries: list[ProductEntry], e
     echo(f"  the warehouse:         {psql}")
     echo("                         (schemas <domain>__<product>__v<major>; catalog in datamesh_catalog)")
     if example:
-        project = example.project_dir.relative_to(root)
-        echo(
-            f"  dbt docs:              cd {project} && dbt docs generate --profiles-dir . "
-            "&& dbt docs serve --profiles-dir .  (with the PG* variables of `datamesh db url`)"
-        )
+        echo(f"  a product's card:      .venv/bin/datamesh show {example.spec.domain}/{example.spec.name}")
+    echo("  the catalog:           .venv/bin/datamesh search <words>, lineage, impact, compliance")
+    echo("  dbt docs:              .venv/bin/datamesh docs --serve  -> http://localhost:8081")
     echo(
         f"  Airflow UI:            AIRFLOW_HOME={root / airflow_local.AIRFLOW_HOME_DIR} "
         f"AIRFLOW__CORE__DAGS_FOLDER={root / 'dags'} airflow standalone  -> http://localhost:8080"
