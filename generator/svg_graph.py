@@ -92,10 +92,12 @@ def sparkline_svg(values: list[float], width: int = 120, height: int = 28) -> st
     """Quality scores 0..100, oldest first, as a small line; a dash when there are none."""
     if not values:
         return '<span class="muted">no scores yet</span>'
-    step = width / max(1, len(values) - 1)
+    pad = 3  # room for the end dot
+    step = (width - 2 * pad) / max(1, len(values) - 1)
+    first_x = pad if len(values) > 1 else width - pad  # a single score: just the dot, at the end
     low = max(0.0, min(values) - 10)  # from a little under the lowest score to 100: changes show
     points = " ".join(
-        f"{i * step:.1f},{height - 2 - (v - low) / (100 - low or 1) * (height - 4):.1f}"
+        f"{first_x + i * step:.1f},{height - pad - (v - low) / (100 - low or 1) * (height - 2 * pad):.1f}"
         for i, v in enumerate(values)
     )
     last_x, last_y = points.split()[-1].split(",")

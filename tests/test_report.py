@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from generator.cli import cli
 from generator.incidents import record_incident
+from generator.svg_graph import sparkline_svg
 from generator.warehouse import Warehouse
 
 pytestmark = pytest.mark.integration
@@ -140,3 +141,15 @@ def test_report_is_one_static_page_with_every_product(mesh_db, conn, repo_root, 
     assert ".datamesh/docs/finance__revenue_metrics/index.html" in html
     # readable without a server or a network: no scripts, no remote resources
     assert "<script" not in html and not re.search(r"(src|href)=\"https?://", html)
+
+
+@pytest.mark.parametrize("scores", [[90.0], [100.0, 40.0, 75.0], [0.0, 100.0]])
+def test_quality_trend_stays_inside_its_box(scores):
+    svg = sparkline_svg(scores, width=120, height=28)
+    points = re.search(r'points="([^"]+)"', svg)[1].split()
+    assert len(points) == len(scores)
+    dot = re.search(r'cx="([\d.]+)" cy="([\d.]+)" r="([\d.]+)"', svg)
+    x, y, r = map(float, dot.groups())
+    assert (x, y) == tuple(map(float, points[-1].split(",")))  # the dot marks the latest score
+    assert r <= x <= 120 - r and r <= y <= 28 - r  # drawn whole, not cut by the edge
+    assert x > 60  # the latest score is at the right end, a single one included
