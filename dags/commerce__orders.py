@@ -45,7 +45,7 @@ DOC_MD = (
     '- **Owner:** `orders_team` (orders-team@company.com)\n'
     '- **Version:** 1.0.0\n'
     '- **Classification:** confidential (contains PII)\n'
-    '- **SLA:** fresh within 0.25 h; availability 99.9 %\n'
+    '- **SLA:** fresh within 0.25 h; availability 99.9 %; completeness 99.5 %\n'
     '- **Schedule:** `*/15 * * * *`\n'
     '- **Retention:** 2555 days\n'
     '\n'
@@ -62,7 +62,7 @@ DOC_MD = (
     '- `customer_email` (text) **PII: email** — Email the order confirmation went to.\n'
     '- `shipping_address` (text) **PII: address** — Delivery address.\n'
     '- `customer_segment` (text) — Segment of the customer at order time (from the customers domain).\n'
-    "- `product_category` (text) — Category of the order's largest line (from the products domain).\n"
+    "- `product_category` (text) — Category of the order's largest line (from the products domain); null while that product is not in the catalogue yet.\n"
     '- `total_quantity` (integer) — Items in the order.\n'
     '- `total_amount` (numeric(12,2)) — Order total in USD.\n'
     '- `order_status` (text) — Lifecycle status.\n'

@@ -50,7 +50,7 @@ DOC_MD = (
     '- **Owner:** `marketing_analytics` (marketing-analytics@company.com)\n'
     '- **Version:** 1.0.0\n'
     '- **Classification:** internal\n'
-    '- **SLA:** fresh within 26 h; availability 99 %\n'
+    '- **SLA:** fresh within 26 h; availability 99 %; completeness 99 %\n'
     '- **Schedule:** when its inputs publish (`sales.sales_orders_analytical.v2`)\n'
     '- **Retention:** 730 days\n'
     '\n'

@@ -45,7 +45,7 @@ DOC_MD = (
     '- **Owner:** `catalog` (catalog-team@company.com)\n'
     '- **Version:** 1.2.0\n'
     '- **Classification:** public\n'
-    '- **SLA:** fresh within 24 h; availability 99.5 %\n'
+    '- **SLA:** fresh within 24 h; availability 99.5 %; completeness 99.5 %\n'
     '- **Schedule:** `0 1 * * *`\n'
     '- **Retention:** 1825 days\n'
     '\n'

@@ -23,6 +23,8 @@ optional values are null), plus these derived facts:
     output.column_names   the output's column names
     column.pii            the PII category as a string, or null (as in the spec)
     column.in_primary_key true when the column is part of its output's primary key
+    column.completeness_required  the minimum non-null % the gate holds the column to: its
+                          constraints.completeness, else the product's sla.completeness, else null
 
 `test` has: unique_id, name, resource_type ("test" | "unit_test"), status (pass | warn | fail |
 error | skipped), failures (int, 0 when dbt reports none), message (string, "" when none),
@@ -718,6 +720,8 @@ def product_facts(spec: DataProduct) -> dict[str, Any]:
         output["column_names"] = [c["name"] for c in output["columns"]]
         for column in output["columns"]:
             column["in_primary_key"] = column["name"] in output["primary_key"]
+            own = column["constraints"]["completeness"]
+            column["completeness_required"] = own if own is not None else data["sla"]["completeness"]
             if column["pii"] is not None:
                 pii_columns.append(f"{output['name']}.{column['name']}")
     data["key"] = f"{data['domain']}__{data['name']}"
@@ -847,6 +851,7 @@ _EXAMPLE_SPEC: dict[str, Any] = {
                         "min": 0,
                         "max": 10,
                         "references": {"output": "items", "column": "item_id"},
+                        "completeness": 99.5,
                     },
                     "pii": "email",
                 }

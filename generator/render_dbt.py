@@ -153,8 +153,13 @@ def _column(spec: DataProduct, output: Output, column: Column, shown: str) -> di
     rendered: dict[str, Any] = {"name": column.name, "data_type": column.type}
     if column.description:
         rendered["description"] = jinja_literal(column.description)
+    meta: dict[str, Any] = {}
     if column.pii:
-        rendered["config"] = {"meta": {"pii": column.pii.value}}
+        meta["pii"] = column.pii.value
+    if column.constraints.completeness is not None:
+        meta["completeness"] = column.constraints.completeness  # the gate checks it; dbt docs shows it
+    if meta:
+        rendered["config"] = {"meta": meta}
     constraints = _column_constraints(output, column, shown)
     if constraints:
         rendered["constraints"] = constraints

@@ -140,6 +140,13 @@ class Constraints(_Model):
     min: float | None = None
     max: float | None = None
     references: Reference | None = None
+    completeness: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Minimum share (%) of non-null values, checked by the gate on every run. Overrides "
+        "sla.completeness for this column: lower it for a column that is null by design (0: no minimum).",
+    )
 
     @model_validator(mode="after")
     def _range(self) -> Constraints:

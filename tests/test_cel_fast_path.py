@@ -64,6 +64,8 @@ OUTPUT_CHANGES: list[tuple[str, Any]] = [("primary_key", []), ("primary_key", No
 COLUMN_CHANGES: list[tuple[str, Any]] = [
     ("pii", None), ("pii", "email"), ("pii", "tattoo"), ("pii", 5), ("description", None),
     ("name", "customer_email"), ("name", "emailing"), ("name", None), ("in_primary_key", None),
+    ("constraints.completeness", 95.0), ("constraints.completeness", 99.95), ("constraints.completeness", 0),
+    ("constraints.completeness", "90"), ("completeness_required", None), ("completeness_required", 80.0),
 ]
 TESTS = [
     {"name": "t", "status": status, "severity": severity, "failures": 1, "message": "", "unique_id": "test.a.t",

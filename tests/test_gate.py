@@ -14,6 +14,7 @@ import pytest
 from generator.gate import evaluate
 from generator.load_spec import load_spec
 from generator.mesh import ProductEntry
+from generator.spec import DataProduct
 from generator.warehouse import Warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -284,8 +285,9 @@ RUN_CASES = [
         lambda: facts(rows=1000, nulls={"country": 6}, spec_entry=entry(CUSTOMERS)),
         "block",
         "blocking completeness_met: customers/customer_profiles: column customers_dim.country is 99.4% "
-        "non-null (6 nulls in 1000 rows), below sla.completeness 99.5%: fill the nulls in the model (or "
-        "fix its inputs); nothing is published until it meets the threshold.",
+        "non-null (6 nulls in 1000 rows), below its completeness threshold of 99.5%: fill the nulls in "
+        "the model (or fix its inputs), or, for a column that is null by design, set its "
+        "constraints.completeness; nothing is published until it meets the threshold.",
     ),
     (
         "stale input (finance: blocking)",
@@ -320,6 +322,33 @@ def test_completeness_at_the_threshold_passes_and_an_empty_output_is_not_a_null_
     assert judged(CUSTOMERS, at_threshold).verdict == "pass"
     empty = judged(CUSTOMERS, facts(rows=0, previous=None, spec_entry=entry(CUSTOMERS)))
     assert {f.policy for f in empty.findings if not f.passed} == {"output_not_empty"}
+
+
+def with_column_completeness(path: Path, output: str, column: str, completeness: float) -> ProductEntry:
+    data = load_spec(path).model_dump(mode="json")
+    [spec_column] = [c for o in data["outputs"] if o["name"] == output for c in o["columns"] if c["name"] == column]
+    spec_column["constraints"]["completeness"] = completeness
+    return ProductEntry(DataProduct.model_validate(data), path, str(path.relative_to(REPO_ROOT)))
+
+
+def test_a_columns_own_completeness_replaces_the_products() -> None:
+    relaxed = with_column_completeness(CUSTOMERS, "customers_dim", "country", 90.0)  # product: 99.5
+
+    def verdict(nulls: dict[str, int]) -> Any:
+        return evaluate(REPO_ROOT, relaxed, run_results(PASSED), facts=facts(nulls=nulls, spec_entry=relaxed))
+
+    assert verdict({"country": 60}).verdict == "pass"  # 94% non-null: short of 99.5, not of 90
+    below = verdict({"country": 110})
+    assert below.verdict == "block"
+    assert any(
+        "column customers_dim.country is 89.0% non-null (110 nulls in 1000 rows), below its completeness "
+        "threshold of 90.0%" in m for m in below.messages
+    )
+    # the other columns are still held to the product's 99.5%
+    assert verdict({"customer_segment": 6}).verdict == "block"
+    stricter = with_column_completeness(CUSTOMERS, "customers_dim", "country", 100.0)
+    one_null = facts(nulls={"country": 1}, spec_entry=stricter)
+    assert evaluate(REPO_ROOT, stricter, run_results(PASSED), facts=one_null).verdict == "block"
 
 
 @pytest.mark.integration

@@ -424,7 +424,15 @@ def test_issue_3_policies_fail_a_bad_spec_and_pass_a_good_one(
 
 @pytest.fixture(scope="module")
 def revenue() -> DataProduct:
-    return load_spec(REPO_ROOT / "dbt/finance/revenue_metrics/data_product.yaml")
+    """The finance example, with one column held to a completeness stricter than the domain's floor."""
+    spec = load_spec(REPO_ROOT / "dbt/finance/revenue_metrics/data_product.yaml")
+    return _column_completeness(spec, "refunded_amount", 99.95)
+
+
+def _column_completeness(spec: DataProduct, column: str, completeness: float) -> DataProduct:
+    [current] = [c for c in spec.output("daily_revenue").columns if c.name == column]
+    constraints = current.constraints.model_copy(update={"completeness": completeness})
+    return _column(spec, "daily_revenue", column, constraints=constraints)
 
 
 FINANCE_BAD_SPECS: list[tuple[str, Callable[[DataProduct], DataProduct], str]] = [
@@ -454,6 +462,12 @@ FINANCE_BAD_SPECS: list[tuple[str, Callable[[DataProduct], DataProduct], str]] =
         "finance_audit_trail",
         lambda s: s.model_copy(update={"classification": Classification.internal}),
         r"is not auditable \(classification internal\)",
+    ),
+    (
+        "finance_column_completeness_floor",
+        lambda s: _column_completeness(s, "refunded_amount", 95.0),
+        r"^finance/revenue_metrics: column daily_revenue\.refunded_amount sets constraints\.completeness to "
+        r"95\.0%: finance columns must be at least 99\.9% complete",
     ),
     (
         "finance_retention_seven_years",
