@@ -120,6 +120,7 @@ def test_report_is_one_static_page_with_every_product(mesh_db, conn, repo_root, 
         conn,
         "UPDATE datamesh_catalog.runs SET ended_at = now() - interval '3 hours' WHERE domain = 'finance'",
     )  # its SLA is 1 h: stale
+    record_incident(conn, "sla_miss", "finance", "revenue_metrics", "scheduled__1", "not done <in time>")
     out = tmp_path / "report.html"
     said = datamesh(repo_root, "report", "-o", str(out))
     assert f"report: {out}" in said
@@ -139,6 +140,9 @@ def test_report_is_one_static_page_with_every_product(mesh_db, conn, repo_root, 
     assert html.count("<svg") >= 1 + 6 + 6  # the mesh, each product's lineage, each quality trend
     assert 'href="#sales__sales_orders_analytical"' in html  # graph nodes link to the cards
     assert ".datamesh/docs/finance__revenue_metrics/index.html" in html
+    # the latest incident on the product's card, its text escaped; the others have none
+    assert '<span class="badge bad">sla_miss</span>' in html and "not done &lt;in time&gt;" in html
+    assert html.count("<tr><td>incidents</td><td><span class=\"muted\">none</span>") == 5
     # readable without a server or a network: no scripts, no remote resources
     assert "<script" not in html and not re.search(r"(src|href)=\"https?://", html)
 
