@@ -6,6 +6,7 @@ folder and left running, so every later process (dbt, Airflow tasks, the CLI) fi
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,5 +93,10 @@ def stop_embedded(data_dir: Path) -> bool:
     pgserver = _import_pgserver()
 
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
+    # A handle this process already holds (from start_embedded) keeps cleanup_mode=None, which
+    # would make cleanup() a no-op and leave the server running: ask for a stop explicitly.
+    server.cleanup_mode = "stop"
     server.cleanup()
+    # pgserver's exit hook would run the cleanup again and log after logging has shut down.
+    atexit.unregister(server._cleanup)
     return True
