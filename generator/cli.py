@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from generator.cli_catalog import docs, impact, lineage, report, search, show, subscribe
-from generator.cli_context import Context, pass_ctx
+from generator.cli_context import Context, find_root, pass_ctx
 from generator.cli_policy import compliance_group, policy
 from generator.cli_publish import rollback
 from generator.errors import CheckFailed, UserError
@@ -23,20 +23,19 @@ from generator.mesh import Mesh, ProductEntry
 @click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    default=".",
     envvar="DATAMESH_ROOT",
-    show_default=True,
-    help="The repo: the folder holding dbt/, dags/ and policies/. Env: DATAMESH_ROOT.",
+    help="The repo: the folder holding dbt/, dags/ and policies/. Env: DATAMESH_ROOT. "
+    "Default: the current folder or the nearest parent that holds them.",
 )
 @click.option("--debug", is_flag=True, envvar="DATAMESH_DEBUG", help="Show tracebacks on errors.")
 @click.pass_context
-def cli(ctx: click.Context, root: Path, debug: bool) -> None:
+def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
     """Self-serve data products: one spec per product becomes a dbt project and an Airflow DAG.
 
     Specs live in dbt/<domain>/<product>/data_product.yaml. PRODUCT arguments take
-    <domain>/<product>, <domain>__<product> or just <product>.
+    <domain>/<product>, <domain>__<product>, just <product>, or the path of its spec or folder.
     """
-    ctx.obj = Context(root, debug)
+    ctx.obj = Context(root if root is not None else find_root(Path.cwd()), debug)
 
 
 @cli.command()
@@ -49,8 +48,8 @@ def validate(ctx: Context, product: str | None) -> None:
     for entry, findings in _static_findings(ctx, mesh.select(product)):
         blocking = [f for f in findings if f.enforcement == "blocking"]
         blocked += bool(blocking)
-        mark = click.style("FAIL", fg="red") if blocking else click.style("ok", fg="green")
-        click.echo(f"{mark:>4}  {entry.spec.domain}/{entry.spec.name} {entry.spec.version}  ({entry.shown})")
+        mark = click.style("FAIL", fg="red") if blocking else click.style("  ok", fg="green")
+        click.echo(f"{mark}  {entry.spec.domain}/{entry.spec.name} {entry.spec.version}  ({entry.shown})")
         _echo_findings(findings)
     if blocked:
         raise CheckFailed(f"{blocked} product(s) violate blocking policies")

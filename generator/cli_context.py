@@ -28,4 +28,13 @@ class Context:
         return load_mesh(self.root)
 
 
+def find_root(start: Path) -> Path:
+    """`start` or its nearest parent holding dbt/ and policies/ (as git finds its repo), else `start`."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        if (folder / "dbt").is_dir() and (folder / "policies").is_dir():
+            return folder
+    return start
+
+
 pass_ctx = click.make_pass_decorator(Context)

@@ -41,11 +41,26 @@ class Mesh:
         )
 
     def select(self, selector: str | None) -> list[ProductEntry]:
-        """`None` is every product; otherwise `<domain>/<product>`, `<domain>__<product>` or `<product>`."""
+        """`None` is every product; otherwise `<domain>/<product>`, `<domain>__<product>`, `<product>`,
+        or the path of a product's spec or project folder (what a shell's tab completion gives)."""
         if not selector:
             return list(self.products)
         norm = selector.replace("/", "__")
         chosen = [p for p in self.products if norm in (p.spec.key, p.spec.name)]
+        if not chosen and Path(selector).exists():
+            where = Path(selector).resolve()
+            chosen = [p for p in self.products if where in (p.spec_path, p.project_dir)]
+            if not chosen:
+                raise SpecError(
+                    [
+                        Problem(
+                            selector,
+                            "",
+                            "is not a product of this mesh; a product's spec lives at "
+                            f"{DBT_DIR}/<domain>/<product>/{SPEC_FILENAME} under {self.root}",
+                        )
+                    ]
+                )
         if not chosen:
             known = ", ".join(p.spec.key for p in self.products) or "none"
             raise SpecError([Problem(selector, "", f"no such product; known products: {known}")])

@@ -116,3 +116,26 @@ def test_unknown_product_is_a_clear_error() -> None:
     done = datamesh("render", "nope/nothing", "--check")
     assert done.returncode == 2
     assert "no such product; known products: customers__customer_profiles" in done.stderr
+
+
+def test_a_product_can_be_named_by_the_path_of_its_spec_or_folder_from_inside_the_repo(
+    repo_copy: Path,
+) -> None:
+    project = repo_copy / "dbt/commerce/orders"
+    for args, cwd in [
+        (["validate", "dbt/commerce/orders/data_product.yaml"], repo_copy),
+        (["validate", "data_product.yaml"], project),  # the root is found from a subfolder
+        (["validate", "."], project),
+    ]:
+        done = subprocess.run([DATAMESH, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == ["  ok  commerce/orders 1.0.0  (dbt/commerce/orders/data_product.yaml)"]
+
+
+def test_a_spec_path_outside_the_mesh_is_refused_with_where_specs_live(tmp_path: Path) -> None:
+    stray = tmp_path / "data_product.yaml"
+    stray.write_text((REPO / "dbt/commerce/orders/data_product.yaml").read_text())
+    done = datamesh("validate", str(stray))
+    assert done.returncode == 2
+    assert "is not a product of this mesh" in done.stderr
+    assert "dbt/<domain>/<product>/data_product.yaml" in done.stderr
