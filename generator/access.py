@@ -109,8 +109,24 @@ def resolve_readers(cur: Cursor, spec: DataProduct, roles_must_exist: bool = Tru
     return Readers(roles, frozenset(r for r in named.pii if r in existing))
 
 
-def sync_grants(cur: Cursor, spec: DataProduct, schema: str, readers: Readers) -> None:
-    """Make the grants on `schema` and its views exactly what `readers` says.
+@dataclass(frozen=True)
+class ViewShape:
+    """A published view as grants see it: its columns, and which of them hold PII."""
+
+    name: str
+    columns: tuple[str, ...]
+    pii: frozenset[str]
+
+
+def spec_shapes(spec: DataProduct) -> list[ViewShape]:
+    return [
+        ViewShape(o.name, tuple(c.name for c in o.columns), frozenset(c.name for c in o.columns if c.pii))
+        for o in spec.outputs
+    ]
+
+
+def sync_grants(cur: Cursor, schema: str, views: list[ViewShape], readers: Readers) -> None:
+    """Make the grants on `schema` and its `views` exactly what `readers` says.
 
     Everything granted before is revoked first (a table-level REVOKE also revokes column-level
     privileges), then granted again; in one transaction with the publish, so a reader never sees
@@ -128,15 +144,14 @@ def sync_grants(cur: Cursor, spec: DataProduct, schema: str, readers: Readers) -
     for role in sorted({row[0] for row in cur.fetchall()} - set(readers.roles)):
         log.info("revoking access to %s from %s", schema, role)
         cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(schema_id, sql.Identifier(role)))
-    for output in spec.outputs:
-        view = sql.Identifier(schema, output.name)
+    for shape in views:
+        view = sql.Identifier(schema, shape.name)
         cur.execute(sql.SQL("REVOKE ALL ON {} FROM PUBLIC").format(view))
-        for role in _grantees(cur, schema, output.name):
+        for role in _grantees(cur, schema, shape.name):
             cur.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(view, sql.Identifier(role)))
-        has_pii = any(c.pii for c in output.columns)
-        whole = [r for r in readers.roles if not has_pii or r in readers.pii]
+        whole = [r for r in readers.roles if not shape.pii or r in readers.pii]
         partial = [r for r in readers.roles if r not in whole]
-        plain = [c.name for c in output.columns if c.pii is None]
+        plain = [c for c in shape.columns if c not in shape.pii]
         if whole:
             cur.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(view, _roles(whole)))
         if partial and plain:
@@ -201,9 +216,37 @@ def _owned_by_a_column(cur: Cursor, schema: str, sequence: str) -> bool:
 
 def seal_snapshot(cur: Cursor, snapshot: str) -> None:
     """A published snapshot belongs to the platform (the publishing user), not to the domain role
-    that built it: published rows change only through the next publish, never by hand."""
+    that built it: published rows change only through the next publish, never by hand. Readers
+    reach it only through the published views, so whatever the domain role granted on its build
+    schema (a dbt `grants:` config, a hook) is revoked: it would bypass the spec's access list."""
     reassign_schema(cur, snapshot, sql.SQL("CURRENT_USER"))
-    cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(snapshot)))
+    revoke_all_but_owner(cur, snapshot)
+
+
+def revoke_all_but_owner(cur: Cursor, schema: str) -> None:
+    """No privilege on `schema`, its relations or their columns for anyone but their owner."""
+    cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+    for _, relation, _, grantee, _ in granted_privileges(cur, [schema]):
+        if grantee == _owner(cur, schema, relation):
+            continue
+        who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        if relation:
+            # a table-level REVOKE ALL also takes column-level privileges away
+            cur.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(sql.Identifier(schema, relation), who))
+        else:
+            cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(sql.Identifier(schema), who))
+
+
+def _owner(cur: Cursor, schema: str, relation: str) -> str:
+    if relation:
+        cur.execute(
+            """SELECT pg_get_userbyid(c.relowner) FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s""",
+            (schema, relation),
+        )
+    else:
+        cur.execute("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (schema,))
+    return cur.fetchone()[0]
 
 
 def ensure_build_schema(cur: Cursor, spec: DataProduct) -> bool:

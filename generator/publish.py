@@ -5,12 +5,14 @@ transaction:
 
 1. checks that every named role exists and the build schema holds every output (nothing changes
    otherwise),
-2. renames the build schema to the next snapshot schema `<key>__s<seq:06d>` (metadata only) and
-   takes it away from the domain role (the platform owns published rows),
+2. renames the build schema to the next snapshot schema `<key>__s<seq:06d>` (metadata only),
+   keeps in it only the output tables (generator/build_schema.py says why) and takes it away
+   from the domain role (the platform owns published rows; grants the domain made are revoked),
 3. points one view per output in the published schema `<key>__v<major>` at the snapshot, and
    the views of the stable "latest" schema `<key>` too when this is the newest major,
 4. grants read access to exactly the readers the spec names, PII columns only to those cleared
-   for PII, and revokes everything else (generator/access.py),
+   for PII, and revokes everything else (generator/access.py), on every major still served: the
+   access list is the product's, so a role removed from it loses v1 as well as v2,
 5. retires older majors whose `deprecations` date has passed,
 6. drops snapshots beyond the last few, unless a view still reads them, and leaves an empty build
    schema owned by the domain role for the next run.
@@ -34,12 +36,15 @@ from psycopg2 import sql
 
 from generator.access import (
     Readers,
+    ViewShape,
     domain_role,
     ensure_build_schema,
     resolve_readers,
     seal_snapshot,
+    spec_shapes,
     sync_grants,
 )
+from generator.build_schema import keep_only_outputs, require_output_tables
 from generator.db import transaction
 from generator.errors import RunFailed
 from generator.spec import DataProduct, published_schema
@@ -89,6 +94,11 @@ def publish(
                 sql.Identifier(spec.build_schema), sql.Identifier(snapshot)
             )
         )
+        dropped = keep_only_outputs(cur, spec, snapshot)
+        if dropped:
+            log.info("%s: not published (not outputs): %s", snapshot, ", ".join(dropped))
+        # again: a dropped routine takes with it what used it, a column of its type included
+        _check_relations(cur, spec, snapshot, what=f"snapshot {snapshot}")
         seal_snapshot(cur, snapshot)
         _label(cur, snapshot, spec)
         latest = _serve(cur, spec, snapshot, readers)
@@ -182,13 +192,57 @@ def _serve(cur: Cursor, spec: DataProduct, snapshot: str, readers: Readers) -> s
     """Point the major's views (and the latest views, for the newest major) at `snapshot`, with
     the spec's grants. Returns the latest schema when it was updated."""
     _point_views(cur, spec, spec.published_schema, snapshot)
-    sync_grants(cur, spec, spec.published_schema, readers)
-    if spec.major < max(_published_majors(cur, spec.key), default=spec.major):
+    sync_grants(cur, spec.published_schema, spec_shapes(spec), readers)
+    majors = _published_majors(cur, spec.key)
+    for major in sorted(set(majors) - {spec.major}):
+        schema = published_schema(spec.domain, spec.name, major)
+        sync_grants(cur, schema, _served_shapes(cur, spec, schema), readers)
+    if spec.major < max(majors, default=spec.major):
         log.info("%s: a newer major is published; %s stays as it is", spec.key, spec.latest_schema)
         return None
     _point_views(cur, spec, spec.latest_schema, snapshot)
-    sync_grants(cur, spec, spec.latest_schema, readers)
+    sync_grants(cur, spec.latest_schema, spec_shapes(spec), readers)
     return spec.latest_schema
+
+
+def _served_shapes(cur: Cursor, spec: DataProduct, schema: str) -> list[ViewShape]:
+    """The views another major serves, with the PII columns its snapshot was published with
+    (a snapshot labelled before labels carried them: the current spec's PII marks, and a column
+    the spec no longer has counts as PII, so only readers cleared for PII keep it)."""
+    cur.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind = 'v' ORDER BY c.relname""",
+        (schema,),
+    )
+    shapes = []
+    for (view,) in cur.fetchall():
+        columns = tuple(name for name, _ in _columns(cur, schema, view))
+        labelled = _label_of(cur, _snapshot_read_by(cur, schema, view)).get("pii")
+        if isinstance(labelled, dict) and isinstance(labelled.get(view), list):
+            pii = frozenset(labelled[view])
+        else:
+            output = spec.output(view)
+            known = {c.name: c.pii for c in output.columns} if output else {}
+            pii = frozenset(c for c in columns if c not in known or known[c] is not None)
+        shapes.append(ViewShape(view, columns, pii))
+    return shapes
+
+
+def _snapshot_read_by(cur: Cursor, schema: str, view: str) -> str | None:
+    cur.execute(
+        """SELECT DISTINCT tn.nspname
+             FROM pg_class v
+             JOIN pg_namespace vn ON vn.oid = v.relnamespace
+             JOIN pg_rewrite rw ON rw.ev_class = v.oid
+             JOIN pg_depend d ON d.objid = rw.oid AND d.classid = 'pg_rewrite'::regclass
+                             AND d.refclassid = 'pg_class'::regclass
+             JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
+             JOIN pg_namespace tn ON tn.oid = t.relnamespace
+            WHERE vn.nspname = %s AND v.relname = %s""",
+        (schema, view),
+    )
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def _published_majors(cur: Cursor, key: str) -> list[int]:
@@ -227,17 +281,26 @@ def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> list[str]
 
 def _label(cur: Cursor, snapshot: str, spec: DataProduct) -> None:
     """Which version a snapshot holds, so a rollback never crosses a major version."""
-    label = json.dumps({"version": spec.version, "major": spec.major})
+    pii = {o.name: [c.name for c in o.columns if c.pii] for o in spec.outputs}
+    label = json.dumps({"version": spec.version, "major": spec.major, "pii": pii})
     cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS %s").format(sql.Identifier(snapshot)), (label,))
 
 
-def _major_of(cur: Cursor, snapshot: str) -> int | None:
+def _label_of(cur: Cursor, snapshot: str | None) -> dict:
     cur.execute(
         "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (snapshot,)
     )
     row = cur.fetchone()
     try:
-        return int(json.loads(row[0])["major"]) if row and row[0] else None
+        label = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        return {}
+    return label if isinstance(label, dict) else {}
+
+
+def _major_of(cur: Cursor, snapshot: str) -> int | None:
+    try:
+        return int(_label_of(cur, snapshot)["major"])
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -263,6 +326,7 @@ def _check_relations(cur: Cursor, spec: DataProduct, schema: str, what: str) -> 
             f"{spec.key}: {what} {schema!r} does not exist: nothing to publish "
             "(dbt run builds it; a publish consumes it)"
         )
+    require_output_tables(cur, spec, schema, what)
     problems = []
     for output in spec.outputs:
         have = {name for name, _ in _columns(cur, schema, output.name)}
@@ -289,6 +353,7 @@ def _seq_of(key: str, schema: str) -> int | None:
 
 def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> None:
     cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    _drop_views_of_removed_outputs(cur, spec, schema)
     for output in spec.outputs:
         view = sql.Identifier(schema, output.name)
         names = [c.name for c in output.columns]
@@ -299,14 +364,7 @@ def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> 
             # CREATE OR REPLACE VIEW may only append columns; anything else needs a new view,
             # created in this same transaction, so readers never see it missing.
             log.info("columns of %s.%s changed: recreating the view", schema, output.name)
-            try:
-                cur.execute(sql.SQL("DROP VIEW {}").format(view))
-            except psycopg2.errors.DependentObjectsStillExist as exc:
-                raise RunFailed(
-                    f"{spec.key}: the columns of {schema}.{output.name} changed, but "
-                    f"other views depend on it ({exc.diag.message_detail or exc}). Changing columns "
-                    "breaks readers: bump the major version instead."
-                ) from exc
+            _drop_view(cur, spec, schema, output.name, why="its columns changed")
         cur.execute(
             sql.SQL("CREATE OR REPLACE VIEW {} AS SELECT {} FROM {}").format(
                 view,
@@ -314,6 +372,37 @@ def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> 
                 sql.Identifier(snapshot, output.name),
             )
         )
+
+
+def _drop_views_of_removed_outputs(cur: Cursor, spec: DataProduct, schema: str) -> None:
+    cur.execute(
+        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relkind = 'v' AND NOT c.relname = ANY(%s) ORDER BY 1""",
+        (schema, [o.name for o in spec.outputs]),
+    )
+    for (view,) in cur.fetchall():
+        log.info("%s.%s is no longer an output: dropping its view", schema, view)
+        _drop_view(cur, spec, schema, view, why="it is no longer an output")
+
+
+def _drop_view(cur: Cursor, spec: DataProduct, schema: str, view: str, why: str) -> None:
+    """Drop a published view (in this transaction: readers never see it missing before the new
+    one exists). Views others built on it are never dropped with it: the publish fails instead."""
+    try:
+        cur.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(schema, view)))
+    except psycopg2.errors.DependentObjectsStillExist as exc:
+        detail = exc.diag.message_detail or str(exc)
+        if schema == spec.latest_schema:
+            fix = (
+                f"the latest interface {schema} follows the newest major; views that must not "
+                f"change should read the pinned {spec.published_schema} (or an older major) instead"
+            )
+        else:
+            fix = "this breaks readers: bump the major version instead"
+        raise RunFailed(
+            f"{spec.key}: {schema}.{view} must be dropped ({why}), but other views depend on it "
+            f"({detail}); {fix}. Nothing was published."
+        ) from exc
 
 
 def _count_rows(cur: Cursor, spec: DataProduct, snapshot: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
+from generator.build_schema import require_output_tables
 from generator.db import transaction
 from generator.errors import RunFailed
 from generator.spec import DataProduct
@@ -40,8 +41,10 @@ class RunFacts:
 def measure(conn: psycopg2.extensions.connection, spec: DataProduct) -> RunFacts:
     """Row counts and null counts of every output in the build schema, compared with the last
     publish, and the age of every input product's last publish. Raises RunFailed when the build
-    schema lacks an output (dbt run did not build it)."""
+    schema lacks an output (dbt run did not build it) or an output is not a table."""
     with transaction(conn) as cur:
+        # Before any read as the platform user: an output that is a view would run its SQL as us.
+        require_output_tables(cur, spec, spec.build_schema, what="the build schema")
         has_catalog = _catalog_has_runs(cur)
         previous = _previous_rows(cur, spec) if has_catalog else {}
         outputs = [

@@ -12,8 +12,10 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
+from generator.access import granted_privileges
 from generator.errors import RunFailed
 from generator.publish import KEEP_SNAPSHOTS, current_snapshot, publish, rollback
+from generator.run_facts import measure
 from generator.spec import DataProduct
 from generator.warehouse import Warehouse
 
@@ -71,13 +73,10 @@ def build(conn: psycopg2.extensions.connection, spec: DataProduct, marker: int, 
         for output in spec.outputs:
             extra = [c for c in output.columns if c.name not in ("id", "marker")]
             cur.execute(
-                sql.SQL(
-                    "CREATE TABLE {} AS SELECT g AS id, %s AS marker{} FROM generate_series(1, %s) g"
-                ).format(
+                sql.SQL("CREATE TABLE {} AS SELECT g AS id, %s AS marker{} FROM generate_series(1, %s) g").format(
                     sql.Identifier(spec.build_schema, output.name),
                     sql.SQL("").join(
-                        sql.SQL(", NULL::{} AS {}").format(sql.SQL(c.type), sql.Identifier(c.name))
-                        for c in extra
+                        sql.SQL(", NULL::{} AS {}").format(sql.SQL(c.type), sql.Identifier(c.name)) for c in extra
                     ),
                 ),
                 (marker, rows),
@@ -149,9 +148,7 @@ def test_publish_points_views_at_a_snapshot_and_grants_exactly_the_listed_roles(
     with conn.cursor() as cur:
         cur.execute("SET ROLE pub_analyst")
         try:
-            cur.execute(
-                sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(result.schema, "first"))
-            )
+            cur.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(sql.Identifier(result.schema, "first")))
             assert [d.name for d in cur.description] == ["id", "marker"]
             assert cur.fetchall() == [(1, 1), (2, 1), (3, 1), (4, 1)]
         finally:
@@ -251,9 +248,7 @@ def test_changed_columns_recreate_the_view_and_keep_the_grants(conn):
     publish(conn, wider)
 
     with conn.cursor() as cur:
-        cur.execute(
-            sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(wider.published_schema, "first"))
-        )
+        cur.execute(sql.SQL("SELECT * FROM {} LIMIT 1").format(sql.Identifier(wider.published_schema, "first")))
         assert [d.name for d in cur.description] == ["id", "marker", "note"]
     assert can_select(conn, "pub_analyst", wider.published_schema)
 
@@ -306,10 +301,12 @@ def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(co
     seen: list[tuple] = []
     errors: list[BaseException] = []
 
-    def read() -> None:
+    def read(role: str | None) -> None:
         reader = warehouse.connect(autocommit=True)
         try:
             with reader.cursor() as cur:
+                if role:  # a consumer, whose grants each publish revokes and grants again
+                    cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
                 while not stop.is_set():
                     cur.execute(probe)
                     seen.append(cur.fetchone())
@@ -318,13 +315,16 @@ def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(co
         finally:
             reader.close()
 
-    readers = [threading.Thread(target=read) for _ in range(2)]
+    # Every other build adds a column, so half the publishes drop and recreate the views.
+    wider = make_spec(roles=["pub_analyst"], name=spec.name, extra_column={"name": "note", "type": "text"})
+    readers = [threading.Thread(target=read, args=(role,)) for role in (None, "pub_analyst")]
     for thread in readers:
         thread.start()
     try:
         for marker in range(2, 16):
-            build(conn, spec, marker=marker, rows=marker)
-            publish(conn, spec)
+            version = wider if marker % 2 else spec
+            build(conn, version, marker=marker, rows=marker)
+            publish(conn, version)
     finally:
         stop.set()
         for thread in readers:
@@ -335,3 +335,136 @@ def test_readers_during_publishes_see_old_or_new_rows_never_an_error_or_a_mix(co
     assert len(seen) > 20 and len(markers) > 3, f"readers barely overlapped the publishes: {len(seen)} reads"
     mixed = [row for row in seen if len(set(row)) != 1]
     assert mixed == []
+
+
+def test_nothing_is_published_when_there_is_nothing_to_roll_back(conn):
+    spec = make_spec()
+    build(conn, spec, marker=1)
+
+    with pytest.raises(RunFailed, match="nothing to roll back"):
+        rollback(conn, spec)
+    assert schemas(conn, spec) == {spec.build_schema}
+
+
+# --- what a domain role leaves in its build schema (generator/build_schema.py) ----------------------
+
+
+def test_an_output_built_as_a_view_is_refused_before_the_platform_reads_it(conn):
+    spec = make_spec(roles=["pub_analyst"])
+    build(conn, spec, marker=1)
+    publish(conn, spec)
+    build(conn, spec, marker=2)
+    with conn.cursor() as cur:
+        # a view calling the domain's own function: read as the platform user, it would run as one
+        cur.execute(
+            sql.SQL(
+                "CREATE FUNCTION {f}() RETURNS int LANGUAGE sql AS 'SELECT 2';"
+                "DROP TABLE {t}; CREATE VIEW {t} AS SELECT g AS id, {f}() AS marker FROM generate_series(1, 3) g"
+            ).format(f=sql.Identifier(spec.build_schema, "side_effect"), t=sql.Identifier(spec.build_schema, "first"))
+        )
+
+    with pytest.raises(RunFailed, match=r"output 'first' is a view\. An output must be materialized as a table"):
+        measure(conn, spec)  # the gate's measurements
+    with pytest.raises(RunFailed, match=r"output 'first' is a view"):
+        publish(conn, spec)
+    assert max_marker(conn, spec.published_schema, "first") == 1
+
+
+def test_a_snapshot_keeps_only_the_output_tables_and_no_grant_the_domain_made(conn):
+    spec = make_spec(roles=["pub_analyst"])
+    build(conn, spec, marker=1)
+    with conn.cursor() as cur:
+        staging = sql.Identifier(spec.build_schema, "stg_copy")
+        cur.execute(
+            sql.SQL("CREATE VIEW {} AS SELECT id FROM {}").format(staging, sql.Identifier(spec.build_schema, "first"))
+        )
+        cur.execute(
+            sql.SQL(
+                "CREATE FUNCTION {f}(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';"
+                "CREATE INDEX ON {t} ({f}(id))"
+            ).format(f=sql.Identifier(spec.build_schema, "on_analyze"), t=sql.Identifier(spec.build_schema, "second"))
+        )
+        # what a dbt `grants:` config or a hook run as the domain role would leave behind
+        cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO pub_outsider").format(sql.Identifier(spec.build_schema)))
+        cur.execute(
+            sql.SQL("GRANT SELECT ON {} TO pub_outsider, PUBLIC").format(sql.Identifier(spec.build_schema, "first"))
+        )
+        cur.execute(
+            sql.SQL("GRANT SELECT (id) ON {} TO pub_outsider").format(sql.Identifier(spec.build_schema, "second"))
+        )
+
+    result = publish(conn, spec)
+
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relkind <> 'i' ORDER BY 1""",
+            (result.snapshot,),
+        )
+        assert cur.fetchall() == [("first", "r"), ("second", "r")]
+        cur.execute(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s",
+            (result.snapshot,),
+        )
+        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s", (result.snapshot,))
+        assert cur.fetchone()[0] == 0  # the index calling the domain's function went with it
+    granted = granted_privileges(conn.cursor(), [result.snapshot])
+    assert {row[3] for row in granted} <= {query(conn, "SELECT current_user")}
+    assert not query(conn, "SELECT has_schema_privilege('pub_outsider', %s, 'USAGE')", result.snapshot)
+    assert max_marker(conn, spec.published_schema, "second") == 1  # the data itself is untouched
+
+
+def test_a_role_removed_from_the_spec_loses_the_older_major_too_pii_columns_included(conn):
+    email = {"name": "email", "type": "text", "pii": "email"}
+    v1 = make_spec(roles=["pub_analyst", "pub_scientist"], version="1.0.0", extra_column=email)
+    v1 = v1.model_copy(update={"access": v1.access.model_copy(update={"pii_roles": ["pub_scientist"]})})
+    build(conn, v1, marker=1)
+    publish(conn, v1)
+    v2 = make_spec(roles=["pub_analyst"], version="2.0.0", name=v1.name)  # no email, no scientist
+    build(conn, v2, marker=2)
+
+    publish(conn, v2)
+
+    old = f"{v1.published_schema}.first"
+    assert not query(conn, "SELECT has_schema_privilege('pub_scientist', %s, 'USAGE')", v1.published_schema)
+    assert not query(conn, "SELECT has_table_privilege('pub_scientist', %s, 'SELECT')", old)
+    # the analyst still reads v1, and still not its PII column (v1's own PII marks are kept)
+    assert query(conn, "SELECT has_column_privilege('pub_analyst', %s, 'marker', 'SELECT')", old)
+    assert not query(conn, "SELECT has_column_privilege('pub_analyst', %s, 'email', 'SELECT')", old)
+    assert max_marker(conn, v1.published_schema, "first") == 1
+
+
+def test_an_output_removed_with_a_major_bump_leaves_the_latest_interface(conn):
+    v1 = make_spec(roles=["pub_analyst"], version="1.0.0")
+    build(conn, v1, marker=1)
+    publish(conn, v1)
+    v2 = v1.model_copy(update={"version": "2.0.0", "outputs": v1.outputs[:1]})
+    build(conn, v2, marker=2)
+
+    publish(conn, v2)
+
+    assert query(conn, "SELECT to_regclass(%s) IS NULL", f"{v2.latest_schema}.second")
+    assert max_marker(conn, v1.published_schema, "second") == 1  # v1 keeps serving it
+
+
+def test_a_view_built_on_the_latest_interface_names_the_pinned_schema_to_use(conn):
+    v1 = make_spec(version="1.0.0")
+    build(conn, v1, marker=1)
+    publish(conn, v1)
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS pub_dashboards")
+        cur.execute(
+            sql.SQL("CREATE VIEW {} AS SELECT * FROM {}").format(
+                sql.Identifier("pub_dashboards", v1.name), sql.Identifier(v1.latest_schema, "first")
+            )
+        )
+    v2 = make_spec(version="2.0.0", name=v1.name, extra_column={"name": "note", "type": "text"})
+    v2 = v2.model_copy(
+        update={"outputs": [v2.outputs[0].model_copy(update={"columns": v2.outputs[0].columns[::-1]}), v2.outputs[1]]}
+    )
+    build(conn, v2, marker=2)
+
+    with pytest.raises(RunFailed, match=rf"views that must not change should read the pinned {v2.published_schema}"):
+        publish(conn, v2)
+    assert max_marker(conn, v1.latest_schema, "first") == 1
