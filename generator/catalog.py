@@ -10,13 +10,16 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg2.errors
 import psycopg2.extensions
+from psycopg2 import sql
 from psycopg2.extras import Json
 
 from generator.db import transaction
@@ -58,9 +61,27 @@ def migrations() -> list[Migration]:
     return found
 
 
+def pending(conn: psycopg2.extensions.connection, target: int | None = None) -> list[Migration]:
+    """The shipped migrations (up to version `target`) the catalog lacks: all of them when there
+    is no catalog yet. Only reads, so a role that may only read the catalog can ask."""
+    with transaction(conn) as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.schema_migrations",))
+        exists = cur.fetchone()[0] is not None
+        done: set[int] = set()
+        if exists:
+            cur.execute(f"SELECT version FROM {CATALOG_SCHEMA}.schema_migrations")
+            done = {row[0] for row in cur.fetchall()}
+    return [
+        m for m in migrations() if m.version not in done and (target is None or m.version <= target)
+    ]
+
+
 def migrate(conn: psycopg2.extensions.connection, target: int | None = None) -> list[str]:
     """Apply the migrations not applied yet (up to version `target`, default all), in one
-    transaction. Returns the names applied."""
+    transaction. Returns the names applied. Writes nothing (and needs no write right) when the
+    catalog is up to date."""
+    if not pending(conn, target):
+        return []
     applied_now: list[str] = []
     with transaction(conn) as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
@@ -83,6 +104,47 @@ def migrate(conn: psycopg2.extensions.connection, target: int | None = None) -> 
             )
             applied_now.append(migration.name)
     return applied_now
+
+
+def ensure_current(conn: psycopg2.extensions.connection) -> None:
+    """Before a command uses the catalog: migrate it if it is missing or behind and this role may;
+    if it may not, a UserError saying who must. An up-to-date catalog is only read."""
+    try:
+        if not pending(conn):
+            return
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        role = _grantee(conn)
+        raise UserError(
+            f"role {conn.info.user!r} may not read the catalog ({_first_line(exc)}). Ask the catalog's "
+            f"owner for: GRANT USAGE ON SCHEMA {CATALOG_SCHEMA} TO {role}; "
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA {CATALOG_SCHEMA} TO {role};"
+        ) from None
+    try:
+        migrate(conn)
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        missing = pending(conn)
+        if not missing:  # someone who may migrate did so meanwhile
+            return
+        state = (
+            "does not exist yet"
+            if len(missing) == len(migrations())
+            else f"lacks migration(s) {', '.join(m.name for m in missing)}"
+        )
+        raise UserError(
+            f"the catalog in database {conn.info.dbname!r} {state}, and role {conn.info.user!r} may "
+            f"not migrate it ({_first_line(exc)}). The platform's account (the owner of schema "
+            f"{CATALOG_SCHEMA}, with CREATE on the database; the one the pipelines run as) migrates "
+            "it at the next product run, or at once with any catalog command, e.g. `datamesh search`."
+        ) from None
+
+
+def _grantee(conn: psycopg2.extensions.connection) -> str:
+    """The connected role as a GRANT statement names it (quoted), for messages to copy from."""
+    return sql.Identifier(conn.info.user).as_string(conn)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def register(
@@ -343,7 +405,7 @@ def subscribe(
     consumer = consumer.strip()
     if not consumer:
         raise UserError("subscribe: the consumer name is empty; name the dashboard or pipeline")
-    with transaction(conn) as cur:
+    with _subscription_rights(conn), transaction(conn) as cur:
         cur.execute(
             f"""SELECT p.current_version, array_agg(o.name ORDER BY o.position)
                 FROM {CATALOG_SCHEMA}.products p
@@ -382,7 +444,7 @@ def unsubscribe(
     conn: psycopg2.extensions.connection, consumer: str, domain: str, product: str, output: str
 ) -> bool:
     """Remove a subscription. Returns whether there was one."""
-    with transaction(conn) as cur:
+    with _subscription_rights(conn), transaction(conn) as cur:
         cur.execute(
             f"""DELETE FROM {CATALOG_SCHEMA}.subscriptions
                 WHERE consumer = %s AND domain = %s AND product = %s AND output = %s""",
@@ -392,6 +454,21 @@ def unsubscribe(
         if removed:
             _audit(cur, "unsubscribe", domain, product, None, None, {"consumer": consumer, "output": output})
     return removed
+
+
+@contextmanager
+def _subscription_rights(conn: psycopg2.extensions.connection) -> Iterator[None]:
+    """Turn a refused write into the grants a (read-only) catalog user must ask for."""
+    try:
+        yield
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        role = _grantee(conn)
+        raise UserError(
+            f"role {conn.info.user!r} may read the catalog but not record subscriptions ({_first_line(exc)}). "
+            f"Ask the catalog's owner for: GRANT INSERT, UPDATE, DELETE ON "
+            f"{CATALOG_SCHEMA}.subscriptions TO {role}; GRANT INSERT ON {CATALOG_SCHEMA}.audit_log "
+            f"TO {role}; GRANT USAGE ON SEQUENCE {CATALOG_SCHEMA}.audit_log_id_seq TO {role};"
+        ) from None
 
 
 def record_audit(

@@ -1,7 +1,10 @@
 """The catalog's everyday commands: search, show, lineage, impact, subscribe, report, docs.
 
-Each reads the catalog in the warehouse `datamesh db url` names (migrating it first, so a new
-warehouse answers "nothing yet" rather than failing). Registered in cli.py.
+Each reads the catalog in the warehouse `datamesh db url` names. A missing or outdated catalog is
+migrated first when the connecting role may (so a new warehouse answers "nothing yet" rather than
+failing); an up-to-date one is only read, so a role with USAGE and SELECT on the catalog's schema
+can use every command but `subscribe` (which needs write rights on `subscriptions` too).
+Registered in cli.py.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def _catalog(ctx: Context) -> Iterator[psycopg2.extensions.connection]:
 
     conn = from_environment(ctx.root).connect()
     try:
-        catalog.migrate(conn)
+        catalog.ensure_current(conn)
         yield conn
     finally:
         conn.close()
@@ -112,8 +115,14 @@ def lineage(ctx: Context, target: str, direction: str | None, fmt: str) -> None:
 
 @click.command()
 @click.argument("output")
+@click.option(
+    "--major",
+    type=click.IntRange(0),
+    help="The major version the change is to (default: the current one). Readers pinned to "
+    "another major are not hit.",
+)
 @click.pass_obj
-def impact(ctx: Context, output: str) -> None:
+def impact(ctx: Context, output: str, major: int | None) -> None:
     """Who a breaking change to OUTPUT (<domain>/<product>.<output>) would hit."""
     from generator import lineage as lin
 
@@ -121,10 +130,10 @@ def impact(ctx: Context, output: str) -> None:
     if name is None:
         raise UserError(f"{output!r}: impact needs an output, as <domain>/<product>.<output>")
     with _catalog(ctx) as conn:
-        hits = lin.impact(conn, domain, product, name)
-        click.echo(lin.impact_message(conn, domain, product, name))
-    if hits:
-        click.echo(lin.format_impact(hits))
+        found = lin.impact_report(conn, domain, product, name, major)
+    click.echo(lin.describe_impact(found))
+    if found.hits:
+        click.echo(lin.format_impact(found.hits))
 
 
 @click.command()

@@ -9,6 +9,7 @@ the product once per path in a tree, expanded once; impact lists it once.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ class Graph:
     down: dict[str, set[str]] = field(default_factory=dict)  # node -> its consumers
     up: dict[str, set[str]] = field(default_factory=dict)  # node -> what it reads
     edge_labels: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # Output level only: the major version of the producer each edge's consumer reads ...
+    edge_majors: dict[tuple[str, str], int] = field(default_factory=dict)
+    # ... and the major each product ('domain/product') publishes now.
+    majors: dict[str, int] = field(default_factory=dict)
 
     def add_node(self, node: str, label: str | None = None) -> None:
         self.labels.setdefault(node, label or node)
@@ -94,10 +99,14 @@ def load_graph(conn: psycopg2.extensions.connection, level: Level = "product") -
                            producer_output FROM {CATALOG_SCHEMA}.lineage"""
             )
         else:
+            # The product-level row says which major the consumer pinned (inputs.products[].major).
             cur.execute(
-                f"""SELECT producer_domain, producer_product, producer_output,
-                           consumer_domain, consumer_product, consumer_output
-                    FROM {CATALOG_SCHEMA}.output_lineage"""
+                f"""SELECT ol.producer_domain, ol.producer_product, ol.producer_output,
+                           ol.consumer_domain, ol.consumer_product, ol.consumer_output, l.major
+                    FROM {CATALOG_SCHEMA}.output_lineage ol
+                    LEFT JOIN {CATALOG_SCHEMA}.lineage l USING (consumer_domain, consumer_product,
+                                                                 producer_domain, producer_product,
+                                                                 producer_output)"""
             )
         edges = cur.fetchall()
         cur.execute(f"SELECT consumer, domain, product, output, major FROM {CATALOG_SCHEMA}.subscriptions")
@@ -114,12 +123,20 @@ def load_graph(conn: psycopg2.extensions.connection, level: Level = "product") -
     else:
         for domain, product, name in outputs:
             graph.add_node(f"{domain}/{product}.{name}")
-        for pd, pp, po, cd, cp, co in edges:
+        for pd, pp, po, cd, cp, co, major in edges:
             graph.add_edge(f"{pd}/{pp}.{po}", f"{cd}/{cp}.{co}")
+            if major is not None:
+                graph.edge_majors[(f"{pd}/{pp}.{po}", f"{cd}/{cp}.{co}")] = major
         for consumer, domain, product, output, major in subscriptions:
             graph.add_node(SUBSCRIBER + consumer, f"{consumer} (subscriber)")
             graph.add_edge(f"{domain}/{product}.{output}", SUBSCRIBER + consumer, f"v{major}")
+            graph.edge_majors[(f"{domain}/{product}.{output}", SUBSCRIBER + consumer)] = major
+    graph.majors = {f"{domain}/{name}": _major(version) for domain, name, version in products}
     return graph
+
+
+def _major(version: str) -> int:
+    return int(version.split(".", 1)[0])
 
 
 def parse_target(target: str) -> tuple[str, str, str | None]:
@@ -188,8 +205,23 @@ def to_mermaid(graph: Graph, highlight: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Inside a quoted Mermaid label these would end the label, start an entity code, become HTML or
+# a Markdown string: each is written as Mermaid's entity code (#quot; and the like). '#' first, so
+# a name that already holds "#quot;" keeps it as text.
+_MERMAID_CODES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
+
+
 def _mermaid_text(text: str) -> str:
-    return text.replace('"', "#quot;")
+    """Text for a quoted Mermaid label: on one line, with its special characters as entity codes."""
+    text = " ".join(_printable(line) for line in text.splitlines())
+    for char, code in _MERMAID_CODES.items():
+        text = text.replace(char, code)
+    return text
+
+
+def _printable(text: str) -> str:
+    # Control characters (tabs, escapes) have no place in a label and some break the syntax.
+    return "".join(" " if unicodedata.category(c).startswith("C") else c for c in text)
 
 
 def to_graphviz(graph: Graph, highlight: str | None = None) -> str:
@@ -210,7 +242,10 @@ def to_graphviz(graph: Graph, highlight: str | None = None) -> str:
 
 
 def _dot(text: str) -> str:
-    return json.dumps(text)  # a DOT string: double quotes, backslash escapes
+    """A DOT quoted string. DOT files are UTF-8, so "é" stays "é" (json.dumps would write a literal
+    \\u00e9); quotes and backslashes are escaped, line breaks become DOT's centred-line \\n."""
+    lines = [_printable(line).replace("\\", "\\\\").replace('"', '\\"') for line in text.splitlines()]
+    return '"' + "\\n".join(lines) + '"'
 
 
 # --- impact ---------------------------------------------------------------------------------------
@@ -224,21 +259,58 @@ class Impacted:
     path: tuple[str, ...]  # the output nodes from the changed one to this consumer
 
 
-def impact(conn: psycopg2.extensions.connection, domain: str, product: str, output: str) -> list[Impacted]:
-    """Every consumer a breaking change to `domain/product.output` would hit, nearest first: the
-    products built from it (directly or through other outputs) and the subscribers of any of them.
-    Each consumer once, at its shortest path."""
+@dataclass(frozen=True)
+class ImpactReport:
+    output: str  # domain/product.output
+    major: int  # the major version the breaking change is to
+    hits: list[Impacted]  # nearest first
+    # Readers of the output pinned to another major (inputs.products[].major, a subscription's
+    # major): a change to `major` does not reach them. Major -> names, sorted.
+    other_majors: dict[int, list[str]] = field(default_factory=dict)
+
+
+def impact(
+    conn: psycopg2.extensions.connection, domain: str, product: str, output: str, major: int | None = None
+) -> list[Impacted]:
+    """Every consumer a breaking change to `domain/product.output` at major `major` (default: the
+    one it publishes now) would hit, nearest first: the products built from it (directly or
+    through other outputs) and the subscribers of any of them. Each consumer once, at its shortest
+    path. A consumer pinned to another major is not hit."""
+    return impact_report(conn, domain, product, output, major).hits
+
+
+def impact_report(
+    conn: psycopg2.extensions.connection, domain: str, product: str, output: str, major: int | None = None
+) -> ImpactReport:
+    """`impact`, with the major it is about and who reads the output at other majors."""
     graph = load_graph(conn, "output")
     start = f"{domain}/{product}.{output}"
     if start not in graph.labels:
         raise UserError(f"no output {start} in the catalog (has it been registered by a run?)")
+    # Who reads the output, at which major (an edge without a known major counts as hit).
+    pinned = {n: graph.edge_majors[(start, n)] for n in graph.down[start] if (start, n) in graph.edge_majors}
+    current = graph.majors[f"{domain}/{product}"]
+    major = current if major is None else major
+    served = _served_majors(conn, domain, product)
+    if major not in served | set(pinned.values()):
+        raise UserError(
+            f"impact: {domain}/{product} publishes major version(s) "
+            f"{', '.join(f'v{m}' for m in sorted(served))} (v{current} the current one), not v{major}"
+        )
+
+    def reads_what_changes(producer: str, consumer: str) -> bool:
+        # The changed output at `major`; downstream of it, what each product publishes now (an
+        # older major of an intermediate product is a frozen snapshot the change does not reach).
+        wanted = major if producer == start else graph.majors.get(producer.split(".", 1)[0])
+        return graph.edge_majors.get((producer, consumer), wanted) == wanted
+
     found: dict[str, Impacted] = {}
     paths = {start: (start,)}
     queue = deque([start])
     while queue:
         node = queue.popleft()
         for nxt in sorted(graph.down.get(node, ())):
-            if nxt in paths:
+            if nxt in paths or not reads_what_changes(node, nxt):
                 continue
             paths[nxt] = (*paths[node], nxt)
             if is_subscriber(nxt):
@@ -248,22 +320,57 @@ def impact(conn: psycopg2.extensions.connection, domain: str, product: str, outp
                 queue.append(nxt)
             if name != f"{domain}/{product}" and name not in found:
                 found[name] = Impacted(kind, name, len(paths[nxt]) - 1, paths[nxt])  # type: ignore[arg-type]
-    return sorted(found.values(), key=lambda i: (i.depth, i.kind, i.name))
+    others: dict[int, set[str]] = {}
+    for node, read in pinned.items():
+        name = node.removeprefix(SUBSCRIBER) if is_subscriber(node) else node.split(".", 1)[0]
+        if read != major and name not in found:
+            others.setdefault(read, set()).add(name)
+    return ImpactReport(
+        start,
+        major,
+        sorted(found.values(), key=lambda i: (i.depth, i.kind, i.name)),
+        {m: sorted(names) for m, names in sorted(others.items())},
+    )
+
+
+def _served_majors(conn: psycopg2.extensions.connection, domain: str, product: str) -> set[int]:
+    """The major versions the product's spec serves: its own and its `deprecations`."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT current_version, spec->'deprecations' FROM {CATALOG_SCHEMA}.products
+                WHERE domain = %s AND name = %s""",
+            (domain, product),
+        )
+        version, deprecations = cur.fetchone()
+    conn.rollback()
+    return {_major(version), *(int(d["major"]) for d in deprecations or [])}
 
 
 def impact_message(conn: psycopg2.extensions.connection, domain: str, product: str, output: str) -> str:
-    """One paragraph for the governance gate: who a breaking change to the output would hit."""
-    hits = impact(conn, domain, product, output)
-    if not hits:
-        return f"a breaking change to {domain}/{product}.{output} hits no known consumer"
-    products = [i.name for i in hits if i.kind == "product"]
-    subscribers = [i.name for i in hits if i.kind == "subscriber"]
+    """One paragraph for the governance gate: who a breaking change to the output (at the major it
+    publishes now) would hit, and who is not hit because they read another major."""
+    return describe_impact(impact_report(conn, domain, product, output))
+
+
+def describe_impact(report: ImpactReport) -> str:
+    """'a breaking change to d/p.o hits 2 product(s): ...; 1 subscriber(s): ...'. When some readers
+    are pinned to other majors, the major is named and so are they, as not hit."""
+    products = [i.name for i in report.hits if i.kind == "product"]
+    subscribers = [i.name for i in report.hits if i.kind == "subscriber"]
     parts = []
     if products:
         parts.append(f"{len(products)} product(s): {', '.join(products)}")
     if subscribers:
         parts.append(f"{len(subscribers)} subscriber(s): {', '.join(subscribers)}")
-    return f"a breaking change to {domain}/{product}.{output} hits " + "; ".join(parts)
+    subject = f"a breaking change to {report.output}"
+    if report.other_majors:
+        subject += f" v{report.major}"
+    text = f"{subject} hits " + ("; ".join(parts) if parts else "no known consumer")
+    if report.other_majors:
+        text += "; not hit, as they read another major: " + "; ".join(
+            f"v{m}: {', '.join(names)}" for m, names in report.other_majors.items()
+        )
+    return text
 
 
 def format_impact(hits: Iterable[Impacted]) -> str:

@@ -78,6 +78,7 @@ class Card:
     inputs: list[str] = field(default_factory=list)  # domain/product.output
     changelog: list[dict[str, Any]] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)  # newest first
+    access: dict[str, Any] = field(default_factory=dict)  # the spec's access: roles, pii_roles, ...
 
     @property
     def key(self) -> str:
@@ -89,8 +90,18 @@ class Card:
         return [r.quality_score for r in reversed(self.runs) if r.quality_score is not None]
 
     def sample_query(self, output: OutputInfo) -> str:
-        columns = ", ".join(c.name for c in output.columns)
-        return f"SELECT {columns}\nFROM {self.published_schema}.{output.name}\nLIMIT 100;"
+        """A query every reader the spec grants may run: the PII columns are left out (a reader not
+        cleared for PII is refused them), with a comment line naming them and who is cleared."""
+        pii = [c.name for c in output.columns if c.pii]
+        plain = [c.name for c in output.columns if not c.pii] or [c.name for c in output.columns]
+        query = f"SELECT {', '.join(plain)}\nFROM {self.published_schema}.{output.name}\nLIMIT 100;"
+        if not pii:
+            return query
+        cleared = "; ".join(
+            f"access.{field}: {', '.join(self.access.get(field) or []) or 'none'}"
+            for field in ("pii_roles", "pii_domains")
+        )
+        return f"-- PII, only for readers cleared for PII ({cleared}): {', '.join(pii)}\n{query}"
 
 
 def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -> Card:
@@ -98,7 +109,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
         cur.execute(
             f"""SELECT p.current_version, p.description, p.owner_team, p.owner_email, p.classification,
                        p.tags, p.sla, p.published_schema, h.fresh, h.age_hours, h.last_success_at,
-                       p.spec->'changelog'
+                       p.spec->'changelog', p.spec->'access'
                 FROM {CATALOG_SCHEMA}.products p
                 JOIN {CATALOG_SCHEMA}.product_health h ON h.domain = p.domain AND h.product = p.name
                 WHERE p.domain = %s AND p.name = %s""",
@@ -125,6 +136,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
             None if row[9] is None else float(row[9]),
             row[10],
             changelog=row[11] or [],
+            access=row[12] or {},
         )
         cur.execute(
             f"""SELECT name, description, primary_key FROM {CATALOG_SCHEMA}.outputs

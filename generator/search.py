@@ -8,6 +8,7 @@ and output names, then column names. A GIN index serves the match; `ts_rank` ord
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +21,10 @@ from generator.spec import Classification
 FRESHNESS_CHOICES = ("fresh", "stale")
 # ts_rank's weights of the D, C, B, A parts: a column name counts little next to a product name.
 RANK_WEIGHTS = "{0.02, 0.2, 0.5, 1.0}"
-_WORD = re.compile(r"[a-z0-9]+")
+# A word is a run of Unicode letters and digits ("café", "zürich", "v2"); '_' splits, as in
+# PostgreSQL's parser. Nothing else the user types (tsquery operators included) reaches the query.
+_WORD = re.compile(r"[^\W_]+")
+FILTER_OPTIONS = "--domain, --tag, --classification, --min-score, --fresh or --stale"
 
 
 @dataclass(frozen=True)
@@ -67,17 +71,25 @@ class Hit:
 def prefix_query(text: str) -> str | None:
     """The user's words as a tsquery text: every word, as a prefix. None when there are no words.
 
-    Built from [a-z0-9] words only, so nothing the user types is tsquery syntax."""
-    words = _WORD.findall(text.lower())
+    Built from letters and digits only, so nothing the user types is tsquery syntax. Case is left
+    to `to_tsquery('english', ...)`, which folds it as the index's `to_tsvector('english', ...)`
+    did; NFC makes a typed "é" (e + combining accent) the one letter the descriptions hold."""
+    words = _WORD.findall(unicodedata.normalize("NFC", text))
     return " & ".join(f"{w}:*" for w in words) or None
 
 
 def search(
     conn: psycopg2.extensions.connection, text: str, filters: Filters = Filters(), limit: int = 20
 ) -> list[Hit]:
-    """Products matching all words of `text` (all products when it has none) and the filters,
-    best first."""
+    """Products matching all words of `text` and the filters, best first. Without text, every
+    product the filters let through; text without a word (only punctuation, say) is an error
+    rather than a silent "everything"."""
     tsquery = prefix_query(text)
+    if tsquery is None and text.strip():
+        raise UserError(
+            f"search: {text.strip()!r} has no word to search for (a word is letters or digits); "
+            f"give one, or only filters ({FILTER_OPTIONS}) to list the products they let through"
+        )
     params: dict[str, object] = {"q": tsquery, "limit": limit}
     # Conditions on the product row (served by the GIN index and the table) ...
     on_product = ["TRUE"]

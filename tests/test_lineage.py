@@ -9,12 +9,15 @@ a/src.other ──> e/side.main          b/left.extra reads nothing
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from catalog_helpers import make_spec, register_run
+from click.testing import CliRunner
 
 from generator import catalog
+from generator.cli import cli
 from generator.lineage import (
     impact,
     impact_message,
@@ -104,6 +107,34 @@ def test_graphs_for_the_report_in_mermaid_and_graphviz(diamond):
     assert sorted(output_graph.down["a/src.main"]) == ["b/left.main", "c/right.main"]
 
 
+
+MERMAID_LINE = re.compile(
+    r'    n\d+\["[^"<>`\n]*"\]|    n\d+\(\["[^"<>`\n]*"\]\)'  # a node, a subscriber's rounded node
+    r'|    n\d+( -- "[^"<>`\n]*")? --> n\d+|    style n\d+ .*'  # an edge; the highlight
+)
+DOT_STRING = r'"(?:[^"\\\n]|\\.)*"'  # a quoted DOT string: any escaped character, no bare quote
+DOT_LINE = re.compile(rf"  {DOT_STRING}( -> {DOT_STRING})? \[[^\n]*\];|  {DOT_STRING} -> {DOT_STRING};")
+
+
+def test_names_with_accents_markup_and_line_breaks_keep_both_graph_syntaxes_valid(diamond):
+    odd = 'Café <b>board</b>\n# "deck" & `notes`'
+    catalog.subscribe(diamond, odd, "d", "sink", "main")
+    graph = load_graph(diamond)
+
+    mermaid = to_mermaid(graph).splitlines()
+    assert mermaid[0] == "flowchart LR"
+    assert [line for line in mermaid[1:] if not MERMAID_LINE.fullmatch(line)] == []
+    assert (
+        '(["Café #lt;b#gt;board#lt;/b#gt; #35; #quot;deck#quot; #amp; #96;notes#96; (subscriber)"])'
+        in "\n".join(mermaid)
+    )
+
+    dot = to_graphviz(graph)
+    body = dot.splitlines()[3:-1]
+    assert [line for line in body if not DOT_LINE.fullmatch(line)] == []
+    assert 'label="Café <b>board</b>\\n# \\"deck\\" & `notes` (subscriber)"' in dot  # é as é
+    assert "\\u00e9" not in dot
+
 def test_which_output_reads_which_input_comes_from_dbt_manifest(tmp_path: Path):
     spec = make_spec(
         "d", "sink", reads=[("b", "left", "main"), ("c", "right", "main")], outputs=["main", "agg"]
@@ -128,3 +159,57 @@ def test_which_output_reads_which_input_comes_from_dbt_manifest(tmp_path: Path):
         "agg": [("b", "left", "main"), ("c", "right", "main")],
     }
     assert output_inputs_from_manifest(tmp_path / "missing", spec) is None
+
+
+def reads(domain: str, product: str, output: str, major: int) -> dict:
+    return {"products": [{"domain": domain, "product": product, "output": output, "major": major}]}
+
+
+@pytest.fixture
+def two_majors(conn):
+    """p/src serves v2 and, until its deprecation date, v1. Pinned to v1: c/old and the subscriber
+    "v1 deck" (subscribed while v1 was current); to v2: c/new. d/after_old and d/after_new read
+    c/old and c/new."""
+    catalog.migrate(conn)
+    register_run(conn, make_spec("p", "src"))
+    catalog.subscribe(conn, "v1 deck", "p", "src", "main")
+    register_run(
+        conn, make_spec("p", "src", version="2.0.0", deprecations=[{"major": 1, "serve_until": "2999-01-01"}])
+    )
+    catalog.subscribe(conn, "v2 deck", "p", "src", "main")
+    register_run(conn, make_spec("c", "old", inputs=reads("p", "src", "main", 1)))
+    register_run(conn, make_spec("c", "new", inputs=reads("p", "src", "main", 2)))
+    register_run(conn, make_spec("d", "after_old", inputs=reads("c", "old", "main", 1)))
+    register_run(conn, make_spec("d", "after_new", inputs=reads("c", "new", "main", 1)))
+    return conn
+
+
+def test_impact_of_a_major_reaches_only_its_readers_and_names_the_others(two_majors):
+    assert [(h.kind, h.name) for h in impact(two_majors, "p", "src", "main")] == [
+        ("product", "c/new"),
+        ("subscriber", "v2 deck"),
+        ("product", "d/after_new"),
+    ]
+    assert impact_message(two_majors, "p", "src", "main") == (
+        "a breaking change to p/src.main v2 hits 2 product(s): c/new, d/after_new; "
+        "1 subscriber(s): v2 deck; not hit, as they read another major: v1: c/old, v1 deck"
+    )
+    # retiring v1 is a breaking change to v1: it hits the other side
+    assert [h.name for h in impact(two_majors, "p", "src", "main", major=1)] == [
+        "c/old",
+        "v1 deck",
+        "d/after_old",
+    ]
+    allowed = r"p/src publishes major version\(s\) v1, v2 \(v2 the current one\), not v3"
+    with pytest.raises(catalog.UserError, match=allowed):
+        impact(two_majors, "p", "src", "main", major=3)
+
+
+def test_impact_through_the_cli_takes_a_major(two_majors, empty_db, repo_root, monkeypatch):
+    monkeypatch.setenv("PGDATABASE", empty_db.dbname)
+    said = CliRunner().invoke(cli, ["--root", str(repo_root), "impact", "p/src.main", "--major", "1"])
+    assert said.exit_code == 0, said.output
+    assert said.output.splitlines()[0] == (
+        "a breaking change to p/src.main v1 hits 2 product(s): c/old, d/after_old; 1 subscriber(s): v1 deck; "
+        "not hit, as they read another major: v2: c/new, v2 deck"
+    )

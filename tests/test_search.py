@@ -94,4 +94,28 @@ def test_bad_filters_say_what_is_allowed(filters, message):
 
 def test_query_text_never_becomes_tsquery_syntax():
     assert prefix_query("customer's & !email | (x") == "customer:* & s:* & email:* & x:*"
+    assert prefix_query("Café-Crème | !Zürich") == "Café:* & Crème:* & Zürich:*"
     assert prefix_query("  ---  ") is None
+
+
+def test_accented_words_are_found_whatever_their_case(conn):
+    catalog.migrate(conn)
+    register_run(conn, make_spec("cafes", "menu", description="Café crème prices, ÉTÉ and winter."))
+    register_run(conn, make_spec("shops", "stores", description="Every store in Zürich."))
+    register_run(conn, make_spec("plain", "items", description="Nothing accented here."))
+
+    assert names(search(conn, "café")) == ["cafes/menu"]
+    assert names(search(conn, "CRÈ")) == ["cafes/menu"]  # a prefix, in another case
+    assert names(search(conn, "été")) == ["cafes/menu"]
+    assert names(search(conn, "zür")) == ["shops/stores"]
+    assert names(search(conn, "cafe\u0301")) == ["cafes/menu"]  # e + combining accent, as some keyboards type it
+    assert names(search(conn, "é")) == ["cafes/menu"]  # a one-letter prefix: not every product
+    assert names(search(conn, "ü")) == []
+    assert names(search(conn, "creme")) == []  # accents are not folded (as docs/catalog.md says)
+
+
+def test_text_without_a_word_is_refused_and_filters_alone_still_list(mesh):
+    with pytest.raises(UserError, match=r"'---' has no word to search for .* or only filters \(--domain"):
+        search(mesh, "---")
+    assert names(search(mesh, "  ", Filters(domain="marketing"))) == ["marketing/campaigns"]
+    assert len(search(mesh, "")) == 4  # no text, no filter: the whole catalog, as `datamesh search` lists it
