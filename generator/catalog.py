@@ -378,7 +378,7 @@ def _replace_grants(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
         (spec.domain, spec.name, spec.major),
     )
     grantees = [(role, "role", role in spec.access.pii_roles) for role in spec.access.roles]
-    grantees += [(domain, "domain", False) for domain in spec.access.domains]
+    grantees += [(domain, "domain", domain in spec.access.pii_domains) for domain in spec.access.domains]
     for grantee, kind, pii in grantees:
         cur.execute(
             f"""INSERT INTO {CATALOG_SCHEMA}.grants (domain, product, major, grantee, grantee_kind, pii)

@@ -113,8 +113,7 @@ def test_register_twice_leaves_one_row_per_run_and_version(conn, spec):
     ]
     assert rows(
         conn,
-        "SELECT producer_domain, producer_product, producer_output, major "
-        "FROM datamesh_catalog.lineage ORDER BY 1",
+        "SELECT producer_domain, producer_product, producer_output, major FROM datamesh_catalog.lineage ORDER BY 1",
     ) == [
         ("commerce", "orders", "orders_fact", 1),
         ("customers", "customer_profiles", "customers_dim", 1),
@@ -147,9 +146,7 @@ def test_a_failed_run_is_recorded_and_a_successful_retry_overwrites_it(conn, spe
 
     catalog.register(conn, spec, "manual__1", "success", TESTS, GATE, PUBLISHED)
 
-    assert rows(conn, "SELECT outcome, failed_task, message FROM datamesh_catalog.runs") == [
-        ("success", None, None)
-    ]
+    assert rows(conn, "SELECT outcome, failed_task, message FROM datamesh_catalog.runs") == [("success", None, None)]
 
 
 def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tables(conn, spec):
@@ -181,9 +178,7 @@ def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tab
     applied = catalog.migrate(conn)
 
     assert applied == [m.name for m in catalog.migrations()][1:]
-    assert rows(conn, "SELECT name, owner_team FROM datamesh_catalog.domains") == [
-        ("sales", "sales_analytics")
-    ]
+    assert rows(conn, "SELECT name, owner_team FROM datamesh_catalog.domains") == [("sales", "sales_analytics")]
     assert rows(
         conn, "SELECT version, changes, breaking, released_on::text FROM datamesh_catalog.product_versions"
     ) == [("2.1.0", ["Added customer_segment"], False, "2024-01-15")]
@@ -194,15 +189,12 @@ def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tab
     # the old rows are searchable (by a column name) and their health is known
     assert rows(
         conn,
-        "SELECT name FROM datamesh_catalog.products "
-        "WHERE search_document @@ to_tsquery('english', 'segment')",
+        "SELECT name FROM datamesh_catalog.products WHERE search_document @@ to_tsquery('english', 'segment')",
     ) == [("sales_orders_analytical",)]
     assert rows(conn, "SELECT fresh, round(age_hours) FROM datamesh_catalog.product_health") == [(True, 2)]
 
     # and registration goes on over the migrated rows
-    catalog.register(
-        conn, spec, "scheduled__new", "success", TESTS, {**GATE, "quality_score": 97.5}, PUBLISHED
-    )
+    catalog.register(conn, spec, "scheduled__new", "success", TESTS, {**GATE, "quality_score": 97.5}, PUBLISHED)
     assert rows(conn, "SELECT count(*), max(quality_score) FROM datamesh_catalog.runs") == [(2, 97.5)]
 
 
@@ -230,6 +222,19 @@ def test_a_retried_register_leaves_one_record_per_run_version_and_audit_event(co
     ]
 
 
+def test_the_grants_table_marks_readers_cleared_for_pii_roles_and_domains_alike(conn, spec):
+    catalog.migrate(conn)
+    access = spec.access.model_copy(update={"pii_roles": ["analyst"], "pii_domains": ["finance"]})
+    catalog.register(
+        conn, spec.model_copy(update={"access": access}), "scheduled__8", "success", TESTS, GATE, PUBLISHED
+    )
+
+    assert rows(conn, "SELECT grantee FROM datamesh_catalog.grants WHERE pii ORDER BY 1") == [
+        ("analyst",),
+        ("finance",),
+    ]
+
+
 def test_the_audit_log_is_append_only(conn, spec):
     catalog.migrate(conn)
     catalog.record_audit(
@@ -241,12 +246,8 @@ def test_the_audit_log_is_append_only(conn, spec):
         details={"to": "s000003"},
         event_key="rollback:1",
     )
-    catalog.record_audit(
-        conn, "rollback", "sales", "sales_orders_analytical", "2.1.0", event_key="rollback:1"
-    )
-    assert rows(conn, "SELECT action, details FROM datamesh_catalog.audit_log") == [
-        ("rollback", {"to": "s000003"})
-    ]
+    catalog.record_audit(conn, "rollback", "sales", "sales_orders_analytical", "2.1.0", event_key="rollback:1")
+    assert rows(conn, "SELECT action, details FROM datamesh_catalog.audit_log") == [("rollback", {"to": "s000003"})]
 
     for statement in (
         "UPDATE datamesh_catalog.audit_log SET actor = 'someone else'",
@@ -262,16 +263,12 @@ def test_subscribe_checks_the_output_and_is_idempotent(conn):
     catalog.migrate(conn)
     register_run(conn, make_spec("sales", "orders", outputs=["orders", "refunds"]))
 
-    assert (
-        catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", contact="bi@company.com") == 1
-    )
+    assert catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", contact="bi@company.com") == 1
     catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", purpose="board pack")
-    assert rows(
-        conn, "SELECT consumer, output, major, contact, purpose FROM datamesh_catalog.subscriptions"
-    ) == [("exec_dashboard", "orders", 1, None, "board pack")]
-    with pytest.raises(
-        catalog.UserError, match=r"sales/orders has no output 'order'; it has: orders, refunds"
-    ):
+    assert rows(conn, "SELECT consumer, output, major, contact, purpose FROM datamesh_catalog.subscriptions") == [
+        ("exec_dashboard", "orders", 1, None, "board pack")
+    ]
+    with pytest.raises(catalog.UserError, match=r"sales/orders has no output 'order'; it has: orders, refunds"):
         catalog.subscribe(conn, "ml", "sales", "orders", "order")
     with pytest.raises(catalog.UserError, match=r"publishes major version 1, not 2"):
         catalog.subscribe(conn, "ml", "sales", "orders", "orders", major=2)
@@ -280,6 +277,5 @@ def test_subscribe_checks_the_output_and_is_idempotent(conn):
     assert catalog.unsubscribe(conn, "exec_dashboard", "sales", "orders", "orders") is True
     assert rows(
         conn,
-        "SELECT action FROM datamesh_catalog.audit_log "
-        "WHERE action IN ('subscribe', 'unsubscribe') ORDER BY id",
+        "SELECT action FROM datamesh_catalog.audit_log WHERE action IN ('subscribe', 'unsubscribe') ORDER BY id",
     ) == [("subscribe",), ("subscribe",), ("unsubscribe",)]
