@@ -10,6 +10,10 @@ from which it differs by a changed type and an added column. Building the specs 
 Loading the policy files (parsing and compiling their CEL, once per process) is timed on its own;
 each moment, and then all four in one pass, is timed on freshly loaded policy sets, so no result
 cached by an earlier measurement helps; the figures are the median of --rounds rounds.
+
+Last, what `datamesh validate` and `render` spend on policies: every policy file loaded once
+(`load_all_policies`) and the static policies on every spec, against reloading the files for each
+product as they once did (timed on a sample of reloads; the total is extrapolated).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from generator.policies import (
     evaluate_run,
     evaluate_run_facts,
     evaluate_spec,
+    load_all_policies,
     load_policies,
 )
+from generator.run_facts import change_pct, non_null_pct
 from generator.spec import DataProduct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,12 +110,11 @@ def synthetic_facts(spec: DataProduct, rng: random.Random) -> dict[str, Any]:
             nulls = 0 if rng.random() < 0.8 else rng.randint(0, rows // 50 + 1)
             nulls = min(nulls, rows)
             columns.append(
-                {"name": column.name, "rows": rows, "nulls": nulls,
-                 "non_null_pct": None if rows == 0 else round((rows - nulls) * 100.0 / rows, 3)}
+                {"name": column.name, "rows": rows, "nulls": nulls, "non_null_pct": non_null_pct(rows, nulls)}
             )
         outputs.append(
             {"name": output.name, "rows": rows, "previous_rows": previous,
-             "change_pct": None if not previous else round((rows - previous) * 100.0 / previous, 2),
+             "change_pct": change_pct(rows, previous),
              "columns": columns}
         )
     inputs = [
@@ -181,6 +186,24 @@ def main() -> None:
             f"  {label}: {wall:.2f} s wall ({cpu:.2f} s CPU), {wall / len(specs) * 1000:.2f} ms per product; "
             f"{findings:.0f} findings, {failed:.0f} failed"
         )
+    validate_figures(specs, domains)
+
+
+def validate_figures(specs: list[DataProduct], domains: list[str], reloads: int = 20) -> None:
+    """`datamesh validate` / `render`'s policy work: load every file once, judge every spec."""
+    started = time.perf_counter()
+    loaded = load_all_policies(ROOT, domains)
+    for spec in specs:
+        evaluate_spec(loaded.for_domain(spec.domain), spec)
+    once = time.perf_counter() - started
+    started = time.perf_counter()
+    for i in range(reloads):
+        load_policies(ROOT, domains[i % len(domains)])
+    per_load = (time.perf_counter() - started) / reloads
+    print(f"validate/render, static policies on {len(specs)} specs with every policy file loaded once: "
+          f"{once:.2f} s")
+    print(f"  (reloading the policy files per product instead: {per_load * 1000:.0f} ms per load, "
+          f"~{per_load * len(specs):.0f} s more for {len(specs)} products)")
 
 
 def load_all(domains: list[str]) -> dict[str, PolicySet]:

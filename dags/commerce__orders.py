@@ -90,6 +90,12 @@ DOC_MD = (
     '## Where to read it\n'
     '\n'
     'Schema `commerce__orders__v1` in the warehouse, one view per output: `commerce__orders__v1.orders_fact`, `commerce__orders__v1.order_events`. A new major version is published beside it in a new schema.\n'
+    '\n'
+    '## Docs and catalog\n'
+    '\n'
+    '- **dbt docs** (models, columns, tests, lineage): [`commerce__orders`](http://localhost:8081/commerce__orders/index.html) — generate and serve them with `datamesh docs commerce/orders --serve`\n'
+    '- **Catalog card** (runs, quality, consumers, incidents): `datamesh show commerce/orders`\n'
+    '- **Mesh report:** `.datamesh/report/index.html#commerce__orders` (written by `datamesh report`)\n'
 )
 
 # Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)

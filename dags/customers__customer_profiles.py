@@ -72,6 +72,12 @@ DOC_MD = (
     '## Where to read it\n'
     '\n'
     'Schema `customers__customer_profiles__v1` in the warehouse, one view per output: `customers__customer_profiles__v1.customers_dim`. A new major version is published beside it in a new schema.\n'
+    '\n'
+    '## Docs and catalog\n'
+    '\n'
+    '- **dbt docs** (models, columns, tests, lineage): [`customers__customer_profiles`](http://localhost:8081/customers__customer_profiles/index.html) — generate and serve them with `datamesh docs customers/customer_profiles --serve`\n'
+    '- **Catalog card** (runs, quality, consumers, incidents): `datamesh show customers/customer_profiles`\n'
+    '- **Mesh report:** `.datamesh/report/index.html#customers__customer_profiles` (written by `datamesh report`)\n'
 )
 
 # Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)

@@ -75,6 +75,12 @@ DOC_MD = (
     '## Where to read it\n'
     '\n'
     'Schema `finance__revenue_metrics__v1` in the warehouse, one view per output: `finance__revenue_metrics__v1.daily_revenue`. A new major version is published beside it in a new schema.\n'
+    '\n'
+    '## Docs and catalog\n'
+    '\n'
+    '- **dbt docs** (models, columns, tests, lineage): [`finance__revenue_metrics`](http://localhost:8081/finance__revenue_metrics/index.html) — generate and serve them with `datamesh docs finance/revenue_metrics --serve`\n'
+    '- **Catalog card** (runs, quality, consumers, incidents): `datamesh show finance/revenue_metrics`\n'
+    '- **Mesh report:** `.datamesh/report/index.html#finance__revenue_metrics` (written by `datamesh report`)\n'
 )
 
 # Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)

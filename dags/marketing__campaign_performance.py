@@ -79,6 +79,12 @@ DOC_MD = (
     '## Where to read it\n'
     '\n'
     'Schema `marketing__campaign_performance__v1` in the warehouse, one view per output: `marketing__campaign_performance__v1.campaign_performance`. A new major version is published beside it in a new schema.\n'
+    '\n'
+    '## Docs and catalog\n'
+    '\n'
+    '- **dbt docs** (models, columns, tests, lineage): [`marketing__campaign_performance`](http://localhost:8081/marketing__campaign_performance/index.html) — generate and serve them with `datamesh docs marketing/campaign_performance --serve`\n'
+    '- **Catalog card** (runs, quality, consumers, incidents): `datamesh show marketing/campaign_performance`\n'
+    '- **Mesh report:** `.datamesh/report/index.html#marketing__campaign_performance` (written by `datamesh report`)\n'
 )
 
 # Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)

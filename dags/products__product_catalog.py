@@ -69,6 +69,12 @@ DOC_MD = (
     '## Where to read it\n'
     '\n'
     'Schema `products__product_catalog__v1` in the warehouse, one view per output: `products__product_catalog__v1.products_dim`. A new major version is published beside it in a new schema.\n'
+    '\n'
+    '## Docs and catalog\n'
+    '\n'
+    '- **dbt docs** (models, columns, tests, lineage): [`products__product_catalog`](http://localhost:8081/products__product_catalog/index.html) — generate and serve them with `datamesh docs products/product_catalog --serve`\n'
+    '- **Catalog card** (runs, quality, consumers, incidents): `datamesh show products/product_catalog`\n'
+    '- **Mesh report:** `.datamesh/report/index.html#products__product_catalog` (written by `datamesh report`)\n'
 )
 
 # Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)

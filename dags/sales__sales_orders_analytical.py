@@ -61,7 +61,7 @@ DOC_MD = (
     '- `order_id` (text) — Unique order identifier\n'
     '- `customer_id` (text) — Customer identifier\n'
     '- `order_date` (date) — Date order was placed\n'
-    '- `total_amount` (decimal(12,2)) — Total order amount in USD\n'
+    '- `total_amount` (numeric(12,2)) — Total order amount in USD\n'
     '- `status` (text) — Order status\n'
     '- `customer_segment` (text) — Customer value segment\n'
     '- `product_count` (integer) — Number of products in order\n'
@@ -74,6 +74,12 @@ DOC_MD = (
     '## Where to read it\n'
     '\n'
     'Schema `sales__sales_orders_analytical__v2` in the warehouse, one view per output: `sales__sales_orders_analytical__v2.orders`. A new major version is published beside it in a new schema.\n'
+    '\n'
+    '## Docs and catalog\n'
+    '\n'
+    '- **dbt docs** (models, columns, tests, lineage): [`sales__sales_orders_analytical`](http://localhost:8081/sales__sales_orders_analytical/index.html) — generate and serve them with `datamesh docs sales/sales_orders_analytical --serve`\n'
+    '- **Catalog card** (runs, quality, consumers, incidents): `datamesh show sales/sales_orders_analytical`\n'
+    '- **Mesh report:** `.datamesh/report/index.html#sales__sales_orders_analytical` (written by `datamesh report`)\n'
 )
 
 # Every task talks to the warehouse: the `warehouse` pool (created by the platform's Airflow init)

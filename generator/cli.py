@@ -56,14 +56,18 @@ def validate(ctx: Context, product: str | None) -> None:
 
 
 def _static_findings(ctx: Context, entries: list[ProductEntry]) -> list[tuple[ProductEntry, list]]:
-    """The failed static policy findings of each product (policies/ global + its domain's)."""
-    from generator.policies import evaluate_spec, load_policies
+    """The failed static policy findings of each product (policies/ global + its domain's). Every
+    policy file is loaded once, and checked, before any product is evaluated; a domain file that
+    applies to no product is reported as a warning (see `policies.load_all_policies`)."""
+    from generator.policies import evaluate_spec, load_all_policies
 
-    result = []
-    for entry in entries:
-        policies = load_policies(ctx.root, entry.spec.domain)
-        result.append((entry, [f for f in evaluate_spec(policies, entry.spec) if not f.passed]))
-    return result
+    loaded = load_all_policies(ctx.root)
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return [
+        (entry, [f for f in evaluate_spec(loaded.for_domain(entry.spec.domain), entry.spec) if not f.passed])
+        for entry in entries
+    ]
 
 
 def _echo_findings(findings: list, err: bool = False) -> None:

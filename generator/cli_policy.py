@@ -1,7 +1,8 @@
 """`datamesh policy check` (static governance, what CI runs) and `datamesh compliance report`.
 
 Exit codes of `policy check`: 0 every policy passed, 1 a blocking violation, 2 bad input (a broken
-spec or policy file, nothing evaluated), 4 warnings only (0 with --warnings-ok).
+spec or policy file, nothing evaluated), 4 warnings only (0 with --warnings-ok). A domain policy file
+that matches no product's domain (a misspelt name, or a domain without products yet) is a warning.
 """
 
 from __future__ import annotations
@@ -51,19 +52,22 @@ def check(
     Exit 0: all passed; 1: a blocking violation; 2: bad input; 4: warnings only.
     """
     from generator import policy_report
-    from generator.policies import evaluate_spec, load_policies
+    from generator.policies import evaluate_spec, load_all_policies
 
     mesh = ctx.mesh()
     entries = mesh.select(product)
-    # Every policy file of every domain involved is validated before any product is evaluated.
-    policy_sets = {d: load_policies(ctx.root, d) for d in sorted({e.spec.domain for e in entries})}
+    # Every policy file is validated, each loaded once, before any product is evaluated: also the
+    # files of domains that have no product (a broken one is bad input all the same).
+    loaded = load_all_policies(ctx.root, {e.spec.domain for e in mesh.products})
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
     checks = [
         policy_report.ProductCheck(
             e.spec.key,
             f"{e.spec.domain}/{e.spec.name}",
             e.spec.version,
             e.shown,
-            evaluate_spec(policy_sets[e.spec.domain], e.spec),
+            evaluate_spec(loaded.for_domain(e.spec.domain), e.spec),
         )
         for e in entries
     ]
@@ -85,8 +89,11 @@ def check(
         raise CheckFailed(
             f"{totals['blocking']} blocking violation(s) in {totals['blocked_products']} product(s)"
         )
-    if totals["warnings"] and not warnings_ok:
-        raise WarningsFound(f"{totals['warnings']} warning(s), no blocking violation")
+    if (totals["warnings"] or loaded.warnings) and not warnings_ok:
+        found = [f"{totals['warnings']} warning(s)"] if totals["warnings"] else []
+        if loaded.warnings:
+            found.append(f"{len(loaded.warnings)} domain policy file(s) applying to no product")
+        raise WarningsFound(f"{', '.join(found)}, no blocking violation")
 
 
 def _record_static(ctx: Context, entries: list, checks: list) -> None:  # type: ignore[type-arg]

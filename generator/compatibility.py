@@ -19,7 +19,10 @@ The gate turns each change into a subject of the `change` policies (policies/glo
 publish; with one, the new major publishes alongside the old (its own `__v<major>` schema).
 
 The last published contract is the spec the catalog registered after the product's last
-successful publish (`datamesh_catalog.products.spec`).
+successful publish (`datamesh_catalog.products.spec`). Types are compared in their canonical
+spelling (`spec.canonical_type`) on both sides: a contract published earlier may hold a type as an
+older version of the spec model wrote it (`numeric(12, 2)`, `decimal`, `timestamp with time
+zone`), and a respelling of the same PostgreSQL type is not a change.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import psycopg2.extensions
 
 from generator.db import transaction
-from generator.spec import DataProduct
+from generator.spec import DataProduct, canonical_type
 
 CATALOG_SCHEMA = "datamesh_catalog"
 
@@ -62,7 +65,7 @@ def contract(spec: DataProduct | dict[str, Any]) -> dict[str, Any]:
         for column in output.get("columns") or []:
             constraints = column.get("constraints") or {}
             columns[column["name"]] = {
-                "type": column.get("type"),
+                "type": _canonical(column.get("type")),
                 "not_null": bool(constraints.get("not_null")),
                 "accepted_values": constraints.get("accepted_values"),
                 "min": constraints.get("min"),
@@ -136,6 +139,15 @@ def _column_changes(before: dict[str, Any], now: dict[str, Any]) -> list[tuple[s
         else:
             found.append(("range_widened", f"{bound} {_num(old)} -> {_num(new)}", False))
     return found
+
+
+def _canonical(sql_type: Any) -> Any:
+    """The canonical spelling of a type; a string the spec model would not accept (it can only come
+    from an old catalog row) is compared as it is."""
+    try:
+        return canonical_type(sql_type) if isinstance(sql_type, str) else sql_type
+    except ValueError:
+        return sql_type
 
 
 def _list(values: list[Any]) -> str:

@@ -142,6 +142,10 @@ def invoke(
     project_dir = project_dir.resolve()
     results = project_dir / "target" / "run_results.json"
     results.unlink(missing_ok=True)  # so a command that dies early leaves no stale results behind
+    if step:
+        # ... nor a step's copy: the gate (or a failed test's compliance record) would judge a
+        # previous run's results as this run's.
+        run_results_path(project_dir, step).unlink(missing_ok=True)
     command = [
         str(dbt_executable()),
         *args,

@@ -4,15 +4,19 @@ measured in the build schema and the differences from the last published contrac
 The pipeline's gate task (`pipeline.governance_gate`) measures the facts (generator/run_facts.py),
 diffs the contract (generator/compatibility.py), calls `evaluate`, writes the compliance record and
 stops the run (RunFailed) when the result has blocking findings; warnings are reported and passed
-on to the catalog.
+on to the catalog. A blocked breaking change also names who it would hit: the products and external
+subscribers reading that output in the catalog's lineage (generator/lineage.py's impact).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from generator.errors import UserError
 from generator.mesh import ProductEntry
 from generator.policies import (
     Finding,
@@ -23,6 +27,9 @@ from generator.policies import (
     load_policies,
     test_facts,
 )
+
+if TYPE_CHECKING:
+    import psycopg2.extensions
 
 Verdict = Literal["block", "warn", "pass"]
 
@@ -65,18 +72,63 @@ def evaluate(
     run_results: dict[str, Any],
     facts: dict[str, Any] | None = None,
     changes: list[dict[str, Any]] | None = None,
+    impact: Mapping[str, str] | None = None,
 ) -> GateResult:
     """Global and domain policies on the product's spec, on `run_results` (dbt test's), on the
     measured run `facts` (run_facts.RunFacts.as_dict) and on the contract `changes`
-    (compatibility.Change.as_dict each). The policy files are validated before anything runs."""
+    (compatibility.Change.as_dict each). The policy files are validated before anything runs.
+
+    `impact` maps an output to who a breaking change to it would hit (`consumers_hit`): a blocking
+    finding on a breaking change of that output ends with it."""
     spec = entry.spec
     policies = load_policies(root, spec.domain)
     findings = evaluate_spec(policies, spec) + evaluate_run(policies, spec, run_results)
     if facts is not None:
         findings += evaluate_run_facts(policies, spec, facts)
-    if changes:
-        findings += evaluate_changes(policies, spec, changes)
+    for change in changes or []:
+        # One change at a time, so each finding is known to be about this change.
+        hits = (impact or {}).get(change["output"]) if change.get("breaking") else None
+        findings += [
+            _naming(finding, hits) if hits and _blocks(finding) else finding
+            for finding in evaluate_changes(policies, spec, [change])
+        ]
     return GateResult(findings, test_facts(run_results))
+
+
+def _blocks(finding: Finding) -> bool:
+    return not finding.passed and finding.enforcement == "blocking"
+
+
+def _naming(finding: Finding, hits: str) -> Finding:
+    text = hits.strip().rstrip(".")
+    return dataclasses.replace(finding, message=f"{finding.message} {text[:1].upper()}{text[1:]}.")
+
+
+def consumers_hit(
+    conn: psycopg2.extensions.connection, domain: str, product: str, outputs: list[str]
+) -> dict[str, str]:
+    """For each output the catalog knows, one sentence naming who a breaking change to it would hit
+    (lineage.impact_message: the products built from it, the subscribers reading it). An output the
+    catalog does not know, or no catalog at all, is left out: the gate then names no consumers."""
+    from generator import lineage
+    from generator.catalog import CATALOG_SCHEMA
+
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+            (f"{CATALOG_SCHEMA}.output_lineage", f"{CATALOG_SCHEMA}.subscriptions"),
+        )
+        has_catalog = cur.fetchone()[0]
+    conn.rollback()
+    found: dict[str, str] = {}
+    if not has_catalog:
+        return found
+    for output in dict.fromkeys(outputs):
+        try:
+            found[output] = lineage.impact_message(conn, domain, product, output)
+        except UserError:  # not in the catalog (never published)
+            continue
+    return found
 
 
 @dataclass(frozen=True)
@@ -102,13 +154,16 @@ def judge(
     connection to the warehouse. Raises UserError (before measuring anything) on a broken policy file."""
     from generator import catalog, compatibility, compliance, run_facts
 
-    load_policies(root, entry.spec.domain)  # a broken policy file fails here, before any work
-    facts = run_facts.measure(conn, entry.spec).as_dict()
-    previous = compatibility.last_published(conn, entry.spec)
-    current = compatibility.contract(entry.spec)
+    spec = entry.spec
+    load_policies(root, spec.domain)  # a broken policy file fails here, before any work
+    facts = run_facts.measure(conn, spec).as_dict()
+    previous = compatibility.last_published(conn, spec)
+    current = compatibility.contract(spec)
     changes = [c.as_dict() for c in compatibility.diff(previous, current)] if previous else []
-    result = evaluate(root, entry, run_results, facts, changes)
-    score = compliance.quality_score(entry.spec, result.tests)
-    catalog.migrate(conn)
-    compliance.record(conn, entry.spec, "gate", result.findings, run_id, facts, changes, score)
+    catalog.migrate(conn)  # before reading lineage, so a catalog an older release made has its tables
+    broken = [c["output"] for c in changes if c["breaking"]]
+    impact = consumers_hit(conn, spec.domain, spec.name, broken) if broken else {}
+    result = evaluate(root, entry, run_results, facts, changes, impact)
+    score = compliance.quality_score(spec, result.tests)
+    compliance.record(conn, spec, "gate", result.findings, run_id, facts, changes, score)
     return GateRun(result, facts, changes, score)

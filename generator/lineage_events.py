@@ -8,9 +8,11 @@ Where the events go ($DATAMESH_OPENLINEAGE):
     off (default)    nothing is emitted
     console          the client's console transport (the task log)
     file:<path>      one JSON event per line, appended to <path>
-    http:<url>       POST to an OpenLineage backend (Marquez: http:http://localhost:5000)
+    <url>            POST to an OpenLineage backend at this http:// or https:// URL (Marquez:
+                     http://localhost:5000); `http:<url>` is the same
     client           the client's own configuration: $OPENLINEAGE_URL, $OPENLINEAGE_CONFIG, openlineage.yml
-Unset, but OPENLINEAGE_URL or OPENLINEAGE_CONFIG set, means `client`.
+Unset or empty, but OPENLINEAGE_URL or OPENLINEAGE_CONFIG set, means `client`. Any other value is
+refused (UserError) rather than guessed at: a misread setting would lose every event.
 Emitting never fails a publish: a transport error is logged and the publish goes on.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from generator.errors import UserError
 
@@ -60,13 +63,24 @@ def client_from_environment(environ: Mapping[str, str] | None = None) -> OpenLin
         from openlineage.client.transport.file import FileConfig, FileTransport
 
         return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=target, append=True)))
-    if kind == "http" and target:
+    url = target if kind == "http" and _is_http_url(target) else mode
+    if _is_http_url(url):
         from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-        return OpenLineageClient(transport=HttpTransport(HttpConfig(url=target)))
+        return OpenLineageClient(transport=HttpTransport(HttpConfig(url=url)))
     raise UserError(
-        f"${MODE_VARIABLE}={mode!r} is not understood; use off, console, file:<path>, http:<url> or client"
+        f"${MODE_VARIABLE}={mode!r} is not understood; use off, console, file:<path>, "
+        "an http:// or https:// URL of an OpenLineage backend (e.g. http://marquez:5000), or client"
     )
+
+
+def _is_http_url(text: str) -> bool:
+    parsed = urlsplit(text)
+    try:
+        parsed.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
 def dataset_namespace(warehouse: Warehouse) -> str:

@@ -39,19 +39,56 @@ def run_models(dag_file: str, domain: str, product: str) -> dict:
 
 
 def test_models(dag_file: str, domain: str, product: str) -> dict:
-    """dbt test on the build schema. Warn-severity failures pass; error-severity ones raise."""
+    """dbt test on the build schema. Warn-severity failures pass; error-severity ones raise.
+
+    When dbt test fails, the gate never runs (its task is downstream), so this task judges the run
+    itself before it fails: the policies on this run's run_results (and the facts measured in the
+    build schema), a gate compliance record and the run's quality score in the catalog. Otherwise
+    the report would keep the previous run's verdict and the scores would skip the bad runs."""
     from generator import dbt_runner
     from generator.access import dbt_as_domain_role
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
-    with dbt_as_domain_role():
-        summary = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
+    try:
+        with dbt_as_domain_role():
+            summary = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
+    except RunFailed:
+        _judge_failed_tests(root, entry, warehouse)
+        raise  # dbt's own message
     counts = _test_counts(summary.counts)
     # dbt exits non-zero on an error-severity failure already; this also covers a zero exit with one
     if counts["failed"] or counts["errored"]:
+        _judge_failed_tests(root, entry, warehouse)
         raise RunFailed(f"{entry.spec.key}: tests failed: " + "; ".join(str(n) for n in summary.failing))
     return counts
+
+
+def _judge_failed_tests(root: Path, entry: ProductEntry, warehouse: Warehouse) -> None:
+    """What the gate task does (gate.judge: measure, diff, evaluate, score, record the compliance
+    record), for a run whose dbt test failed. Never raises: the task fails with dbt's message
+    whatever happens here; a run whose dbt test wrote no results (a compilation error) has nothing
+    to judge."""
+    from generator import dbt_runner, gate
+
+    try:
+        run_results = dbt_runner.load_run_results(entry.project_dir, "test")
+    except RunFailed:
+        log.warning("%s: dbt test wrote no run_results: no compliance record for this run", entry.spec.key)
+        return
+    try:
+        conn = warehouse.connect()
+        try:
+            judged = gate.judge(root, entry, conn, run_results, run_id=_run_id())
+        finally:
+            conn.close()
+    except Exception:
+        log.exception("%s: could not record the compliance record of the failed dbt test", entry.spec.key)
+        return
+    log.info(
+        "%s: gate verdict on the failed test run: %s, quality score %s",
+        entry.spec.key, judged.result.verdict, judged.quality_score,
+    )
 
 
 def governance_gate(dag_file: str, domain: str, product: str) -> dict:

@@ -45,13 +45,26 @@ Run facts measured by the gate in the build schema (generator/run_facts.py) and 
 output, `last_published_at`/`age_hours` are null when the input was never published.
 
 A message is a template: `{product.name}`, `{column.name}`, ... (dotted paths into the variables
-above) are replaced by their values in one pass; nothing else is interpreted.
+above) are replaced by their values, and `{{ <CEL expression> }}` by the expression's value (text
+or a number), for wording that depends on the case, e.g.
+`{{ run.previous_rows == null ? "it was never published" : "the last publish had " +
+string(run.previous_rows) + " rows" }}`; one pass, values are never expanded again, nothing else is
+interpreted. A number with more than three decimals is shown to three, but never rounded onto a
+rounder number (99.8999 stays 99.8999, not 99.9): policies compare exact values, and a message must
+not show a failing value equal to its threshold.
+
+`load_policies(root, domain)` loads what one domain's products are judged by; commands that judge
+many products load every file once with `load_all_policies(root)`, which also checks the files of
+domains that have no product (and warns about them: a misspelt file name would otherwise drop a
+domain's rules without a word).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from pathlib import Path
@@ -66,7 +79,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.cel_fast_path import Fast, Unsupported, compile_fast
 from generator.errors import Problem, UserError
-from generator.mesh import POLICIES_DIR
+from generator.mesh import POLICIES_DIR, spec_paths
 from generator.spec import DataProduct, Identifier, Text
 
 GLOBAL_FILE = "global.yaml"
@@ -92,6 +105,11 @@ _MACROS = {"all", "exists", "exists_one", "map", "filter"}
 _CEL_TYPES = {"bool", "bytes", "double", "duration", "int", "list", "map", "null_type", "string",
               "timestamp", "type", "uint"}
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
+# What a message replaces, in one pass: a CEL expression in double braces, or a dotted path.
+_MESSAGE_PART = re.compile(r"\{\{(.*?)\}\}|" + _PLACEHOLDER.pattern, re.DOTALL)
+_DOMAIN_FILE = re.compile(r"^[a-z][a-z0-9_]*$")
+# libyaml when PyYAML was built with it: the pure-Python parser was most of the time of a load.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Model(BaseModel):
@@ -162,6 +180,8 @@ class Policy:
     source: str  # repo-relative file, for messages
     when: CelExpression | None  # None: the default `true`, not worth evaluating
     check: CelExpression
+    # The message's {{ expressions }}, memoised on the values they read (see render_message).
+    message_memo: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -209,49 +229,117 @@ def load_policies(root: Path, domain: str | None = None) -> PolicySet:
 
     Raises UserError listing every problem of every file, before anything is evaluated.
     """
-    base = root / POLICIES_DIR
-    files = [(base / GLOBAL_FILE, "global")]
+    files: dict[str, Path] = {}
     if domain is not None:
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", domain):
+        if not _DOMAIN_FILE.fullmatch(domain):
             raise UserError(f"{domain!r} is not a domain name; policies cannot be loaded for it")
-        domain_file = base / DOMAINS_DIR / f"{domain}.yaml"
+        domain_file = root / POLICIES_DIR / DOMAINS_DIR / f"{domain}.yaml"
         if domain_file.exists():
-            files.append((domain_file, "domain"))
-    if not files[0][0].exists():
+            files[domain] = domain_file
+    global_set, sets = _load_sets(root, files, [])
+    return sets.get(domain, global_set) if domain is not None else global_set
+
+
+@dataclass(frozen=True)
+class MeshPolicies:
+    """Every policy file of the repo, each read and compiled once: what a command that judges many
+    products uses (`datamesh validate`, `render`, `policy check`)."""
+
+    global_set: PolicySet
+    domain_sets: dict[str, PolicySet]  # per file in policies/domains/: global + that file's policies
+    warnings: tuple[str, ...]  # domain files that apply to no product of the mesh
+
+    def for_domain(self, domain: str) -> PolicySet:
+        return self.domain_sets.get(domain, self.global_set)
+
+
+def load_all_policies(root: Path, known_domains: Iterable[str] | None = None) -> MeshPolicies:
+    """global.yaml and every file in policies/domains/, validated and compiled, before any product
+    is evaluated: a broken file fails even when its domain has no product. `known_domains` are the
+    domains the mesh's products belong to (default: those of the specs under dbt/); a domain file
+    matching none of them is a warning naming the file and the known domains.
+
+    Warning, not error: a domain's policies may rightly land before its first product (or outlive its
+    last), and the file is fully checked either way. But a misspelt name (finanse.yaml) silently
+    drops every rule of the domain it was meant for, so it must be seen: the warning suggests the
+    closest known domain, and `policy check` counts it as a warning (exit 4 unless --warnings-ok).
+    Raises UserError listing every problem of every file.
+    """
+    known = (
+        {p.parent.parent.name for p in spec_paths(root)} if known_domains is None else set(known_domains)
+    )
+    folder = root / POLICIES_DIR / DOMAINS_DIR
+    problems: list[Problem] = []
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not path.is_file() or path.name.startswith(".") or path.suffix not in (".yaml", ".yml"):
+            continue
+        if path.suffix == ".yml":
+            wrong = f"domain policy files end in .yaml: rename it to {path.stem}.yaml, or it is never read"
+        elif not _DOMAIN_FILE.fullmatch(path.stem) or "__" in path.stem or path.stem.endswith("_"):
+            wrong = (
+                f"{path.name!r} is not named after a domain: a domain's policies live in "
+                f"{POLICIES_DIR}/{DOMAINS_DIR}/<domain>.yaml, <domain> in lower-case letters, digits and "
+                "single underscores"
+            )
+        else:
+            files[path.stem] = path
+            continue
+        problems.append(Problem(_shown(root, path), "file name", wrong))
+    global_set, sets = _load_sets(root, files, problems)
+    warnings = []
+    for domain in sorted(set(files) - known):
+        close = difflib.get_close_matches(domain, sorted(known), n=1)
+        hint = f"; did you mean {close[0]}.yaml?" if close else ""
+        warnings.append(
+            f"{_shown(root, files[domain])}: no product of the mesh is in domain {domain!r}, so these "
+            f"policies apply to nothing (known domains: {', '.join(sorted(known)) or 'none'}){hint}"
+        )
+    return MeshPolicies(global_set, sets, tuple(warnings))
+
+
+def _shown(root: Path, path: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _load_sets(
+    root: Path, domain_files: dict[str, Path], problems: list[Problem]
+) -> tuple[PolicySet, dict[str, PolicySet]]:
+    """The global set, and per domain file the global policies plus that file's. Each file is read
+    and compiled once. Raises UserError with `problems` and those of every file, if any."""
+    global_path = root / POLICIES_DIR / GLOBAL_FILE
+    if not global_path.exists():
         raise UserError(
             f"{POLICIES_DIR}/{GLOBAL_FILE} is missing: governance cannot be skipped, restore the file"
         )
-
-    problems: list[Problem] = []
-    policies: list[Policy] = []
-    global_names: set[str] = set()
-    shown_files = []
-    for path, scope in files:
-        shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-        shown_files.append(shown)
-        loaded, declared, file_problems = _load_file(path, shown, scope)
-        if scope == "global":
-            global_names = set(declared)
-        else:
-            for name, line in declared.items():
-                if name in global_names:
-                    file_problems.append(
-                        Problem(
-                            shown,
-                            f"policy {name!r}",
-                            f"redefines the global policy {name!r}; a domain may add policies but not "
-                            "change global ones: give it another name",
-                            line,
-                        )
+    problems = list(problems)
+    global_shown = _shown(root, global_path)
+    global_policies, declared, file_problems = _load_file(global_path, global_shown, "global")
+    problems += sorted(file_problems, key=lambda p: p.line or 0)
+    global_names = set(declared)
+    sets: dict[str, PolicySet] = {}
+    for domain, path in domain_files.items():
+        shown = _shown(root, path)
+        loaded, declared, file_problems = _load_file(path, shown, "domain")
+        for name, line in declared.items():
+            if name in global_names:
+                file_problems.append(
+                    Problem(
+                        shown,
+                        f"policy {name!r}",
+                        f"redefines the global policy {name!r}; a domain may add policies but not "
+                        "change global ones: give it another name",
+                        line,
                     )
-            loaded = [p for p in loaded if p.name not in global_names]
+                )
+        loaded = [p for p in loaded if p.name not in global_names]
         problems += sorted(file_problems, key=lambda p: p.line or 0)
-        policies += loaded
+        sets[domain] = PolicySet(tuple(global_policies + loaded), (global_shown, shown))
     if problems:
         lines = [f"{len(problems)} problem(s) in the policy files; no product was evaluated:"]
         lines += [f"  {p}" for p in problems]
         raise UserError("\n".join(lines))
-    return PolicySet(tuple(policies), tuple(shown_files))
+    return PolicySet(tuple(global_policies), (global_shown,)), sets
 
 
 def _load_file(
@@ -259,9 +347,7 @@ def _load_file(
 ) -> tuple[list[Policy], dict[str, int | None], list[Problem]]:
     """The file's valid policies, the names (and lines) of all policies it declares, its problems."""
     try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         return [], {}, [Problem(shown, "", f"cannot read the file: {exc.strerror}")]
     except yaml.YAMLError as exc:
@@ -321,6 +407,16 @@ def _load_file(
     return loaded, declared, problems
 
 
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for line numbers) and its data, from one parse."""
+    loader = _YAML_LOADER(text)
+    try:
+        node = loader.get_single_node()
+        return node, None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 _KEYS = "name, description, scope, enforcement, applies_to, when, assert, message"
 
 
@@ -378,8 +474,12 @@ def _compile_policy(model: PolicyModel, shown: str) -> tuple[Policy | None, list
             problems.append((part, f"must be a boolean expression; on an example spec it gave {result!r}"))
             continue
         programs[part] = program
-    for path in _PLACEHOLDER.findall(model.message):
-        if path.split(".")[0] not in variables or _lookup(example.plain, path) is _MISSING:
+    for expression, path in _MESSAGE_PART.findall(model.message):
+        if not path:
+            problem = _message_expression_problem(expression.strip(), variables, example)
+            if problem:
+                problems.append(("message", problem))
+        elif path.split(".")[0] not in variables or _lookup(example.plain, path) is _MISSING:
             allowed = ", ".join(variables)
             problem = f"{{{path}}} does not name a value; a {model.applies_to} policy can use {allowed}"
             problems.append(("message", problem))
@@ -390,6 +490,28 @@ def _compile_policy(model: PolicyModel, shown: str) -> tuple[Policy | None, list
     }
     when = None if model.when.strip() == "true" else expressions["when"]
     return Policy(model, shown, when, expressions["assert"]), []
+
+
+def _message_expression_problem(text: str, variables: tuple[str, ...], example: _Activation) -> str | None:
+    """What is wrong with a message's `{{ expression }}`: it must compile, name known values and
+    give text or a number on the complete example."""
+    shown = "{{ " + text + " }}"
+    try:
+        program = _program(text)
+    except CELParseError as exc:
+        return f"{shown}: {_syntax_error(exc)}"
+    unknown = _unknown_references(program.ast, variables, example.plain)
+    if unknown:
+        return f"{shown}: {unknown}"
+    try:
+        result = program.evaluate(example.cel())
+        if isinstance(result, celpy.CELEvalError):
+            raise result
+    except Exception as exc:  # noqa: BLE001 - any failure here is the policy's problem
+        return f"{shown} cannot be evaluated on an example spec: {_eval_error(exc)}"
+    if not isinstance(result, (str, int, float)):
+        return f"{shown} must give text or a number; on an example spec it gave {result!r}"
+    return None
 
 
 @lru_cache(maxsize=512)
@@ -700,7 +822,7 @@ def _apply(policy: Policy, act: _Activation, subject: str) -> list[Finding]:
             f"{_eval_error(exc)}"
         )
         return [Finding(policy.name, policy.enforcement, False, subject, message)]
-    message = "" if passed else render_message(policy.model.message, act.plain)
+    message = "" if passed else render_message(policy.model.message, act.plain, policy.message_memo)
     return [Finding(policy.name, policy.enforcement, passed, subject, message)]
 
 
@@ -797,21 +919,80 @@ def _lookup(variables: dict[str, Any], path: str) -> Any:
 def _text(value: Any) -> str:
     if value is None:
         return "(none)"
-    if isinstance(value, bool):
+    if isinstance(value, bool | celpy.celtypes.BoolType):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return _number(value)
     if isinstance(value, list):
         return ", ".join(_text(v) for v in value) or "(none)"
     return str(value)
 
 
-def render_message(template: str, variables: dict[str, Any]) -> str:
-    """Replace each `{dotted.path}` by its value, in one pass (values are never re-expanded)."""
+@lru_cache(maxsize=512)
+def _message_expression(text: str, variables: tuple[str, ...]) -> tuple[celpy.Runner, Any]:
+    """A message expression's program and the variable paths it reads (None: unknown)."""
+    program = _program(text)
+    return program, _reads(program.ast, variables)
+
+
+def _number(value: float) -> str:
+    """A float for a reader: as it is up to three decimals, else rounded to three, but never onto a
+    rounder number (99.8999 is shown 99.8999, not 99.9; -20.0004 is -20.0004, not -20.0). Policies
+    compare exact values; a message must not show a failing value equal to its threshold."""
+    if round(value, 3) == value:
+        return str(value)
+    for decimals in range(3, 16):
+        shown = f"{value:.{decimals}f}"
+        if not shown.endswith("0"):
+            return shown
+    return repr(value)
+
+
+def render_message(template: str, variables: dict[str, Any], memo: dict[str, str] | None = None) -> str:
+    """Replace each `{dotted.path}` by its value and each `{{ expression }}` by the CEL expression's
+    value, in one pass (values are never re-expanded). `memo` keeps the expressions' results by the
+    values they read, for the next subject of the same policy."""
 
     def replace(match: re.Match[str]) -> str:
-        value = _lookup(variables, match.group(1))
+        expression, path = match.groups()
+        if path is None:
+            return _expression_text(expression.strip(), variables, {} if memo is None else memo)
+        value = _lookup(variables, path)
         return match.group(0) if value is _MISSING else _text(value)
 
-    return _PLACEHOLDER.sub(replace, template)
+    return _MESSAGE_PART.sub(replace, template)
+
+
+def _expression_text(text: str, variables: dict[str, Any], memo: dict[str, str]) -> str:
+    program, reads = _message_expression(text, tuple(variables))
+    values = None if reads is None else [_lookup(variables, ".".join(chain)) for chain in reads]
+    # Memoised on the values read, as CelExpression.holds is: many failing subjects of one policy
+    # share them (every product without sla.completeness), and cel-python takes ~0.2-0.5 ms.
+    key = None
+    if values is not None and all(v is not _MISSING for v in values):
+        key = text + "\0" + json.dumps(values, sort_keys=True)
+    if key is not None and key in memo:
+        return memo[key]
+    try:
+        # Only what the expression reads is converted: converting a whole product to CEL values
+        # costs far more than the expression.
+        context = variables if key is None or reads is None else _pruned(variables, reads)
+        result = program.evaluate(celpy.json_to_cel(context))
+        if isinstance(result, celpy.CELEvalError):
+            raise result
+    except Exception as exc:  # noqa: BLE001 - the finding stands; its message says what went wrong
+        return f"[{{{{ {text} }}}} could not be evaluated: {_eval_error(exc)}]"
+    if isinstance(result, celpy.celtypes.BoolType):
+        shown = _text(bool(result))
+    elif isinstance(result, float):
+        shown = _number(float(result))
+    else:
+        shown = str(result)
+    if key is not None:
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        memo[key] = shown
+    return shown
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,12 +4,20 @@ The DAG is plain TaskFlow code, five tasks in a chain (dbt run -> dbt test -> go
 publish -> catalog register), each calling one function of `generator.pipeline`. Every spec value
 enters the source as a Python literal through the template's `pyrepr` filter; names were already
 validated as identifiers by spec.py.
+
+The card (doc_md) links to the product's dbt docs and its catalog card. Where those are served is a
+setting of the platform, read when rendering ($DATAMESH_DBT_DOCS_URL, $DATAMESH_REPORT_URL; see
+docs/operations.md) and written into the file as text: parsing a DAG reads no file and no database.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
 
+from generator.errors import UserError
 from generator.mesh import DAGS_DIR, Mesh, ProductEntry
 from generator.rendered import Rendered, header
 from generator.spec import DataProduct, asset_uri, published_schema
@@ -30,6 +38,56 @@ MAX_RETRY_DELAY_MINUTES = 30
 EXECUTION_TIMEOUT_MINUTES = 60
 # The DeadlineAlert that watches the freshness SLA while a run is going (docs/operations.md).
 FRESHNESS_DEADLINE_NAME = "freshness_sla"
+
+
+# Where the card's links point. dbt docs: the URL serving .datamesh/docs, by default what
+# `datamesh docs --serve` serves on this machine. The report: the URL serving .datamesh/report; unset,
+# the card names the file `datamesh report` writes (the Airflow UI cannot link to a local file).
+DBT_DOCS_URL_VARIABLE = "DATAMESH_DBT_DOCS_URL"
+REPORT_URL_VARIABLE = "DATAMESH_REPORT_URL"
+DEFAULT_DBT_DOCS_URL = "http://localhost:8081"  # `datamesh docs --serve`'s default port
+REPORT_FILE = ".datamesh/report/index.html"  # generator/report.py's REPORT_PATH, not imported: jinja2 and psycopg2
+
+
+@dataclass(frozen=True)
+class CardLinks:
+    """The base URLs of the card's links, as given (validated, without a trailing slash)."""
+
+    dbt_docs_url: str = DEFAULT_DBT_DOCS_URL
+    report_url: str | None = None
+
+    def dbt_docs(self, key: str) -> str:
+        return markdown_url(f"{self.dbt_docs_url}/{key}/index.html")
+
+    def report(self, key: str) -> str | None:
+        # The report's card of a product has the anchor <domain>__<product> (report.html.j2).
+        return markdown_url(f"{self.report_url}/index.html#{key}") if self.report_url else None
+
+
+def card_links(environ: Mapping[str, str] | None = None) -> CardLinks:
+    """The links settings from the environment of `datamesh render` (and `check`, which must agree)."""
+    env = os.environ if environ is None else environ
+    docs = _base_url(env, DBT_DOCS_URL_VARIABLE) or DEFAULT_DBT_DOCS_URL
+    return CardLinks(dbt_docs_url=docs, report_url=_base_url(env, REPORT_URL_VARIABLE))
+
+
+def _base_url(env: Mapping[str, str], variable: str) -> str | None:
+    value = env.get(variable, "").strip()
+    if not value:
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise UserError(
+            f"${variable}={value!r} is not a base URL: give the http:// or https:// URL the folder is "
+            "served at, without query or fragment (e.g. http://localhost:8081), or leave it unset"
+        )
+    return value.rstrip("/")
+
+
+def markdown_url(url: str) -> str:
+    """The URL with every character that could end or change a Markdown link percent-encoded
+    (spaces, parentheses, angle brackets, quotes, backslashes)."""
+    return quote(url, safe="/:?#[]@!$&*+,;=%-._~")
 
 
 @dataclass(frozen=True)
@@ -72,10 +130,12 @@ def tags(spec: DataProduct) -> list[str]:
     return base + [t for t in spec.tags if t not in base]
 
 
-def render_dag(entry: ProductEntry, mesh: Mesh) -> Rendered:
+def render_dag(entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None) -> Rendered:
     """The DAG file of one product. The mesh was cross-checked, so each input's major is the one
-    its producer publishes, and the Assets here are the ones the producers' DAGs emit."""
+    its producer publishes, and the Assets here are the ones the producers' DAGs emit. `links`
+    defaults to the environment's settings (`card_links`)."""
     spec = entry.spec
+    links = links or card_links()
     source = render(
         TEMPLATE,
         header=header("#", entry.shown),
@@ -87,7 +147,7 @@ def render_dag(entry: ProductEntry, mesh: Mesh) -> Rendered:
         start_date=START_DATE,
         tags=tags(spec),
         owner_links={spec.owner.team: f"mailto:{spec.owner.email}"},
-        doc_lines=doc_md(spec).splitlines(keepends=True),
+        doc_lines=doc_md(spec, links).splitlines(keepends=True),
         retries=RETRIES,
         pool=WAREHOUSE_POOL,
         retry_delay_minutes=RETRY_DELAY_MINUTES,
@@ -100,13 +160,15 @@ def render_dag(entry: ProductEntry, mesh: Mesh) -> Rendered:
     return Rendered(generated={dag_path(spec): source})
 
 
-def doc_md(spec: DataProduct) -> str:
+def doc_md(spec: DataProduct, links: CardLinks | None = None) -> str:
     """The product's card, shown on the DAG's page in the Airflow UI (Markdown).
 
     Free text from the spec appears exactly as written; the Python literal escapes it for the DAG
     file. HTML in it cannot run: Airflow 3's UI renders doc_md with react-markdown and skipHtml.
-    Names are wrapped in code spans so underscores are not read as emphasis.
+    Names are wrapped in code spans so underscores are not read as emphasis; URLs are
+    percent-encoded so they cannot end their link early.
     """
+    links = links or CardLinks()
     owner = spec.owner
     contact = ", ".join([owner.email] + ([owner.slack] if owner.slack else []))
     sla = [f"fresh within {spec.sla.freshness_hours:g} h", f"availability {spec.sla.availability:g} %"]
@@ -159,6 +221,21 @@ def doc_md(spec: DataProduct) -> str:
         f"Schema `{spec.published_schema}` in the warehouse, one view per output: "
         + ", ".join(f"`{spec.published_schema}.{o.name}`" for o in spec.outputs)
         + ". A new major version is published beside it in a new schema.",
+        "",
+        "## Docs and catalog",
+        "",
+        f"- **dbt docs** (models, columns, tests, lineage): [`{spec.key}`]({links.dbt_docs(spec.key)})"
+        + (
+            f" — generate and serve them with `datamesh docs {spec.domain}/{spec.name} --serve`"
+            if links.dbt_docs_url == DEFAULT_DBT_DOCS_URL
+            else ""
+        ),
+        f"- **Catalog card** (runs, quality, consumers, incidents): `datamesh show {spec.domain}/{spec.name}`",
     ]
+    report = links.report(spec.key)
+    if report:
+        lines.append(f"- **Mesh report:** [`{spec.key}`]({report})")
+    else:
+        lines.append(f"- **Mesh report:** `{REPORT_FILE}#{spec.key}` (written by `datamesh report`)")
     # Ends with a newline on purpose: Airflow reads a doc_md that ends in ".md" as a file path.
     return "\n".join(lines) + "\n"

@@ -62,22 +62,65 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 _CRON_PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"}
 
-# The SQL types a column may declare. A whitelist, because the type lands verbatim in DDL.
+# The SQL types a column may declare, in their canonical spelling. A whitelist, because the type
+# lands verbatim in DDL.
 _SQL_TYPES = re.compile(
     r"^(text|boolean|smallint|integer|bigint|real|double precision|date|time|timestamp|timestamptz"
-    r"|uuid|jsonb|json|varchar\(\d{1,5}\)|char\(\d{1,5}\)|numeric(\(\d{1,3}(,\s*\d{1,3})?\))?"
-    r"|decimal(\(\d{1,3}(,\s*\d{1,3})?\))?|timestamp with time zone|timestamp without time zone)$"
+    r"|uuid|jsonb|json|varchar\(\d{1,5}\)|char\(\d{1,5}\)|numeric(\(\d{1,3},\d{1,3}\))?)$"
 )
-# Friendly names from other spec formats (the seeds say `string`, `integer`, `float`).
-_TYPE_ALIASES = {
+# Other names of the same types: PostgreSQL's own synonyms, and friendly names from other spec
+# formats (the seeds say `string`, `integer`, `float`). Each maps to its canonical spelling.
+_TYPE_SYNONYMS = {
     "string": "text",
     "int": "integer",
+    "int4": "integer",
+    "int2": "smallint",
+    "int8": "bigint",
     "long": "bigint",
     "float": "double precision",
+    "float8": "double precision",
     "double": "double precision",
+    "float4": "real",
     "bool": "boolean",
     "datetime": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamptz",
+    "time without time zone": "time",
+    "decimal": "numeric",
 }
+_TYPE_WITH_ARGS = re.compile(
+    r"^(varchar|character varying|char|character|numeric|decimal)\((\d{1,6})(?:,(\d{1,6}))?\)$"
+)
+_TYPE_NAMES = {"character varying": "varchar", "character": "char", "decimal": "numeric"}
+
+
+def canonical_type(value: str) -> str:
+    """The one spelling of a SQL type: `numeric(12, 2)` and `decimal(12,2)` are `numeric(12,2)`,
+    `timestamp with time zone` is `timestamptz`, `numeric(10)` is `numeric(10,0)`, `string` is
+    `text`. Specs are stored in this form, and the compatibility check compares these forms, so
+    two spellings of one PostgreSQL type never count as a type change.
+
+    Raises ValueError naming the allowed types for anything outside the whitelist.
+    """
+    text = " ".join(str(value).strip().lower().split())
+    text = re.sub(r"\s*([(),])\s*", r"\1", text)
+    text = _TYPE_SYNONYMS.get(text, text)
+    parameterised = _TYPE_WITH_ARGS.match(text)
+    if parameterised:
+        name, first, second = parameterised.groups()
+        name = _TYPE_NAMES.get(name, name)
+        if name == "numeric":
+            second = second if second is not None else "0"  # PostgreSQL: numeric(p) is numeric(p,0)
+            text = f"numeric({int(first)},{int(second)})"
+        elif second is None:
+            text = f"{name}({int(first)})"
+    if not _SQL_TYPES.match(text):
+        raise ValueError(
+            f"{value!r} is not a supported SQL type; use one of text, varchar(n), char(n), boolean, "
+            "smallint, integer, bigint, numeric(p,s), real, double precision, date, time, timestamp, "
+            "timestamptz, uuid, json, jsonb"
+        )
+    return text
 
 
 class Classification(str, Enum):
@@ -168,15 +211,7 @@ class Column(_Model):
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
-        normal = " ".join(value.strip().lower().split())
-        normal = _TYPE_ALIASES.get(normal, normal)
-        if not _SQL_TYPES.match(normal):
-            raise ValueError(
-                f"{value!r} is not a supported SQL type; use one of text, varchar(n), char(n), boolean, "
-                "smallint, integer, bigint, numeric(p,s), real, double precision, date, time, timestamp, "
-                "timestamptz, uuid, json, jsonb"
-            )
-        return normal
+        return canonical_type(value)
 
 
 _SQL_FORBIDDEN = re.compile(r"(;|\{\{|\{%|\{#|\$\$)")

@@ -54,38 +54,59 @@ def add_output(d: dict) -> None:
     d["outputs"].append(extra)
 
 
-# (case, how the new spec differs from the published one, expected (kind, detail, breaking) list)
-CASES: list[tuple[str, Callable[[dict], None], list[tuple[str, str, bool]]]] = [
-    ("unchanged", lambda d: None, []),
+def retype(name: str, published_as: str, now: str) -> Callable[[dict, dict], None]:
+    """Column `name` was published with type `published_as` (the catalog keeps the spec's JSON as it
+    was published, in whatever spelling the spec model wrote then) and the spec now says `now`."""
+
+    def change(published: dict, current: dict) -> None:
+        column(published, name)["type"] = published_as
+        column(current, name)["type"] = now
+
+    return change
+
+
+# (case, how the published and new specs differ (published, current), expected (kind, detail, breaking) list)
+CASES: list[tuple[str, Callable[[dict, dict], None], list[tuple[str, str, bool]]]] = [
+    ("unchanged", lambda _, d: None, []),
     # breaking
     (
         "removed column",
-        lambda d: remove_column(d, "product_count"),
+        lambda _, d: remove_column(d, "product_count"),
         [("column_removed", "column orders.product_count: removed", True)],
     ),
     (
         "removed output",
-        lambda d: d.update(outputs=[*d["outputs"], {**d["outputs"][0], "name": "x"}][1:]),
+        lambda _, d: d.update(outputs=[*d["outputs"], {**d["outputs"][0], "name": "x"}][1:]),
         [("output_removed", "output orders: removed", True), ("output_added", "output x: added", False)],
     ),
     (
         "changed type",
-        lambda d: column(d, "product_count").update(type="bigint"),
+        lambda _, d: column(d, "product_count").update(type="bigint"),
         [("type_changed", "column orders.product_count: type integer -> bigint", True)],
     ),
     (
+        "changed precision",
+        retype("total_amount", "numeric(12, 2)", "numeric(14,2)"),
+        [("type_changed", "column orders.total_amount: type numeric(12,2) -> numeric(14,2)", True)],
+    ),
+    (
+        "timestamp to timestamptz",
+        retype("order_date", "timestamp without time zone", "timestamp with time zone"),
+        [("type_changed", "column orders.order_date: type timestamp -> timestamptz", True)],
+    ),
+    (
         "nullable to not null",
-        lambda d: constraints(d, "status").update(not_null=True),
+        lambda _, d: constraints(d, "status").update(not_null=True),
         [("made_not_null", "column orders.status: nullable -> not null", True)],
     ),
     (
         "added not-null column",
-        lambda d: add_column(d, not_null=True),
+        lambda _, d: add_column(d, not_null=True),
         [("column_added_not_null", "column orders.channel: added as not null", True)],
     ),
     (
         "removed accepted value",
-        lambda d: constraints(d, "status").update(accepted_values=["pending", "completed"]),
+        lambda _, d: constraints(d, "status").update(accepted_values=["pending", "completed"]),
         [
             (
                 "accepted_value_removed",
@@ -96,7 +117,7 @@ CASES: list[tuple[str, Callable[[dict], None], list[tuple[str, str, bool]]]] = [
     ),
     (
         "accepted values on a free column",
-        lambda d: constraints(d, "customer_segment").update(accepted_values=["smb"]),
+        lambda _, d: constraints(d, "customer_segment").update(accepted_values=["smb"]),
         [
             (
                 "accepted_values_added",
@@ -107,59 +128,69 @@ CASES: list[tuple[str, Callable[[dict], None], list[tuple[str, str, bool]]]] = [
     ),
     (
         "min raised",
-        lambda d: constraints(d, "total_amount").update(min=10),
+        lambda _, d: constraints(d, "total_amount").update(min=10),
         [("range_narrowed", "column orders.total_amount: min 0 -> 10", True)],
     ),
     (
         "max added",
-        lambda d: constraints(d, "total_amount").update(max=1000.5),
+        lambda _, d: constraints(d, "total_amount").update(max=1000.5),
         [("range_narrowed", "column orders.total_amount: max none -> 1000.5", True)],
     ),
     # not breaking
     (
         "added nullable column",
-        lambda d: add_column(d, not_null=False),
+        lambda _, d: add_column(d, not_null=False),
         [("column_added_nullable", "column orders.channel: added (nullable)", False)],
     ),
-    ("added output", add_output, [("output_added", "output orders_daily: added", False)]),
+    ("added output", lambda _, d: add_output(d), [("output_added", "output orders_daily: added", False)]),
     (
         "not null to nullable",
-        lambda d: constraints(d, "customer_id").update(not_null=False),
+        lambda _, d: constraints(d, "customer_id").update(not_null=False),
         [("made_nullable", "column orders.customer_id: not null -> nullable", False)],
     ),
     (
         "added accepted value",
-        lambda d: constraints(d, "status").update(
+        lambda _, d: constraints(d, "status").update(
             accepted_values=["pending", "completed", "cancelled", "refunded", "on_hold"]
         ),
         [("accepted_value_added", "column orders.status: accepted value(s) 'on_hold' added", False)],
     ),
     (
         "accepted values dropped",
-        lambda d: constraints(d, "status").update(accepted_values=None),
+        lambda _, d: constraints(d, "status").update(accepted_values=None),
         [("accepted_values_dropped", "column orders.status: accepted values no longer restricted", False)],
     ),
     (
         "min lowered",
-        lambda d: constraints(d, "total_amount").update(min=-5),
+        lambda _, d: constraints(d, "total_amount").update(min=-5),
         [("range_widened", "column orders.total_amount: min 0 -> -5", False)],
     ),
     (
         "min dropped",
-        lambda d: constraints(d, "total_amount").update(min=None),
+        lambda _, d: constraints(d, "total_amount").update(min=None),
         [("range_widened", "column orders.total_amount: min 0 -> none", False)],
     ),
-    ("description changed", lambda d: column(d, "status").update(description="Where the order stands."), []),
+    # the same PostgreSQL type, spelt another way (on either side): not a change
+    ("numeric(12,2) published as numeric(12, 2)", retype("total_amount", "numeric(12, 2)", "numeric(12,2)"), []),
+    ("numeric(12,2) now written decimal(12, 2)", retype("total_amount", "numeric(12,2)", "decimal(12, 2)"), []),
+    ("numeric published as decimal", retype("total_amount", "decimal", "numeric"), []),
+    ("numeric(10) is numeric(10,0)", retype("total_amount", "NUMERIC(10)", "numeric(10, 0)"), []),
+    ("timestamptz published as timestamp with time zone",
+     retype("order_date", "timestamp with time zone", "timestamptz"), []),
+    ("timestamp now written timestamp without time zone",
+     retype("order_date", "timestamp", "timestamp without time zone"), []),
+    ("text published as string", retype("status", "string", "text"), []),
+    ("description changed", lambda _, d: column(d, "status").update(description="Where the order stands."), []),
 ]
 
 
 @pytest.mark.parametrize("case, change, expected", CASES, ids=[c[0] for c in CASES])
 def test_each_kind_of_change(
-    sales: DataProduct, case: str, change: Callable[[dict], None], expected: list[tuple[str, str, bool]]
+    sales: DataProduct, case: str, change: Callable[[dict, dict], None], expected: list[tuple[str, str, bool]]
 ) -> None:
     published = sales.model_dump(mode="json", by_alias=True)
     current = copy.deepcopy(published)
-    change(current)
+    change(published, current)
     changes = diff(contract(published), contract(DataProduct.model_validate(current)))
     assert [(c.kind, c.detail, c.breaking) for c in changes] == expected
     assert all(c.previous_version == "2.1.0" and c.previous_major == 2 for c in changes)

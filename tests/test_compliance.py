@@ -125,6 +125,38 @@ def test_exit_1_on_a_blocking_violation_in_every_format(clean_repo: Path) -> Non
     )
 
 
+def test_a_broken_policy_file_of_a_domain_without_products_is_bad_input(clean_repo: Path) -> None:
+    (clean_repo / "policies/domains/hr.yaml").write_text(
+        "policies:\n  - name: hr_rule\n    description: x\n    scope: domain\n    enforcement: blocking\n"
+        "    applies_to: product\n    assert: product.headcount > 0\n    message: x\n"
+    )
+    for command in (["policy", "check"], ["validate"]):
+        done = subprocess.run(
+            [DATAMESH, "--root", str(clean_repo), *command], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert done.stdout == ""
+        assert "policies/domains/hr.yaml:7: policy 'hr_rule': assert: unknown field 'headcount'" in done.stderr
+
+
+def test_a_misspelt_domain_file_is_a_warning_naming_the_known_domains(clean_repo: Path) -> None:
+    (clean_repo / "policies/domains/finance.yaml").rename(clean_repo / "policies/domains/finanse.yaml")
+    warning = (
+        "warning: policies/domains/finanse.yaml: no product of the mesh is in domain 'finanse', so these "
+        "policies apply to nothing (known domains: commerce, customers, finance, marketing, products, sales); "
+        "did you mean finance.yaml?"
+    )
+    done = policy_check(clean_repo)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert warning in done.stderr
+    assert "1 domain policy file(s) applying to no product, no blocking violation" in done.stderr
+    assert policy_check(clean_repo, "--warnings-ok").returncode == 0
+    validate = subprocess.run(
+        [DATAMESH, "--root", str(clean_repo), "validate"], capture_output=True, text=True, timeout=120
+    )
+    assert validate.returncode == 0 and warning in validate.stderr
+
+
 def test_a_broken_policy_file_fails_before_any_product_is_evaluated(clean_repo: Path) -> None:
     path = clean_repo / "policies/domains/finance.yaml"
     path.write_text(

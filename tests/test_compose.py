@@ -60,20 +60,38 @@ def strings(node: Any) -> list[str]:
     return []
 
 
-def variables(text: str) -> set[str]:
-    return {m.group(1) or m.group(4) for m in _VARIABLE.finditer(text) if m.group(0) != "$$"}
+def variables(text: str, *, required_only: bool = False) -> set[str]:
+    """The variables `text` uses; with `required_only`, those without a default (`${NAME:-x}`)."""
+    return {
+        m.group(1) or m.group(4)
+        for m in _VARIABLE.finditer(text)
+        if m.group(0) != "$$" and not (required_only and m.group(2) in (":-", "-"))
+    }
 
 
 def interpolate(text: str, values: dict[str, str]) -> str:
     """What compose makes of `text` with `values` as its .env."""
-    return _VARIABLE.sub(lambda m: "$" if m.group(0) == "$$" else values[m.group(1) or m.group(4)], text)
+
+    def value(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, operator, default = m.group(1) or m.group(4), m.group(2), m.group(3)
+        if (operator == ":-" and not values.get(name)) or (operator == "-" and name not in values):
+            return default
+        return values[name]
+
+    return _VARIABLE.sub(value, text)
+
+
+def service_environment(service: str, values: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment variables compose gives a service, with `values` (default .env.example) as .env."""
+    values = env_example() if values is None else values
+    return {k: interpolate(str(v), values) for k, v in SERVICES[service]["environment"].items()}
 
 
 def airflow_settings(service: str) -> dict[str, str]:
     """The AIRFLOW__SECTION__KEY variables a service runs with, as compose would pass them."""
-    values = env_example()
-    environment = SERVICES[service]["environment"]
-    return {k: interpolate(str(v), values) for k, v in environment.items() if k.startswith("AIRFLOW__")}
+    return {k: v for k, v in service_environment(service).items() if k.startswith("AIRFLOW__")}
 
 
 def depends_on(service: str) -> dict[str, str]:
@@ -185,7 +203,9 @@ def test_every_variable_the_compose_file_uses_has_a_value_in_env_example() -> No
     used = set().union(*(variables(s) for s in strings(COMPOSE)))
     assert used, "the compose file should take its settings from .env"
     values = env_example()
-    missing = sorted(name for name in used if not values.get(name))
+    # A variable with a default may be empty, but is still listed (and explained) in .env.example.
+    required = set().union(*(variables(s, required_only=True) for s in strings(COMPOSE)))
+    missing = sorted(name for name in used if name not in values or (name in required and not values[name]))
     assert missing == [], f"no value in .env.example for {missing}"
     unused = sorted(set(values) - used)
     assert unused == [], f".env.example sets {unused}, which docker-compose.yml never uses"
@@ -200,9 +220,39 @@ def test_dot_env_is_ignored_by_git_and_the_example_key_is_a_valid_fernet_key() -
 
 
 def test_interpolation_reads_compose_syntax() -> None:
-    values = {"A": "x", "B": "y"}
+    values = {"A": "x", "B": "y", "E": ""}
     assert variables("$${HOSTNAME} ${A} $B ${C:-d}") == {"A", "B", "C"}
+    assert variables("${A} ${C:-d} ${D-}", required_only=True) == {"A"}
     assert interpolate("$${HOSTNAME}:${A}/$B", values) == "${HOSTNAME}:x/y"
+    assert interpolate("${A:-z} ${C:-d} ${E:-e} ${E-e} ${F-f} ${C:-}.", values) == "x d e  f ."
+
+
+def test_runs_are_named_in_the_audit_log_whatever_uid_the_containers_run_as(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The containers run as ${AIRFLOW_UID}, which the image knows by name only if it was built with
+    # it: without DATAMESH_ACTOR the audit log would name every run "unknown".
+    from generator.catalog import actor
+
+    older_env = {k: v for k, v in env_example().items() if k != "DATAMESH_ACTOR"}  # an .env from before
+    for name in AIRFLOW_SERVICES:
+        for values in (env_example(), older_env):
+            monkeypatch.setenv("DATAMESH_ACTOR", service_environment(name, values)["DATAMESH_ACTOR"])
+            assert actor() == "airflow", name
+    named = service_environment("airflow-worker", {**env_example(), "DATAMESH_ACTOR": "platform-prod"})
+    assert named["DATAMESH_ACTOR"] == "platform-prod"
+
+
+def test_openlineage_is_off_by_default_and_switched_on_from_dot_env() -> None:
+    from generator.lineage_events import client_from_environment
+
+    older_env = {k: v for k, v in env_example().items() if k != "DATAMESH_OPENLINEAGE"}
+    for name in AIRFLOW_SERVICES:
+        assert client_from_environment(service_environment(name)) is None, name
+        assert client_from_environment(service_environment(name, older_env)) is None, name
+    on = {**env_example(), "DATAMESH_OPENLINEAGE": "http://marquez:5000"}
+    client = client_from_environment(service_environment("airflow-worker", on))
+    assert client is not None and client.transport.url == "http://marquez:5000"
 
 
 # --- the Dockerfile -------------------------------------------------------------------------------------

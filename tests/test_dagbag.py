@@ -133,6 +133,9 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     assert dag["catchup"] is False
     assert dag["on_failure_callback"] == "generator.pipeline.record_failure"
     assert spec.description.strip() in dag["doc_md"]
+    # The card links the product's dbt docs (as `datamesh docs --serve` serves them) and its catalog card.
+    assert f"(http://localhost:8081/{spec.key}/index.html)" in dag["doc_md"]
+    assert f"`datamesh show {spec.domain}/{spec.name}`" in dag["doc_md"]
 
     # The freshness SLA is watched while a run is going: a deadline counted from the queued time.
     [deadline] = dag["deadlines"]

@@ -9,13 +9,17 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import psycopg2.extensions
 import pytest
+from catalog_helpers import make_spec, register_run
 
-from generator.gate import evaluate
+from generator.gate import consumers_hit, evaluate, judge
 from generator.load_spec import load_spec
 from generator.mesh import ProductEntry
 from generator.spec import DataProduct
 from generator.warehouse import Warehouse
+
+pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn (a database of its own per test)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORDERS = REPO_ROOT / "dbt/commerce/orders/data_product.yaml"
@@ -206,6 +210,7 @@ def test_the_gate_reads_what_dbt_test_writes(
 
 REVENUE = REPO_ROOT / "dbt/finance/revenue_metrics/data_product.yaml"  # completeness 99.9, freshness 1 h
 CUSTOMERS = REPO_ROOT / "dbt/customers/customer_profiles/data_product.yaml"  # completeness 99.5
+SALES = REPO_ROOT / "dbt/sales/sales_orders_analytical/data_product.yaml"  # freshness 24 h, two inputs
 
 
 def entry(path: Path) -> ProductEntry:
@@ -259,7 +264,16 @@ RUN_CASES = [
         lambda: facts(rows=0, previous=30, spec_entry=entry(CUSTOMERS)),
         "block",
         "blocking output_not_empty: customers/customer_profiles: output customers_dim has no rows in this "
-        "run (the last publish had 30): check the model and its inputs; the previous data stays published.",
+        "run (the last publish had 30 rows): check the model and its inputs; the previous data stays published.",
+    ),
+    (
+        "empty output on a first publish",
+        CUSTOMERS,
+        lambda: facts(rows=0, previous=None, spec_entry=entry(CUSTOMERS)),
+        "block",
+        "blocking output_not_empty: customers/customer_profiles: output customers_dim has no rows in this "
+        "run (it would be the first publish of v1): check the model and its inputs; nothing is published "
+        "until it has rows.",
     ),
     (
         "volume anomaly (global: a warning)",
@@ -280,12 +294,33 @@ RUN_CASES = [
         "the missing rows before publishing.",
     ),
     (
+        # -20.004% rounded to two decimals was -20.0, and passed
+        "volume drop just over the finance bound",
+        REVENUE,
+        lambda: facts(rows=79_996, previous=100_000),
+        "block",
+        "blocking finance_volume_drop: finance/revenue_metrics: output daily_revenue dropped to 79996 rows "
+        "(-20.004% against 100000): finance outputs may not shrink by more than 20% between publishes; find "
+        "the missing rows before publishing.",
+    ),
+    (
         "null rate above the completeness threshold",
         CUSTOMERS,
         lambda: facts(rows=1000, nulls={"country": 6}, spec_entry=entry(CUSTOMERS)),
         "block",
         "blocking completeness_met: customers/customer_profiles: column customers_dim.country is 99.4% "
         "non-null (6 nulls in 1000 rows), below its completeness threshold of 99.5%: fill the nulls in "
+        "the model (or fix its inputs), or, for a column that is null by design, set its "
+        "constraints.completeness; nothing is published until it meets the threshold.",
+    ),
+    (
+        # 99.8999% rounded to three decimals was 99.9, and passed finance's floor
+        "1,001 nulls in a million rows (finance floor 99.9%)",
+        REVENUE,
+        lambda: facts(rows=1_000_000, previous=1_000_000, nulls={"net_revenue": 1001}),
+        "block",
+        "blocking completeness_met: finance/revenue_metrics: column daily_revenue.net_revenue is 99.8999% "
+        "non-null (1001 nulls in 1000000 rows), below its completeness threshold of 99.9%: fill the nulls in "
         "the model (or fix its inputs), or, for a column that is null by design, set its "
         "constraints.completeness; nothing is published until it meets the threshold.",
     ),
@@ -303,9 +338,27 @@ RUN_CASES = [
         REVENUE,
         lambda: facts(input_age=None),
         "block",
-        "warning inputs_fresh: finance/revenue_metrics: input sales/sales_orders_analytical.orders (v2) was "
-        "last published (none) hours ago (at (none)), older than this product's sla.freshness_hours 1.0: "
-        "run the input's DAG first, or relax this product's freshness SLA.",
+        "warning inputs_fresh: finance/revenue_metrics: input sales/sales_orders_analytical.orders (v2) has "
+        "never been published, so this product cannot meet its sla.freshness_hours of 1.0: run the input's "
+        "DAG first.",
+    ),
+    (
+        "input never published (finance: blocking)",
+        REVENUE,
+        lambda: facts(input_age=None),
+        "block",
+        "blocking finance_inputs_fresh: finance/revenue_metrics: input sales/sales_orders_analytical.orders "
+        "has never been published: finance builds only on inputs at most 1 hour old; run the input's DAG, "
+        "then this one.",
+    ),
+    (
+        "stale input (global: a warning)",
+        SALES,
+        lambda: facts(input_age=30.25, spec_entry=entry(SALES)),
+        "warn",
+        "warning inputs_fresh: sales/sales_orders_analytical: input commerce/orders.orders_fact (v1) was last "
+        "published 30.25 hours ago (at 2026-01-05T08:00:00+00:00), longer ago than this product's "
+        "sla.freshness_hours of 24.0: run the input's DAG first, or relax this product's freshness SLA.",
     ),
 ]
 
@@ -315,6 +368,12 @@ def test_bad_run_facts_are_caught(case: str, path: Path, make: Any, verdict: str
     result = judged(path, make())
     assert result.verdict == verdict
     assert message in result.messages
+
+
+def test_exactly_at_the_finance_thresholds_passes() -> None:
+    at_floor = facts(rows=1_000_000, previous=1_000_000, nulls={"net_revenue": 1000})  # 99.9% non-null
+    assert judged(REVENUE, at_floor).verdict == "pass"
+    assert judged(REVENUE, facts(rows=80_000, previous=100_000)).verdict == "pass"  # -20.0%
 
 
 def test_completeness_at_the_threshold_passes_and_an_empty_output_is_not_a_null_rate() -> None:
@@ -382,3 +441,90 @@ def test_run_facts_are_measured_in_the_build_schema(warehouse: Warehouse) -> Non
         "customers/customer_profiles column customers_dim.customer_email",
         "customers/customer_profiles column customers_dim.country",
     }
+
+
+# --- a blocked breaking change names who it would hit (lineage.impact) --------------------------------
+
+
+def build(conn: psycopg2.extensions.connection, spec: DataProduct) -> None:
+    """The product's build schema as dbt run leaves it: one table per output, one row each."""
+    with conn.cursor() as cur:
+        cur.execute(f'DROP SCHEMA IF EXISTS "{spec.build_schema}" CASCADE')
+        cur.execute(f'CREATE SCHEMA "{spec.build_schema}"')
+        for output in spec.outputs:
+            columns = ", ".join(f'NULL::{c.type} AS "{c.name}"' for c in output.columns)
+            cur.execute(f'CREATE TABLE "{spec.build_schema}"."{output.name}" AS SELECT {columns}')
+    conn.commit()
+
+
+def changed(spec: DataProduct, version: str) -> ProductEntry:
+    """The next release of `spec`: items.value becomes text and prices.value is removed."""
+    data = spec.model_dump(mode="json", by_alias=True)
+    data["version"] = version
+    for output in data["outputs"]:
+        if output["name"] == "items":
+            output["columns"][1]["type"] = "text"
+        else:
+            output["columns"] = output["columns"][:1]
+    shown = f"dbt/{spec.domain}/{spec.name}/data_product.yaml"
+    return ProductEntry(DataProduct.model_validate(data), REPO_ROOT / shown, shown)
+
+
+@pytest.mark.integration
+def test_a_blocked_breaking_change_names_the_consumers_it_would_hit(
+    conn: psycopg2.extensions.connection,
+) -> None:
+    from generator import catalog
+
+    catalog.migrate(conn)
+    items = make_spec("shop", "items", outputs=["items", "prices"])
+    register_run(conn, items)  # published as 1.0.0
+    register_run(conn, make_spec("crm", "reports", reads=[("shop", "items", "items")]))
+    register_run(conn, make_spec("finance", "margins", reads=[("crm", "reports", "main")]))
+    catalog.subscribe(conn, "bi_dashboard", "shop", "items", "items", None, "bi@company.com", "weekly KPIs")
+    release = changed(items, "1.1.0")  # breaking changes without a major bump
+    build(conn, release.spec)
+
+    result = judge(REPO_ROOT, release, conn, run_results(PASSED)).result
+
+    assert result.verdict == "block"
+    [on_items] = [m for m in result.blocking if "column items.value: type integer -> text" in m]
+    assert on_items.startswith(
+        "blocking breaking_change_needs_major_bump: shop/items 1.1.0: column items.value: type integer -> "
+        "text breaks the contract published as 1.0.0: set version to 2.0.0"
+    )
+    # the product reading the output, the product built on that one, and the external subscriber
+    for consumer in ("crm/reports", "finance/margins", "bi_dashboard"):
+        assert consumer in on_items
+    [on_prices] = [m for m in result.blocking if "column prices.value: removed" in m]
+    assert "no known consumer" in on_prices
+    for consumer in ("crm/reports", "finance/margins", "bi_dashboard"):
+        assert consumer not in on_prices
+    # the compliance record keeps the message as the run's log shows it
+    with conn.cursor() as cur:
+        cur.execute("SELECT policies FROM datamesh_catalog.compliance_records WHERE product = 'items'")
+        [(policies,)] = cur.fetchall()
+    conn.rollback()
+    [blocked] = [p for p in policies if p["policy"] == "breaking_change_needs_major_bump"]
+    assert "bi_dashboard" in json.dumps(blocked)
+
+    # with a major bump the change publishes alongside v1: nothing blocks, nobody needs naming
+    bumped = changed(items, "2.0.0")
+    build(conn, bumped.spec)
+    bumped_result = judge(REPO_ROOT, bumped, conn, run_results(PASSED)).result
+    assert not any("breaking_change" in m for m in bumped_result.messages)
+
+
+@pytest.mark.integration
+def test_without_a_catalog_the_gate_names_no_consumers_and_still_judges(
+    conn: psycopg2.extensions.connection,
+) -> None:
+    assert consumers_hit(conn, "shop", "items", ["items"]) == {}  # no catalog schema at all
+    from generator import catalog
+
+    catalog.migrate(conn)
+    assert consumers_hit(conn, "shop", "items", ["items"]) == {}  # an empty catalog
+    first = changed(make_spec("shop", "items", outputs=["items", "prices"]), "1.0.0")
+    build(conn, first.spec)
+    result = judge(REPO_ROOT, first, conn, run_results(PASSED)).result  # a first publish: no contract yet
+    assert not any("breaking_change" in m for m in result.messages)

@@ -1,9 +1,9 @@
 """The governance gate blocking a real DAG run: Airflow's `dags test` on embedded PostgreSQL.
 
 products/product_catalog is published once (through `datamesh demo --product`), then changed twice
-in ways the gate must stop: a breaking contract change without a major version bump, and a PII
-column in an internal product. Each time the gate task fails with the policy's message and
-consumers still read the same rows with the same grants.
+in ways the gate must stop: a breaking contract change without a major version bump (whose message
+names the subscriber it would hit), and a PII column in an internal product. Each time the gate
+task fails with the policy's message and consumers still read the same rows with the same grants.
 """
 
 from __future__ import annotations
@@ -113,15 +113,20 @@ def test_a_breaking_change_without_a_major_bump_is_blocked(published: Path, ware
         column = next(c for c in spec["outputs"][0]["columns"] if c["name"] == "list_price")
         column["constraints"]["max"] = 100000
 
+    # A dashboard outside the mesh reads the output: the gate's message names it.
+    done = datamesh(published, "subscribe", "pricing_dashboard", "products/product_catalog.products_dim")
+    assert done.returncode == 0, done.stdout + done.stderr
     change_spec(published, add_upper_bound)
     log = run_dag(published, warehouse, "breaking")
 
     assert "the governance gate blocks the publish" in log
+    [blocking] = [line for line in log.splitlines() if "blocking breaking_change_needs_major_bump" in line]
     assert (
         "blocking breaking_change_needs_major_bump: products/product_catalog 1.2.0: column "
         "products_dim.list_price: max none -> 100000 breaks the contract published as 1.2.0: set "
         "version to 2.0.0 so it is published alongside v1, or revert the change."
-    ) in " ".join(log.split())
+    ) in " ".join(blocking.split())
+    assert "pricing_dashboard" in blocking
     assert consumer_view(warehouse) == before
     run, record = last_run_and_record(warehouse)
     assert run == ("failed", "governance_gate")

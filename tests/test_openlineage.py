@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,54 @@ def test_off_by_default_and_a_bad_setting_is_refused(tmp_path, spec):
     assert client_from_environment({"OPENLINEAGE_URL": "http://marquez:5000"}) is not None
     with pytest.raises(UserError, match=r"DATAMESH_OPENLINEAGE='kafka' is not understood; use off, console"):
         client_from_environment({MODE_VARIABLE: "kafka"})
+
+
+@pytest.fixture
+def backend() -> Iterator[tuple[str, list[tuple[str, dict]]]]:
+    """A real HTTP server on localhost standing in for Marquez: (its URL, the (path, event) it got)."""
+    received: list[tuple[str, dict]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, json.loads(body)))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:  # keep the test output quiet
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", received
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("form", ["{url}", "http:{url}"], ids=["plain URL", "http:<url>"])
+def test_events_reach_an_http_backend_named_by_its_url(spec, backend, form):
+    url, received = backend
+    warehouse = Warehouse("db.internal", 5433, "postgres", "", "mesh", embedded=False)
+    with publish_run(spec, warehouse, "scheduled__1", environ={MODE_VARIABLE: form.format(url=url)}):
+        pass
+    assert [(path, event["eventType"]) for path, event in received] == [
+        ("/api/v1/lineage", "START"),
+        ("/api/v1/lineage", "COMPLETE"),
+    ]
+    assert received[0][1]["job"]["name"] == "commerce__orders.publish"
+
+
+@pytest.mark.parametrize(
+    "value", ["kafka", "ftp://marquez:5000", "http:marquez:5000", "http://marquez:port", "file:", "https://"]
+)
+def test_a_setting_that_names_no_transport_is_refused_with_the_forms_allowed(value):
+    with pytest.raises(UserError) as refused:
+        client_from_environment({MODE_VARIABLE: value})
+    assert str(refused.value) == (
+        f"$DATAMESH_OPENLINEAGE={value!r} is not understood; use off, console, file:<path>, an http:// or "
+        "https:// URL of an OpenLineage backend (e.g. http://marquez:5000), or client"
+    )
 
 
 @pytest.mark.integration

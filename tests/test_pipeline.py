@@ -58,7 +58,9 @@ def seed(warehouse: Warehouse) -> None:
         conn.close()
 
 
-def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, warehouse: Warehouse):
+def prepare(root: Path, warehouse: Warehouse) -> str:
+    """Seed the operational data, bootstrap the platform (twice: it is idempotent) and create the
+    reader roles; returns the DAG file the pipeline functions take."""
     if not (root / f"dbt/{DOMAIN}/{PRODUCT}/dbt_project.yml").exists():
         pytest.skip("the example dbt project has not been rendered yet")
     mesh = load_mesh(root)
@@ -75,7 +77,11 @@ def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, wa
         conn.commit()
     finally:
         conn.close()
-    dag_file = str(root / "dags" / f"{KEY}.py")
+    return str(root / "dags" / f"{KEY}.py")
+
+
+def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, warehouse: Warehouse):
+    dag_file = prepare(root, warehouse)
 
     ran = pipeline.run_models(dag_file, DOMAIN, PRODUCT)
     tests = pipeline.test_models(dag_file, DOMAIN, PRODUCT)
@@ -136,6 +142,48 @@ def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, wa
     ) == [("failed", "task_failure", "1.0.0")]
     # the published data is untouched by the failed run
     assert published_rows(warehouse) == customers
+
+
+def gate_records(warehouse: Warehouse) -> list[tuple]:
+    """The product's gate compliance records, newest first: (verdict, policies, quality_score)."""
+    return query(
+        warehouse,
+        "SELECT verdict, policies, quality_score FROM datamesh_catalog.compliance_records "
+        "WHERE domain = %s AND product = %s AND moment = 'gate' ORDER BY evaluated_at DESC, id DESC",
+        DOMAIN,
+        PRODUCT,
+    )
+
+
+def test_a_failing_dbt_test_still_leaves_its_compliance_record_and_score(root: Path, warehouse: Warehouse):
+    dag_file = prepare(root, warehouse)
+    # The model now writes a segment the contract does not accept: dbt run builds it (accepted
+    # values are not part of the enforced column contract), dbt test's accepted_values fails.
+    model = root / f"dbt/{DOMAIN}/{PRODUCT}/models/customers_dim.sql"
+    model.write_text(model.read_text().replace("when 'smb' then 'smb'", "when 'smb' then 'small_business'"))
+    pipeline.run_models(dag_file, DOMAIN, PRODUCT)
+    before = len(gate_records(warehouse)) if query(
+        warehouse, "SELECT to_regclass('datamesh_catalog.compliance_records')"
+    )[0][0] else 0
+
+    # the task still fails with dbt's own message, as before ...
+    with pytest.raises(RunFailed, match=r"(?s)dbt test failed in .*accepted_values_customers_dim_customer_segment"):
+        pipeline.test_models(dag_file, DOMAIN, PRODUCT)
+
+    # ... but the run is judged first: the catalog holds its gate record, blocked by the failed
+    # test, and a quality score that counts the failure
+    records = gate_records(warehouse)
+    assert len(records) == before + 1
+    verdict, policies, score = records[0]
+    assert verdict == "block"
+    failed_tests = next(p for p in policies if p["policy"] == "error_tests_passed")
+    assert failed_tests["outcome"] == "blocked" and failed_tests["failed"] == 1
+    (message,) = failed_tests["messages"]
+    assert message.startswith(
+        "customers/customer_profiles: dbt test accepted_values_customers_dim_customer_segment"
+    ), message
+    assert "did not pass (status fail" in message
+    assert score is not None and 0 < float(score) < 100
 
 
 def test_record_failure_never_raises(caplog: pytest.LogCaptureFixture):

@@ -17,6 +17,7 @@ from generator.mesh import spec_paths
 from generator.policies import (
     Finding,
     evaluate_spec,
+    load_all_policies,
     load_policies,
     render_message,
 )
@@ -232,6 +233,19 @@ BROKEN_FILES = [
         r"policy 'bad_message': message: \{product\.nme\} does not name a value",
     ),
     (
+        {"global.yaml": one_policy("bad_expression", message='{{ product.nme == null ? "a" : "b" }} fails.')},
+        r"policy 'bad_expression': message: \{\{ product\.nme == null \? \"a\" : \"b\" \}\}: unknown field "
+        r"'nme' of product; it has: ",
+    ),
+    (
+        {"global.yaml": one_policy("expression_syntax", message="{{ product.name + }} fails.")},
+        r"policy 'expression_syntax': message: \{\{ product\.name \+ \}\}: CEL syntax error",
+    ),
+    (
+        {"global.yaml": one_policy("expression_list", message="{{ product.tags }} fails.")},
+        r"policy 'expression_list': message: \{\{ product\.tags \}\} must give text or a number",
+    ),
+    (
         {"global.yaml": one_policy("extra_key", severity="high")},
         r"policies/global\.yaml:9: policy 'extra_key': severity: unknown key; a policy has name, "
         r"description",
@@ -268,6 +282,39 @@ def test_a_broken_policy_file_is_refused_naming_file_and_policy(
     root = write_policies(tmp_path, files)
     with pytest.raises(UserError, match=message):
         load_policies(root, "sales")
+
+
+def test_a_domain_file_is_checked_even_when_no_product_is_in_its_domain(tmp_path: Path) -> None:
+    broken = one_policy("hr_typo", scope="domain", **{"assert": "product.nme != ''"})
+    root = write_policies(tmp_path, {"global.yaml": one_policy(), "domains/hr.yaml": broken})
+    with pytest.raises(UserError, match=r"policies/domains/hr\.yaml:\d+: policy 'hr_typo': assert: unknown field"):
+        load_all_policies(root, known_domains=["finance", "sales"])
+
+
+def test_a_misspelt_domain_file_is_named_in_a_warning(tmp_path: Path) -> None:
+    rule = one_policy("finance_rule", scope="domain")
+    root = write_policies(tmp_path, {"global.yaml": one_policy(), "domains/finanse.yaml": rule})
+    loaded = load_all_policies(root, known_domains=["finance", "sales"])
+    assert loaded.warnings == (
+        "policies/domains/finanse.yaml: no product of the mesh is in domain 'finanse', so these policies "
+        "apply to nothing (known domains: finance, sales); did you mean finance.yaml?",
+    )
+    assert loaded.for_domain("finance").names() == ["checked"]  # what the warning is about
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("finance.yml", r"policies/domains/finance\.yml: file name: domain policy files end in \.yaml: rename it to "
+                        r"finance\.yaml, or it is never read"),
+        ("Finance.yaml", r"policies/domains/Finance\.yaml: file name: 'Finance\.yaml' is not named after a domain"),
+    ],
+)
+def test_a_domain_file_that_could_never_apply_is_refused(tmp_path: Path, name: str, message: str) -> None:
+    rule = one_policy("finance_rule", scope="domain")
+    root = write_policies(tmp_path, {"global.yaml": one_policy(), f"domains/{name}": rule})
+    with pytest.raises(UserError, match=message):
+        load_all_policies(root, known_domains=["finance"])
 
 
 def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
@@ -313,6 +360,26 @@ def test_messages_substitute_values_once_and_nothing_else() -> None:
     template = "{product.name} / {product.tags} / {product.x} / {product.missing} / {0} {__class__}"
     expected = "{product.secret} / a, b / (none) / {product.missing} / {0} {__class__}"
     assert render_message(template, variables) == expected
+
+
+def test_a_message_expression_words_each_case_and_is_not_expanded_again() -> None:
+    template = (
+        'output {output.name} {{ run.previous_rows == null ? "was never published" : "had " + '
+        'string(run.previous_rows) + " rows" }}'
+    )
+    first = {"output": {"name": "o"}, "run": {"previous_rows": None}}
+    assert render_message(template, first) == "output o was never published"
+    again = {"output": {"name": "{{ 1 + 1 }}"}, "run": {"previous_rows": 30}}
+    assert render_message(template, again) == "output {{ 1 + 1 }} had 30 rows"
+    # a message is still shown when its expression fails on a subject
+    broken = render_message('x {{ "at " + run.previous_rows }}', first)
+    assert broken.startswith('x [{{ "at " + run.previous_rows }} could not be evaluated: ')
+
+
+def test_numbers_in_messages_are_rounded_but_never_onto_a_threshold() -> None:
+    run = {"non_null_pct": 99.8999, "change_pct": -100 / 3, "rows": 1000, "hours": 24.0}
+    template = "{run.non_null_pct}% {run.change_pct}% {run.rows} {run.hours}"
+    assert render_message(template, {"run": run}) == "99.8999% -33.333% 1000 24.0"
 
 
 def test_one_policy_set_judges_many_products_independently(orders: DataProduct) -> None:
@@ -388,8 +455,8 @@ MORE_BAD_SPECS: list[tuple[str, Callable[[DataProduct], DataProduct], str, str, 
         lambda s: _sla(s, completeness=None),
         "warning",
         "commerce/orders",
-        r"^commerce/orders declares no completeness threshold \(sla\.completeness is \(none\)\): set "
-        r"sla\.completeness",
+        r"^commerce/orders declares no completeness threshold: set sla\.completeness \(e\.g\. 99\.5\) so the "
+        r"gate checks the null rate of every column on each run\.$",
     ),
 ]
 

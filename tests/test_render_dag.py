@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from generator.dbt_docs import DOCS_DIR, docs_page
+from generator.errors import UserError
 from generator.load_spec import parse_spec
 from generator.mesh import Mesh, ProductEntry, load_mesh
-from generator.render_dag import dag_path, render_dag
+from generator.render_dag import (
+    DBT_DOCS_URL_VARIABLE,
+    REPORT_FILE,
+    REPORT_URL_VARIABLE,
+    dag_path,
+    render_dag,
+)
+from generator.report import REPORT_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,6 +117,17 @@ def mesh() -> Mesh:
     return load_mesh(REPO_ROOT)
 
 
+@pytest.fixture(autouse=True)
+def default_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's links as an unconfigured machine renders them (the committed DAGs' settings)."""
+    monkeypatch.delenv(DBT_DOCS_URL_VARIABLE, raising=False)
+    monkeypatch.delenv(REPORT_URL_VARIABLE, raising=False)
+
+
+def card(entry: ProductEntry, mesh: Mesh) -> str:
+    return module_constant(ast.parse(render_dag(entry, mesh).generated[dag_path(entry.spec)]), "DOC_MD")
+
+
 def test_committed_dags_match_the_render_of_the_example_specs(mesh: Mesh) -> None:
     mismatched = []
     for entry in mesh.products:
@@ -174,6 +195,72 @@ def test_card_lists_owner_sla_outputs_pii_and_where_to_read(mesh: Mesh) -> None:
         "`customers__customer_profiles__v1.customers_dim`",
     ]:
         assert expected in doc
+
+
+def test_card_links_the_dbt_docs_and_the_catalog_card(mesh: Mesh) -> None:
+    entry = mesh.find("customers", "customer_profiles")
+    assert entry is not None
+    doc = card(entry, mesh)
+    # Where `datamesh docs --serve` serves the page `datamesh docs` writes, and how to start it.
+    served = docs_page(REPO_ROOT, entry.spec.key).relative_to(REPO_ROOT / DOCS_DIR).as_posix()
+    assert served == "customers__customer_profiles/index.html"
+    assert (
+        "- **dbt docs** (models, columns, tests, lineage): [`customers__customer_profiles`]"
+        f"(http://localhost:8081/{served}) — generate and serve them with "
+        "`datamesh docs customers/customer_profiles --serve`\n"
+    ) in doc
+    assert (
+        "- **Catalog card** (runs, quality, consumers, incidents): `datamesh show customers/customer_profiles`\n"
+    ) in doc
+    # The report's file and the anchor of the product's card in it (report.html.j2: id="<domain>__<product>").
+    assert REPORT_FILE == REPORT_PATH
+    assert (
+        "- **Mesh report:** `.datamesh/report/index.html#customers__customer_profiles` (written by `datamesh report`)"
+    ) in doc
+
+
+def test_card_links_follow_the_platforms_settings_at_render_time(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = mesh.find("finance", "revenue_metrics")
+    assert entry is not None
+    monkeypatch.setenv(DBT_DOCS_URL_VARIABLE, "https://docs.example.com/dbt/")
+    monkeypatch.setenv(REPORT_URL_VARIABLE, "https://mesh.example.com/report")
+    doc = card(entry, mesh)
+    assert (
+        "[`finance__revenue_metrics`](https://docs.example.com/dbt/finance__revenue_metrics/index.html)\n" in doc
+    )  # no `datamesh docs --serve` hint: someone else serves them
+    assert "- **Mesh report:** [`finance__revenue_metrics`]" in doc
+    assert "(https://mesh.example.com/report/index.html#finance__revenue_metrics)\n" in doc
+    assert "`datamesh show finance/revenue_metrics`" in doc
+
+
+def test_a_url_cannot_break_out_of_its_markdown_link(mesh: Mesh, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = mesh.find("finance", "revenue_metrics")
+    assert entry is not None
+    monkeypatch.setenv(DBT_DOCS_URL_VARIABLE, "http://docs.example.com/a b)<script>[x](javascript:1)")
+    doc = card(entry, mesh)
+    assert (
+        "(http://docs.example.com/a%20b%29%3Cscript%3E[x]%28javascript:1%29/finance__revenue_metrics/index.html)"
+    ) in doc
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        (DBT_DOCS_URL_VARIABLE, "localhost:8081"),
+        (DBT_DOCS_URL_VARIABLE, "file:///srv/docs"),
+        (REPORT_URL_VARIABLE, "https://mesh.example.com/report?page=1"),
+        (REPORT_URL_VARIABLE, "https://"),
+    ],
+)
+def test_a_setting_that_is_not_a_base_url_is_refused_by_name(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    expected = f"${variable}={value!r} is not a base URL: give the http:// or https:// URL the folder is served at"
+    with pytest.raises(UserError, match="^" + re.escape(expected)):
+        render_dag(mesh.products[0], mesh)
 
 
 def test_cron_schedule_is_the_specs_cron(tmp_path: Path) -> None:

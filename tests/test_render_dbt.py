@@ -337,7 +337,7 @@ def test_the_model_skeleton_lists_the_contract_and_the_inputs(tmp_path: Path) ->
     assert "{{ source('shop_ops', 'widgets') }}" in skeleton
     assert skeleton.endswith(
         "select\n    cast(null as text) as widget_id,\n"
-        "    cast(null as decimal(8, 2)) as price\nwhere false\n"
+        "    cast(null as numeric(8,2)) as price\nwhere false\n"
     )
     # The explanation is a Jinja comment: the source() in it is text for the team, not a dependency.
     comment = skeleton[skeleton.index("{#") : skeleton.index("#}") + 2]

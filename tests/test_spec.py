@@ -60,7 +60,7 @@ def test_the_seed_product_keeps_its_facts() -> None:
     spec = load_spec(Path(EXAMPLES[0]).parents[2] / "sales/sales_orders_analytical/data_product.yaml")
     orders = spec.output("orders")
     assert spec.version == "2.1.0" and spec.published_schema == "sales__sales_orders_analytical__v2"
-    assert orders is not None and orders.column("total_amount").type == "decimal(12,2)"
+    assert orders is not None and orders.column("total_amount").type == "numeric(12,2)"  # decimal(12,2)
     assert orders.column("order_id").type == "text"  # `string` is an alias of text
     assert orders.column("status").constraints.accepted_values == ["pending", "completed", "cancelled", "refunded"]
     assert [q.name for q in orders.quality_rules] == ["no_negative_amounts", "valid_status", "referential_integrity"]
@@ -98,6 +98,33 @@ def test_column_errors_name_the_output_and_column_not_indexes() -> None:
     message = errors_of(text)
     assert "dbt/sales/orders/data_product.yaml:17: outputs.orders.columns.order_id.type: 'varchar2'" in message
     assert "use one of text, varchar(n)" in message
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("numeric(12, 2)", "numeric(12,2)"),
+        ("DECIMAL( 12 ,2 )", "numeric(12,2)"),
+        ("decimal", "numeric"),
+        ("numeric(10)", "numeric(10,0)"),
+        ("timestamp with time zone", "timestamptz"),
+        ("timestamp  without time zone", "timestamp"),
+        ("character varying(40)", "varchar(40)"),
+        ("int8", "bigint"),
+        ("string", "text"),
+        ("float", "double precision"),
+    ],
+)
+def test_a_column_type_is_stored_in_one_spelling(written: str, stored: str) -> None:
+    spec = parse_spec(MINIMAL.replace("type: text", f"type: {written}"), "x.yaml")
+    assert spec.outputs[0].columns[0].type == stored
+
+
+@pytest.mark.parametrize("written", ["numeric(12,2,1)", "varchar(5,2)", "numeric(1234,2)", "timestamp with tz"])
+def test_a_type_outside_the_whitelist_is_refused_naming_the_allowed_ones(written: str) -> None:
+    message = errors_of(MINIMAL.replace("type: text", f"type: {written}"))
+    assert f"outputs.orders.columns.order_id.type: {written!r} is not a supported SQL type" in message
+    assert "numeric(p,s)" in message and "timestamptz" in message
 
 
 def test_every_problem_is_listed_at_once_and_nothing_is_written() -> None:
