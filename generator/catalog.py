@@ -222,16 +222,32 @@ def record_failed_run(
     message: str,
     version: str | None = None,
 ) -> None:
-    """Record a run that failed (at any task). A later success of the same run id overwrites it."""
+    """Record a run that failed (at any task). A later success of the same run id overwrites it.
+    The run keeps the quality score its gate (or its failed dbt test) judged it by, so scores and
+    trends count the bad runs too."""
     with transaction(conn) as cur:
         cur.execute(
             f"""INSERT INTO {CATALOG_SCHEMA}.runs
-                  (domain, product, run_id, version, ended_at, outcome, failed_task, message)
-                VALUES (%s, %s, %s, %s, now(), 'failed', %s, %s)
+                  (domain, product, run_id, version, ended_at, outcome, failed_task, message,
+                   quality_score)
+                VALUES (%(domain)s, %(product)s, %(run_id)s, %(version)s, now(), 'failed',
+                        %(failed_task)s, %(message)s,
+                        (SELECT c.quality_score FROM {CATALOG_SCHEMA}.compliance_records c
+                          WHERE c.domain = %(domain)s AND c.product = %(product)s
+                            AND c.run_id = %(run_id)s AND c.moment = 'gate'
+                          ORDER BY c.id DESC LIMIT 1))
                 ON CONFLICT (domain, product, run_id) DO UPDATE SET
                   version = COALESCE(EXCLUDED.version, runs.version), ended_at = EXCLUDED.ended_at,
-                  outcome = 'failed', failed_task = EXCLUDED.failed_task, message = EXCLUDED.message""",
-            (domain, product, run_id, version, failed_task, message),
+                  outcome = 'failed', failed_task = EXCLUDED.failed_task, message = EXCLUDED.message,
+                  quality_score = COALESCE(EXCLUDED.quality_score, runs.quality_score)""",
+            {
+                "domain": domain,
+                "product": product,
+                "run_id": run_id,
+                "version": version,
+                "failed_task": failed_task,
+                "message": message,
+            },
         )
 
 

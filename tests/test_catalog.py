@@ -149,6 +149,24 @@ def test_a_failed_run_is_recorded_and_a_successful_retry_overwrites_it(conn, spe
     assert rows(conn, "SELECT outcome, failed_task, message FROM datamesh_catalog.runs") == [("success", None, None)]
 
 
+def test_a_failed_run_keeps_the_quality_score_its_gate_judged(conn, spec):
+    from generator import compliance
+
+    catalog.migrate(conn)
+    catalog.register(conn, spec, "manual__8", "success", TESTS, {**GATE, "quality_score": 95}, PUBLISHED)
+    compliance.record(conn, spec, "gate", [], run_id="manual__9", score=62.5)
+    catalog.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__9", "governance_gate", "blocked")
+    catalog.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__10", "dbt_run", "no gate")
+
+    assert rows(conn, "SELECT run_id, quality_score FROM datamesh_catalog.runs ORDER BY run_id") == [
+        ("manual__10", None),
+        ("manual__8", 95),
+        ("manual__9", 62.5),
+    ]
+    # the product's latest score is the bad run's, not the last good one's
+    assert rows(conn, "SELECT quality_score FROM datamesh_catalog.product_health") == [(62.5,)]
+
+
 def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tables(conn, spec):
     """A catalog written by 0001 (as the previous release left it), then migrated to the latest."""
     assert catalog.migrate(conn, target=1) == ["0001_catalog.sql"]
