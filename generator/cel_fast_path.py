@@ -8,20 +8,23 @@ What: `compile_fast` turns the tree cel-python's own parser built (so CEL's synt
 stay cel-python's) into nested Python closures over the plain JSON values of the variables, for
 the shapes policies use: variables and field paths, literals, lists of them, `==` and `!=` (with
 the null-aware equality of generator.policies), `<`, `<=`, `>`, `>=`, `in`, `&&`, `||`, `!`,
-`size()` and `.matches()`. Nothing is generated or executed from policy text: each closure is one
+`size()` and `.matches()`, and for messages `?:`, `+` of two strings and `string()` of a
+string or a number. Nothing is generated or executed from policy text: each closure is one
 of the few fixed functions below.
 
 Exactness: a closure answers only when the answer is certainly cel-python's. Operands of an
 operator must be of the same scalar type (cel-python 0.5 has no overload for `1 < 2.0`, and
 `2.0 >= 1` works only one way round), a field must exist in a map, `&&`/`||`/`!` need booleans on
-both sides (cel-python evaluates both; an error on either side has its own rules), and the result
-must be a boolean. Anything else raises `Unsupported` and the caller runs cel-python's interpreter,
-which then gives the result or the error message. The plain data must be JSON data (dicts, lists,
+both sides (cel-python evaluates both; an error on either side has its own rules), `?:` a boolean
+condition, and a policy's `when`/`assert` result must be a boolean. Anything else raises
+`Unsupported` and the caller runs cel-python's interpreter, which then gives the result or the
+error message. The plain data must be JSON data (dicts, lists,
 str, int, float, bool, None), as `model_dump(mode="json")` and the gate's facts are.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -54,6 +57,11 @@ def compile_fast(ast: Tree) -> Fast | None:
 
 def _compile(node: Tree) -> Fast:
     kind, children = node.data, node.children
+    if kind == "expr" and len(children) == 3:  # condition ? if_true : if_false
+        return _conditional(*(_compile(c) for c in children))
+    if kind == "addition" and len(children) == 2 and children[0].data == "addition_add":
+        # [addition_add(left operand), right operand]
+        return _concatenation(_compile(children[0].children[0]), _compile(children[1]))
     if kind in ("expr", "addition", "multiplication", "member", "primary", "paren_expr"):
         if len(children) != 1 or not isinstance(children[0], Tree):
             raise Unsupported  # `?:`, `+`, `*`, ...
@@ -83,9 +91,9 @@ def _compile(node: Tree) -> Fast:
     if kind == "ident_arg":
         name, *args = children
         arg_nodes = args[0].children if args else []
-        if name.value != "size" or len(arg_nodes) != 1:
+        if name.value not in _FUNCTIONS or len(arg_nodes) != 1:
             raise Unsupported  # other functions, and the has() and dyn() macros
-        return _size(_compile(arg_nodes[0]))
+        return _FUNCTIONS[name.value](_compile(arg_nodes[0]))
     if kind == "ident":
         return _variable(children[0].value)
     if kind == "literal":
@@ -237,3 +245,39 @@ def _size(operand: Fast) -> Fast:
         return len(value)
 
     return size
+
+
+def _conditional(condition: Fast, if_true: Fast, if_false: Fast) -> Fast:
+    def conditional(variables: Variables) -> Any:
+        chosen = condition(variables)
+        if type(chosen) is not bool:
+            raise Unsupported  # an error in CEL
+        # Only the chosen branch is evaluated, as in CEL: an error in the other one does not count.
+        return if_true(variables) if chosen else if_false(variables)
+
+    return conditional
+
+
+def _concatenation(left: Fast, right: Fast) -> Fast:
+    def concatenation(variables: Variables) -> str:
+        a, b = left(variables), right(variables)
+        if type(a) is not str or type(b) is not str:
+            raise Unsupported  # numbers add, lists concatenate, mixed types are errors: left to it
+        return a + b
+
+    return concatenation
+
+
+def _string(operand: Fast) -> Fast:
+    def string(variables: Variables) -> str:
+        value = operand(variables)
+        if type(value) is str or type(value) is int:
+            return str(value)
+        if type(value) is float and math.isfinite(value):
+            return str(value)  # cel-python's string(double) is Python's str of the float
+        raise Unsupported  # null (an error), bool, infinities, lists: left to it
+
+    return string
+
+
+_FUNCTIONS: dict[str, Callable[[Fast], Fast]] = {"size": _size, "string": _string}
