@@ -226,8 +226,9 @@ def seal_snapshot(cur: Cursor, snapshot: str) -> None:
 def revoke_all_but_owner(cur: Cursor, schema: str) -> None:
     """No privilege on `schema`, its relations or their columns for anyone but their owner."""
     cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+    owners = _owners(cur, schema)
     for _, relation, _, grantee, _ in granted_privileges(cur, [schema]):
-        if grantee == _owner(cur, schema, relation):
+        if grantee == owners.get(relation):
             continue
         who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
         if relation:
@@ -237,16 +238,16 @@ def revoke_all_but_owner(cur: Cursor, schema: str) -> None:
             cur.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(sql.Identifier(schema), who))
 
 
-def _owner(cur: Cursor, schema: str, relation: str) -> str:
-    if relation:
-        cur.execute(
-            """SELECT pg_get_userbyid(c.relowner) FROM pg_class c
-                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s""",
-            (schema, relation),
-        )
-    else:
-        cur.execute("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", (schema,))
-    return cur.fetchone()[0]
+def _owners(cur: Cursor, schema: str) -> dict[str, str]:
+    """The owner of `schema` (key '') and of each of its relations (key: the relation's name)."""
+    cur.execute(
+        """SELECT '', pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %(schema)s
+           UNION ALL
+           SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %(schema)s""",
+        {"schema": schema},
+    )
+    return dict(cur.fetchall())
 
 
 def ensure_build_schema(cur: Cursor, spec: DataProduct) -> bool:

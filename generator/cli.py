@@ -45,7 +45,7 @@ def validate(ctx: Context, product: str | None) -> None:
     """Check specs (all, or one PRODUCT) and their static policies. Writes nothing."""
     mesh = ctx.mesh()
     blocked = 0
-    for entry, findings in _static_findings(ctx, mesh.select(product)):
+    for entry, findings in _static_findings(ctx, mesh, mesh.select(product)):
         blocking = [f for f in findings if f.enforcement == "blocking"]
         blocked += bool(blocking)
         mark = click.style("FAIL", fg="red") if blocking else click.style("  ok", fg="green")
@@ -55,13 +55,15 @@ def validate(ctx: Context, product: str | None) -> None:
         raise CheckFailed(f"{blocked} product(s) violate blocking policies")
 
 
-def _static_findings(ctx: Context, entries: list[ProductEntry]) -> list[tuple[ProductEntry, list]]:
+def _static_findings(
+    ctx: Context, mesh: Mesh, entries: list[ProductEntry]
+) -> list[tuple[ProductEntry, list]]:
     """The failed static policy findings of each product (policies/ global + its domain's). Every
     policy file is loaded once, and checked, before any product is evaluated; a domain file that
     applies to no product is reported as a warning (see `policies.load_all_policies`)."""
     from generator.policies import evaluate_spec, load_all_policies
 
-    loaded = load_all_policies(ctx.root)
+    loaded = load_all_policies(ctx.root, {e.spec.domain for e in mesh.products})
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
     return [
@@ -93,7 +95,7 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool)
         return
     # Policies are evaluated here too, and reported, but do not stop the render: the DAG's gate
     # enforces them at publish, and CI's `datamesh policy check` before merge.
-    judged = _static_findings(ctx, entries)
+    judged = _static_findings(ctx, mesh, entries)
     rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
     report = apply(ctx.root, rendered, stale_scope(mesh, entries))
     for rel in report.written:

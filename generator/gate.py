@@ -112,14 +112,14 @@ def consumers_hit(
     catalog does not know, or no catalog at all, is left out: the gate then names no consumers."""
     from generator import lineage
     from generator.catalog import CATALOG_SCHEMA
+    from generator.db import transaction
 
-    with conn.cursor() as cur:
+    with transaction(conn) as cur:
         cur.execute(
             "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
             (f"{CATALOG_SCHEMA}.output_lineage", f"{CATALOG_SCHEMA}.subscriptions"),
         )
         has_catalog = cur.fetchone()[0]
-    conn.rollback()
     found: dict[str, str] = {}
     if not has_catalog:
         return found

@@ -209,15 +209,11 @@ def _served_shapes(cur: Cursor, spec: DataProduct, schema: str) -> list[ViewShap
     """The views another major serves, with the PII columns its snapshot was published with
     (a snapshot labelled before labels carried them: the current spec's PII marks, and a column
     the spec no longer has counts as PII, so only readers cleared for PII keep it)."""
-    cur.execute(
-        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relkind = 'v' ORDER BY c.relname""",
-        (schema,),
-    )
     shapes = []
-    for (view,) in cur.fetchall():
+    for view in _views(cur, schema):
         columns = tuple(name for name, _ in _columns(cur, schema, view))
-        labelled = _label_of(cur, _snapshot_read_by(cur, schema, view)).get("pii")
+        read = _schemas_read_by(cur, schema, [view])
+        labelled = _label_of(cur, read[0] if read else None).get("pii")
         if isinstance(labelled, dict) and isinstance(labelled.get(view), list):
             pii = frozenset(labelled[view])
         else:
@@ -228,7 +224,8 @@ def _served_shapes(cur: Cursor, spec: DataProduct, schema: str) -> list[ViewShap
     return shapes
 
 
-def _snapshot_read_by(cur: Cursor, schema: str, view: str) -> str | None:
+def _schemas_read_by(cur: Cursor, schema: str, views: list[str]) -> list[str]:
+    """The schemas of the relations the given views of `schema` read (their snapshots)."""
     cur.execute(
         """SELECT DISTINCT tn.nspname
              FROM pg_class v
@@ -238,11 +235,10 @@ def _snapshot_read_by(cur: Cursor, schema: str, view: str) -> str | None:
                              AND d.refclassid = 'pg_class'::regclass
              JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
              JOIN pg_namespace tn ON tn.oid = t.relnamespace
-            WHERE vn.nspname = %s AND v.relname = %s""",
-        (schema, view),
+            WHERE vn.nspname = %s AND v.relname = ANY(%s)""",
+        (schema, views),
     )
-    row = cur.fetchone()
-    return row[0] if row else None
+    return [row[0] for row in cur.fetchall()]
 
 
 def _published_majors(cur: Cursor, key: str) -> list[int]:
@@ -374,13 +370,18 @@ def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> 
         )
 
 
-def _drop_views_of_removed_outputs(cur: Cursor, spec: DataProduct, schema: str) -> None:
+def _views(cur: Cursor, schema: str) -> list[str]:
     cur.execute(
         """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relkind = 'v' AND NOT c.relname = ANY(%s) ORDER BY 1""",
-        (schema, [o.name for o in spec.outputs]),
+            WHERE n.nspname = %s AND c.relkind = 'v' ORDER BY c.relname""",
+        (schema,),
     )
-    for (view,) in cur.fetchall():
+    return [row[0] for row in cur.fetchall()]
+
+
+def _drop_views_of_removed_outputs(cur: Cursor, spec: DataProduct, schema: str) -> None:
+    outputs = {o.name for o in spec.outputs}
+    for view in (v for v in _views(cur, schema) if v not in outputs):
         log.info("%s.%s is no longer an output: dropping its view", schema, view)
         _drop_view(cur, spec, schema, view, why="it is no longer an output")
 
@@ -431,19 +432,8 @@ def _schemas_read_by_views_elsewhere(cur: Cursor, schema: str) -> list[str]:
 
 
 def _current_snapshot(cur: Cursor, spec: DataProduct) -> str | None:
-    cur.execute(
-        """SELECT DISTINCT tn.nspname
-             FROM pg_class v
-             JOIN pg_namespace vn ON vn.oid = v.relnamespace
-             JOIN pg_rewrite rw ON rw.ev_class = v.oid
-             JOIN pg_depend d ON d.objid = rw.oid AND d.classid = 'pg_rewrite'::regclass
-                             AND d.refclassid = 'pg_class'::regclass
-             JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
-             JOIN pg_namespace tn ON tn.oid = t.relnamespace
-            WHERE vn.nspname = %s AND v.relname = ANY(%s)""",
-        (spec.published_schema, [o.name for o in spec.outputs]),
-    )
-    seqs = [seq for (name,) in cur.fetchall() if (seq := _seq_of(spec.key, name)) is not None]
+    read = _schemas_read_by(cur, spec.published_schema, [o.name for o in spec.outputs])
+    seqs = [seq for name in read if (seq := _seq_of(spec.key, name)) is not None]
     return snapshot_schema(spec.key, max(seqs)) if seqs else None
 
 

@@ -13,12 +13,13 @@ SCHEMA_PATH = "generator/schemas/data_product.schema.json"
 
 def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
-    from generator.render_dag import render_dag
+    from generator.render_dag import card_links, render_dag
     from generator.render_dbt import render_dbt_project
 
+    links = card_links()  # the environment's settings, read once for every DAG
     result = Rendered()
     for entry in entries:
-        result = result.merge(render_dbt_project(entry, mesh)).merge(render_dag(entry, mesh))
+        result = result.merge(render_dbt_project(entry, mesh)).merge(render_dag(entry, mesh, links))
     return result
 
 
