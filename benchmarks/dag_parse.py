@@ -78,10 +78,10 @@ def median_parse_ms(path: Path, runs: int) -> float:
 
 
 def pipeline_import_ms() -> float:
-    """What importing generator.pipeline adds, once per process, to an interpreter that has
+    """What importing generator.runtime.tasks adds, once per process, to an interpreter that has
     Airflow imported (as the DAG processor has): every generated DAG file imports it."""
     code = (
-        "import airflow.sdk, time; t = time.perf_counter(); import generator.pipeline; "
+        "import airflow.sdk, time; t = time.perf_counter(); import generator.runtime.tasks; "
         "print((time.perf_counter() - t) * 1000)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -108,7 +108,7 @@ def main() -> None:
         print(f"{median_parse_ms(baseline, args.runs):8.2f}  hand-written 6-task DAG")
         for path in sorted(args.dags.glob("*.py")):
             print(f"{median_parse_ms(path, args.runs):8.2f}  {path.relative_to(args.dags.parent)}")
-    print(f"{pipeline_import_ms():8.2f}  import generator.pipeline (once per process, after Airflow)")
+    print(f"{pipeline_import_ms():8.2f}  import generator.runtime.tasks (once per process, after Airflow)")
 
 
 if __name__ == "__main__":

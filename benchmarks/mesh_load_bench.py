@@ -22,7 +22,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from generator.mesh import load_mesh, spec_paths  # noqa: E402
+from generator.spec.mesh import load_mesh, spec_paths  # noqa: E402
 
 
 def write_mesh(root: Path, products: int) -> int:

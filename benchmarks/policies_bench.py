@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from generator.compatibility import contract, diff
-from generator.policies import (
+from generator.governance.compatibility import contract, diff
+from generator.governance.policies import (
     Finding,
     PolicySet,
     evaluate_changes,
@@ -37,8 +37,8 @@ from generator.policies import (
     load_all_policies,
     load_policies,
 )
-from generator.run_facts import change_pct, non_null_pct
-from generator.spec import DataProduct
+from generator.governance.run_facts import change_pct, non_null_pct
+from generator.spec.model import DataProduct
 
 ROOT = Path(__file__).resolve().parents[1]
 PII = ["email", "name", "address", "phone"]

@@ -25,9 +25,9 @@ from psycopg2 import sql
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from generator import catalog  # noqa: E402
-from generator.search import Filters, search  # noqa: E402
-from generator.warehouse import Warehouse, from_environment, start_embedded, stop_embedded  # noqa: E402
+from generator.catalog import store  # noqa: E402
+from generator.catalog.search import Filters, search  # noqa: E402
+from generator.warehouse.connection import Warehouse, from_environment, start_embedded, stop_embedded  # noqa: E402
 
 DATABASE = "datamesh_search_bench"
 WORDS = [
@@ -129,7 +129,7 @@ def main() -> None:
     bench = Warehouse(server.host, server.port, server.user, server.password, DATABASE, server.embedded)
     conn = bench.connect()
     try:
-        catalog.migrate(conn)
+        store.migrate(conn)
         started = time.perf_counter()
         fill(conn, args.products)
         print(

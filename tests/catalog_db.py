@@ -11,7 +11,7 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from generator.warehouse import Warehouse
+from generator.warehouse.connection import Warehouse
 
 _databases = itertools.count(1)
 

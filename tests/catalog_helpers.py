@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg2.extensions
 
-from generator import catalog
-from generator.mesh import load_mesh
-from generator.spec import DataProduct
+from generator.catalog import store
+from generator.spec.mesh import load_mesh
+from generator.spec.model import DataProduct
 
 
 def rows(conn: psycopg2.extensions.connection, query: str, *args: object) -> list[tuple]:
@@ -69,7 +69,7 @@ def register_run(
     run_id: str = "scheduled__1",
     score: float | None = None,
     verdict: str = "pass",
-    output_inputs: catalog.OutputInputs | None = None,
+    output_inputs: store.OutputInputs | None = None,
 ) -> None:
     published = {
         "schema": spec.published_schema,
@@ -80,12 +80,12 @@ def register_run(
     if score is not None:
         gate["quality_score"] = score
     tests = {"passed": 5, "warned": 0, "failed": 0, "errored": 0, "skipped": 0}
-    catalog.register(conn, spec, run_id, "success", tests, gate, published, output_inputs=output_inputs)
+    store.register(conn, spec, run_id, "success", tests, gate, published, output_inputs=output_inputs)
 
 
 def register_example_mesh(conn: psycopg2.extensions.connection, root: Path) -> None:
     """Every example product registered after two runs, with quality scores (producers first)."""
-    catalog.migrate(conn)
+    store.migrate(conn)
     for i, entry in enumerate(load_mesh(root).products):
         register_run(conn, entry.spec, "scheduled__1", score=80 + i)
         register_run(conn, entry.spec, "scheduled__2", score=90 + i)

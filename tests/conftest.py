@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.warehouse import Warehouse, from_environment, start_embedded, stop_embedded
+from generator.warehouse.connection import Warehouse, from_environment, start_embedded, stop_embedded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

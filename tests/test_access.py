@@ -16,14 +16,14 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from generator.access import ensure_build_schema, granted_privileges
-from generator.db import transaction
 from generator.errors import RunFailed, SpecError
-from generator.load_spec import load_spec
-from generator.platform_setup import create_domain_roles
-from generator.publish import publish
-from generator.spec import DataProduct
-from generator.warehouse import Warehouse
+from generator.platform.access import ensure_build_schema, granted_privileges
+from generator.platform.publish import publish
+from generator.platform.setup import create_domain_roles
+from generator.spec.load import load_spec
+from generator.spec.model import DataProduct
+from generator.warehouse.connection import Warehouse
+from generator.warehouse.transaction import transaction
 
 _names = itertools.count(1)
 
@@ -99,7 +99,7 @@ def as_login(warehouse: Warehouse, login: str) -> psycopg2.extensions.connection
 
 
 def expected_matrix(spec: DataProduct, schema: str) -> dict[tuple[str, str, str], bool]:
-    """What the spec says, derived here independently of generator.access."""
+    """What the spec says, derived here independently of generator.platform.access."""
     readers = set(spec.access.roles) | {f"domain_{d}" for d in spec.access.domains}
     cleared = set(spec.access.pii_roles) | {f"domain_{d}" for d in spec.access.pii_domains}
     matrix = {}
@@ -320,8 +320,8 @@ def test_pii_clearance_for_a_non_reader_is_a_spec_error(tmp_path, access, messag
 
 
 def test_a_quality_rule_reads_only_the_input_columns_its_domain_may_read(repo_root):
-    from generator.mesh import load_mesh
-    from generator.render_dbt import render_dbt_project
+    from generator.render.dbt_project import render_dbt_project
+    from generator.spec.mesh import load_mesh
 
     mesh = load_mesh(repo_root)
     sales = mesh.find("sales", "sales_orders_analytical")

@@ -9,10 +9,10 @@ import psycopg2
 import pytest
 from catalog_helpers import execute, make_spec, register_run, rows
 
-from generator import catalog
-from generator.load_spec import load_spec
-from generator.spec import DataProduct
-from generator.warehouse import Warehouse
+from generator.catalog import store
+from generator.spec.load import load_spec
+from generator.spec.model import DataProduct
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn
@@ -32,10 +32,10 @@ def spec(repo_root: Path) -> DataProduct:
 
 
 def test_migrations_apply_from_empty_and_a_second_time_do_nothing(conn):
-    first = catalog.migrate(conn)
-    second = catalog.migrate(conn)
+    first = store.migrate(conn)
+    second = store.migrate(conn)
 
-    assert first == [m.name for m in catalog.migrations()] and first[0].startswith("0001_")
+    assert first == [m.name for m in store.migrations()] and first[0].startswith("0001_")
     assert second == []
     found = rows(conn, "SELECT tablename FROM pg_tables WHERE schemaname = 'datamesh_catalog'")
     tables = {r[0] for r in found}
@@ -55,7 +55,7 @@ def test_migrations_apply_from_empty_and_a_second_time_do_nothing(conn):
     }
     assert wanted <= tables
     assert rows(conn, "SELECT version FROM datamesh_catalog.schema_migrations ORDER BY 1") == [
-        (m.version,) for m in catalog.migrations()
+        (m.version,) for m in store.migrations()
     ]
 
 
@@ -66,7 +66,7 @@ def test_concurrent_migrations_apply_each_migration_once(empty_db: Warehouse):
     def migrate() -> None:
         connection = empty_db.connect()
         try:
-            applied.append(catalog.migrate(connection))
+            applied.append(store.migrate(connection))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:
@@ -79,13 +79,13 @@ def test_concurrent_migrations_apply_each_migration_once(empty_db: Warehouse):
         thread.join(timeout=60)
 
     assert errors == []
-    assert sorted(len(a) for a in applied) == [0, 0, 0, len(catalog.migrations())]
+    assert sorted(len(a) for a in applied) == [0, 0, 0, len(store.migrations())]
 
 
 def test_register_twice_leaves_one_row_per_run_and_version(conn, spec):
-    catalog.migrate(conn)
+    store.migrate(conn)
     for _ in range(2):  # an Airflow retry of the register task
-        catalog.register(conn, spec, "scheduled__2024-01-02", "success", TESTS, GATE, PUBLISHED)
+        store.register(conn, spec, "scheduled__2024-01-02", "success", TESTS, GATE, PUBLISHED)
 
     assert rows(
         conn,
@@ -129,34 +129,34 @@ def test_register_twice_leaves_one_row_per_run_and_version(conn, spec):
 
     # the next run of a new version adds a run and a version, and the product follows the spec
     newer = spec.model_copy(update={"version": "2.2.0"})
-    catalog.register(conn, newer, "scheduled__2024-01-03", "success", TESTS, GATE, PUBLISHED)
+    store.register(conn, newer, "scheduled__2024-01-03", "success", TESTS, GATE, PUBLISHED)
     assert rows(conn, "SELECT current_version FROM datamesh_catalog.products") == [("2.2.0",)]
     assert rows(conn, "SELECT count(*) FROM datamesh_catalog.product_versions") == [(2,)]
     assert rows(conn, "SELECT count(*) FROM datamesh_catalog.runs") == [(2,)]
 
 
 def test_a_failed_run_is_recorded_and_a_successful_retry_overwrites_it(conn, spec):
-    catalog.migrate(conn)
-    catalog.record_failed_run(
+    store.migrate(conn)
+    store.record_failed_run(
         conn, "sales", "sales_orders_analytical", "manual__1", "dbt_test", "task_failure", version="2.1.0"
     )
     assert rows(conn, "SELECT outcome, failed_task, message, version FROM datamesh_catalog.runs") == [
         ("failed", "dbt_test", "task_failure", "2.1.0")
     ]
 
-    catalog.register(conn, spec, "manual__1", "success", TESTS, GATE, PUBLISHED)
+    store.register(conn, spec, "manual__1", "success", TESTS, GATE, PUBLISHED)
 
     assert rows(conn, "SELECT outcome, failed_task, message FROM datamesh_catalog.runs") == [("success", None, None)]
 
 
 def test_a_failed_run_keeps_the_quality_score_its_gate_judged(conn, spec):
-    from generator import compliance
+    from generator.governance import compliance
 
-    catalog.migrate(conn)
-    catalog.register(conn, spec, "manual__8", "success", TESTS, {**GATE, "quality_score": 95}, PUBLISHED)
+    store.migrate(conn)
+    store.register(conn, spec, "manual__8", "success", TESTS, {**GATE, "quality_score": 95}, PUBLISHED)
     compliance.record(conn, spec, "gate", [], run_id="manual__9", score=62.5)
-    catalog.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__9", "governance_gate", "blocked")
-    catalog.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__10", "dbt_run", "no gate")
+    store.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__9", "governance_gate", "blocked")
+    store.record_failed_run(conn, "sales", "sales_orders_analytical", "manual__10", "dbt_run", "no gate")
 
     assert rows(conn, "SELECT run_id, quality_score FROM datamesh_catalog.runs ORDER BY run_id") == [
         ("manual__10", None),
@@ -169,7 +169,7 @@ def test_a_failed_run_keeps_the_quality_score_its_gate_judged(conn, spec):
 
 def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tables(conn, spec):
     """A catalog written by 0001 (as the previous release left it), then migrated to the latest."""
-    assert catalog.migrate(conn, target=1) == ["0001_catalog.sql"]
+    assert store.migrate(conn, target=1) == ["0001_catalog.sql"]
     execute(
         conn,
         """INSERT INTO datamesh_catalog.products (domain, name, current_version, description, owner_team,
@@ -193,9 +193,9 @@ def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tab
                    now() - interval '2 hours')""",
     )
 
-    applied = catalog.migrate(conn)
+    applied = store.migrate(conn)
 
-    assert applied == [m.name for m in catalog.migrations()][1:]
+    assert applied == [m.name for m in store.migrations()][1:]
     assert rows(conn, "SELECT name, owner_team FROM datamesh_catalog.domains") == [("sales", "sales_analytics")]
     assert rows(
         conn, "SELECT version, changes, breaking, released_on::text FROM datamesh_catalog.product_versions"
@@ -212,15 +212,15 @@ def test_migrating_from_the_previous_schema_keeps_the_data_and_fills_the_new_tab
     assert rows(conn, "SELECT fresh, round(age_hours) FROM datamesh_catalog.product_health") == [(True, 2)]
 
     # and registration goes on over the migrated rows
-    catalog.register(conn, spec, "scheduled__new", "success", TESTS, {**GATE, "quality_score": 97.5}, PUBLISHED)
+    store.register(conn, spec, "scheduled__new", "success", TESTS, {**GATE, "quality_score": 97.5}, PUBLISHED)
     assert rows(conn, "SELECT count(*), max(quality_score) FROM datamesh_catalog.runs") == [(2, 97.5)]
 
 
 def test_a_retried_register_leaves_one_record_per_run_version_and_audit_event(conn, spec):
-    catalog.migrate(conn)
+    store.migrate(conn)
     gate = {**GATE, "quality_score": 88}
-    catalog.register(conn, spec, "scheduled__7", "success", TESTS, gate, PUBLISHED)
-    catalog.register(conn, spec, "scheduled__7", "success", TESTS, gate, PUBLISHED)  # the retry
+    store.register(conn, spec, "scheduled__7", "success", TESTS, gate, PUBLISHED)
+    store.register(conn, spec, "scheduled__7", "success", TESTS, gate, PUBLISHED)  # the retry
 
     assert rows(conn, "SELECT run_id, quality_score FROM datamesh_catalog.runs") == [("scheduled__7", 88)]
     assert rows(conn, "SELECT version, changes, breaking FROM datamesh_catalog.product_versions") == [
@@ -241,9 +241,9 @@ def test_a_retried_register_leaves_one_record_per_run_version_and_audit_event(co
 
 
 def test_the_grants_table_marks_readers_cleared_for_pii_roles_and_domains_alike(conn, spec):
-    catalog.migrate(conn)
+    store.migrate(conn)
     access = spec.access.model_copy(update={"pii_roles": ["analyst"], "pii_domains": ["finance"]})
-    catalog.register(
+    store.register(
         conn, spec.model_copy(update={"access": access}), "scheduled__8", "success", TESTS, GATE, PUBLISHED
     )
 
@@ -254,8 +254,8 @@ def test_the_grants_table_marks_readers_cleared_for_pii_roles_and_domains_alike(
 
 
 def test_the_audit_log_is_append_only(conn, spec):
-    catalog.migrate(conn)
-    catalog.record_audit(
+    store.migrate(conn)
+    store.record_audit(
         conn,
         "rollback",
         "sales",
@@ -264,7 +264,7 @@ def test_the_audit_log_is_append_only(conn, spec):
         details={"to": "s000003"},
         event_key="rollback:1",
     )
-    catalog.record_audit(conn, "rollback", "sales", "sales_orders_analytical", "2.1.0", event_key="rollback:1")
+    store.record_audit(conn, "rollback", "sales", "sales_orders_analytical", "2.1.0", event_key="rollback:1")
     assert rows(conn, "SELECT action, details FROM datamesh_catalog.audit_log") == [("rollback", {"to": "s000003"})]
 
     for statement in (
@@ -278,21 +278,21 @@ def test_the_audit_log_is_append_only(conn, spec):
 
 
 def test_subscribe_checks_the_output_and_is_idempotent(conn):
-    catalog.migrate(conn)
+    store.migrate(conn)
     register_run(conn, make_spec("sales", "orders", outputs=["orders", "refunds"]))
 
-    assert catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", contact="bi@company.com") == 1
-    catalog.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", purpose="board pack")
+    assert store.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", contact="bi@company.com") == 1
+    store.subscribe(conn, "exec_dashboard", "sales", "orders", "orders", purpose="board pack")
     assert rows(conn, "SELECT consumer, output, major, contact, purpose FROM datamesh_catalog.subscriptions") == [
         ("exec_dashboard", "orders", 1, None, "board pack")
     ]
-    with pytest.raises(catalog.UserError, match=r"sales/orders has no output 'order'; it has: orders, refunds"):
-        catalog.subscribe(conn, "ml", "sales", "orders", "order")
-    with pytest.raises(catalog.UserError, match=r"publishes major version 1, not 2"):
-        catalog.subscribe(conn, "ml", "sales", "orders", "orders", major=2)
-    with pytest.raises(catalog.UserError, match=r"no product sales/nope"):
-        catalog.subscribe(conn, "ml", "sales", "nope", "orders")
-    assert catalog.unsubscribe(conn, "exec_dashboard", "sales", "orders", "orders") is True
+    with pytest.raises(store.UserError, match=r"sales/orders has no output 'order'; it has: orders, refunds"):
+        store.subscribe(conn, "ml", "sales", "orders", "order")
+    with pytest.raises(store.UserError, match=r"publishes major version 1, not 2"):
+        store.subscribe(conn, "ml", "sales", "orders", "orders", major=2)
+    with pytest.raises(store.UserError, match=r"no product sales/nope"):
+        store.subscribe(conn, "ml", "sales", "nope", "orders")
+    assert store.unsubscribe(conn, "exec_dashboard", "sales", "orders", "orders") is True
     assert rows(
         conn,
         "SELECT action FROM datamesh_catalog.audit_log WHERE action IN ('subscribe', 'unsubscribe') ORDER BY id",

@@ -16,8 +16,8 @@ import pytest
 from catalog_helpers import execute, register_example_mesh, rows
 from psycopg2 import sql
 
-from generator import catalog
-from generator.warehouse import Warehouse
+from generator.catalog import store
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn
@@ -133,9 +133,9 @@ def test_a_reader_is_told_who_must_create_or_migrate_the_catalog(
     conn, reader, as_reader, migrated_to, said
 ):
     if migrated_to is not None:
-        catalog.migrate(conn, target=migrated_to)
+        store.migrate(conn, target=migrated_to)
         grant(conn, reader, READER_GRANTS)
-    before = catalog.pending(conn)
+    before = store.pending(conn)
 
     result = as_reader("search", "customer")
 
@@ -144,7 +144,7 @@ def test_a_reader_is_told_who_must_create_or_migrate_the_catalog(
         result.stderr
     )
     assert "with CREATE on the database" in result.stderr
-    assert catalog.pending(conn) == before  # nothing created, nothing half-applied
+    assert store.pending(conn) == before  # nothing created, nothing half-applied
 
 
 def test_a_role_without_usage_on_the_catalog_is_told_what_to_ask_for(conn, reader, as_reader, repo_root):

@@ -16,11 +16,9 @@ from typing import Any
 import celpy
 import pytest
 
-from generator import policies as policy_module
-from generator.cel_fast_path import Unsupported, compile_fast
-from generator.load_spec import load_spec
-from generator.mesh import spec_paths
-from generator.policies import (
+from generator.governance import policies as policy_module
+from generator.governance.cel_fast_path import Unsupported, compile_fast
+from generator.governance.policies import (
     CelExpression,
     Policy,
     PolicySet,
@@ -32,6 +30,8 @@ from generator.policies import (
     load_policies,
     product_facts,
 )
+from generator.spec.load import load_spec
+from generator.spec.mesh import spec_paths
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOMAINS = sorted(p.stem for p in (REPO_ROOT / "policies" / "domains").glob("*.yaml"))

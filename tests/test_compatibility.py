@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from generator.compatibility import contract, diff
-from generator.gate import evaluate
-from generator.load_spec import load_spec
-from generator.mesh import ProductEntry
-from generator.spec import DataProduct
+from generator.governance.compatibility import contract, diff
+from generator.governance.gate import evaluate
+from generator.spec.load import load_spec
+from generator.spec.mesh import ProductEntry
+from generator.spec.model import DataProduct
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SALES = REPO_ROOT / "dbt/sales/sales_orders_analytical/data_product.yaml"  # version 2.1.0

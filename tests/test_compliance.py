@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generator import compliance, policy_report
-from generator.load_spec import load_spec
-from generator.policies import Finding, evaluate_spec, load_policies
-from generator.spec import Classification
-from generator.warehouse import Warehouse
+from generator.governance import compliance, policy_report
+from generator.governance.policies import Finding, evaluate_spec, load_policies
+from generator.spec.load import load_spec
+from generator.spec.model import Classification
+from generator.warehouse.connection import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
 DATAMESH = str(Path(sys.executable).with_name("datamesh"))
@@ -213,7 +213,7 @@ def test_quality_score_weighs_quality_rules_over_tests() -> None:
 
 @pytest.mark.integration
 def test_records_are_kept_per_evaluation_and_reported(warehouse: Warehouse, tmp_path: Path) -> None:
-    from generator import catalog
+    from generator.catalog import store
 
     spec = load_spec(ORDERS)
     policies = load_policies(REPO, spec.domain)
@@ -222,7 +222,7 @@ def test_records_are_kept_per_evaluation_and_reported(warehouse: Warehouse, tmp_
     bad = evaluate_spec(policies, bad_spec)
     conn = warehouse.connect()
     try:
-        catalog.migrate(conn)
+        store.migrate(conn)
         with conn, conn.cursor() as cur:
             cur.execute("DELETE FROM datamesh_catalog.compliance_records WHERE domain = 'commerce'")
         compliance.record(conn, spec, "gate", good, run_id="run_1", score=90.0)

@@ -26,7 +26,7 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from generator.warehouse import Warehouse
+from generator.warehouse.connection import Warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -232,7 +232,7 @@ def test_runs_are_named_in_the_audit_log_whatever_uid_the_containers_run_as(
 ) -> None:
     # The containers run as ${AIRFLOW_UID}, which the image knows by name only if it was built with
     # it: without DATAMESH_ACTOR the audit log would name every run "unknown".
-    from generator.catalog import actor
+    from generator.catalog.store import actor
 
     older_env = {k: v for k, v in env_example().items() if k != "DATAMESH_ACTOR"}  # an .env from before
     for name in AIRFLOW_SERVICES:
@@ -244,7 +244,7 @@ def test_runs_are_named_in_the_audit_log_whatever_uid_the_containers_run_as(
 
 
 def test_openlineage_is_off_by_default_and_switched_on_from_dot_env() -> None:
-    from generator.lineage_events import client_from_environment
+    from generator.catalog.openlineage import client_from_environment
 
     older_env = {k: v for k, v in env_example().items() if k != "DATAMESH_OPENLINEAGE"}
     for name in AIRFLOW_SERVICES:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from generator.warehouse import Warehouse
+from generator.warehouse.connection import Warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "cookiecutter-data-product"
@@ -236,10 +236,10 @@ def test_new_product_runs_its_dag_with_airflow_and_lands_in_the_catalog(
     The untouched skeleton builds no rows, and the gate never publishes an empty output: that run
     fails and is recorded as a failure incident. Once the team writes its query, the run publishes.
     """
-    from generator import airflow_local
-    from generator.demo import prepare_warehouse
-    from generator.incidents import list_incidents
-    from generator.mesh import load_mesh
+    from generator.catalog.incidents import list_incidents
+    from generator.dev import airflow_local
+    from generator.dev.demo import prepare_warehouse
+    from generator.spec.mesh import load_mesh
 
     created(cookiecutter(repo, "--no-input", name="ready_product", domain="self_serve"))
     dag_id = "self_serve__ready_product"

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from generator.mesh import load_mesh
-from generator.render_dag import published_asset
+from generator.render.airflow_dag import published_asset
+from generator.spec.mesh import load_mesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MESH = load_mesh(REPO_ROOT)
@@ -131,7 +131,7 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     assert dag["tags"] == sorted(base_tags | set(spec.tags))
     assert dag["max_active_runs"] == 1
     assert dag["catchup"] is False
-    assert dag["on_failure_callback"] == "generator.pipeline.record_failure"
+    assert dag["on_failure_callback"] == "generator.runtime.callbacks.record_failure"
     assert spec.description.strip() in dag["doc_md"]
     # The card links the product's dbt docs (as `datamesh docs --serve` serves them) and its catalog card.
     assert f"(http://localhost:8081/{spec.key}/index.html)" in dag["doc_md"]
@@ -143,7 +143,7 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     assert deadline["reference"] == "DagRunQueuedAtDeadline"
     assert deadline["interval_s"] == spec.sla.freshness_hours * 3600
     assert deadline["callback"] == "SyncCallback"  # runs in the executor: LocalExecutor, Celery
-    assert deadline["callback_path"] == "generator.incidents.record_sla_miss"
+    assert deadline["callback_path"] == "generator.runtime.callbacks.record_sla_miss"
     kwargs = deadline["callback_kwargs"]
     assert Path(kwargs.pop("dag_file")).name == f"{spec.key}.py"
     assert kwargs == {"domain": spec.domain, "product": spec.name, "freshness_hours": spec.sla.freshness_hours}

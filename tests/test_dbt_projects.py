@@ -17,10 +17,11 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from generator.demo_data import seed_operational_data
-from generator.mesh import DBT_DIR, ProductEntry, load_mesh
-from generator.render_dbt import render_dbt_project
-from generator.warehouse import Warehouse
+from generator.dev.demo_data import seed_operational_data
+from generator.layout import DBT_DIR
+from generator.render.dbt_project import render_dbt_project
+from generator.spec.mesh import ProductEntry, load_mesh
+from generator.warehouse.connection import Warehouse
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [entry.spec.key for entry in load_mesh(REPO_ROOT).products]  # in dependency order

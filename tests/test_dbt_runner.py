@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import dbt_runner
 from generator.errors import RunFailed
-from generator.warehouse import Warehouse
+from generator.runtime import dbt_runner
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 

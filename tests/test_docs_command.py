@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.warehouse import Warehouse
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 

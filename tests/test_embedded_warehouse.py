@@ -6,7 +6,7 @@ from pathlib import Path
 
 import psycopg2
 
-from generator.warehouse import Warehouse, start_embedded, stop_embedded
+from generator.warehouse.connection import Warehouse, start_embedded, stop_embedded
 
 
 def _accepts_connections(wh: Warehouse) -> bool:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from generator import airflow_local
-from generator.mesh import Mesh, ProductEntry, load_mesh
-from generator.policies import Finding, evaluate_spec, load_policies
-from generator.warehouse import Warehouse
+from generator.dev import airflow_local
+from generator.governance.policies import Finding, evaluate_spec, load_policies
+from generator.spec.mesh import Mesh, ProductEntry, load_mesh
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import psycopg2.extensions
 import pytest
 from catalog_helpers import make_spec, register_run
 
-from generator.gate import consumers_hit, evaluate, judge
-from generator.load_spec import load_spec
-from generator.mesh import ProductEntry
-from generator.spec import DataProduct
-from generator.warehouse import Warehouse
+from generator.governance.gate import consumers_hit, evaluate, judge
+from generator.spec.load import load_spec
+from generator.spec.mesh import ProductEntry
+from generator.spec.model import DataProduct
+from generator.warehouse.connection import Warehouse
 
 pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn (a database of its own per test)
 
@@ -225,7 +225,7 @@ def facts(
     spec_entry: ProductEntry | None = None,
 ) -> dict[str, Any]:
     """Facts as run_facts.measure returns them, for every output and column of the spec."""
-    from generator.run_facts import change_pct, non_null_pct
+    from generator.governance.run_facts import change_pct, non_null_pct
 
     spec = (spec_entry or entry(REVENUE)).spec
     outputs = []
@@ -412,8 +412,8 @@ def test_a_columns_own_completeness_replaces_the_products() -> None:
 
 @pytest.mark.integration
 def test_run_facts_are_measured_in_the_build_schema(warehouse: Warehouse) -> None:
-    from generator import catalog
-    from generator.run_facts import measure
+    from generator.catalog import store
+    from generator.governance.run_facts import measure
 
     spec = load_spec(CUSTOMERS)
     with warehouse.connect() as conn, conn.cursor() as cur:
@@ -427,7 +427,7 @@ def test_run_facts_are_measured_in_the_build_schema(warehouse: Warehouse) -> Non
         )
     conn = warehouse.connect()
     try:
-        catalog.migrate(conn)
+        store.migrate(conn)
         measured = measure(conn, spec).as_dict()
     finally:
         conn.close()
@@ -474,14 +474,14 @@ def changed(spec: DataProduct, version: str) -> ProductEntry:
 def test_a_blocked_breaking_change_names_the_consumers_it_would_hit(
     conn: psycopg2.extensions.connection,
 ) -> None:
-    from generator import catalog
+    from generator.catalog import store
 
-    catalog.migrate(conn)
+    store.migrate(conn)
     items = make_spec("shop", "items", outputs=["items", "prices"])
     register_run(conn, items)  # published as 1.0.0
     register_run(conn, make_spec("crm", "reports", reads=[("shop", "items", "items")]))
     register_run(conn, make_spec("finance", "margins", reads=[("crm", "reports", "main")]))
-    catalog.subscribe(conn, "bi_dashboard", "shop", "items", "items", None, "bi@company.com", "weekly KPIs")
+    store.subscribe(conn, "bi_dashboard", "shop", "items", "items", None, "bi@company.com", "weekly KPIs")
     release = changed(items, "1.1.0")  # breaking changes without a major bump
     build(conn, release.spec)
 
@@ -520,9 +520,9 @@ def test_without_a_catalog_the_gate_names_no_consumers_and_still_judges(
     conn: psycopg2.extensions.connection,
 ) -> None:
     assert consumers_hit(conn, "shop", "items", ["items"]) == {}  # no catalog schema at all
-    from generator import catalog
+    from generator.catalog import store
 
-    catalog.migrate(conn)
+    store.migrate(conn)
     assert consumers_hit(conn, "shop", "items", ["items"]) == {}  # an empty catalog
     first = changed(make_spec("shop", "items", outputs=["items", "prices"]), "1.0.0")
     build(conn, first.spec)

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from generator import airflow_local
-from generator.mesh import load_mesh
-from generator.warehouse import Warehouse
+from generator.dev import airflow_local
+from generator.spec.mesh import load_mesh
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from generator import catalog, pipeline
-from generator.incidents import Incident, list_incidents, record_incident, record_sla_miss
-from generator.warehouse import Warehouse
+from generator.catalog import store
+from generator.catalog.incidents import Incident, list_incidents, record_incident
+from generator.runtime.callbacks import record_failure, record_sla_miss
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def test_no_sla_miss_when_another_run_published_after_this_one_was_queued(wareho
     # Airflow keeps the deadline of a failed run (apache/airflow#60927); a retry run that published
     # in time means the data is fresh, so the late deadline is no incident.
     with closing(warehouse.connect()) as conn, conn.cursor() as cur:
-        catalog.migrate(conn)
+        store.migrate(conn)
         cur.execute(
             "INSERT INTO datamesh_catalog.runs (domain, product, run_id, ended_at, outcome) "
             "VALUES ('ops_test', 'retried', 'manual__retry', '2026-01-01T05:00:00Z', 'success')"
@@ -102,7 +103,7 @@ def test_a_failed_run_records_a_failure_incident_beside_the_run(warehouse: Wareh
     from airflow.sdk import DAG
 
     dag = DAG(dag_id="ops_test__broken", schedule=None)  # fileloc: this file, so the root is the repo
-    pipeline.record_failure({"dag": dag, "run_id": "manual__broken_1", "reason": "task_failure"})
+    record_failure({"dag": dag, "run_id": "manual__broken_1", "reason": "task_failure"})
     [incident] = incidents_of(warehouse, "ops_test", "broken")
     assert (incident.kind, incident.run_id, incident.message) == ("failure", "manual__broken_1", "task_failure")
     with closing(warehouse.connect()) as conn, conn.cursor() as cur:
@@ -112,6 +113,6 @@ def test_a_failed_run_records_a_failure_incident_beside_the_run(warehouse: Wareh
 
 def test_only_known_kinds_are_recorded(warehouse: Warehouse) -> None:
     with closing(warehouse.connect()) as conn:
-        catalog.migrate(conn)
+        store.migrate(conn)
         with pytest.raises(ValueError, match=r"incident kind must be one of \('failure', 'sla_miss'\), not 'oops'"):
             record_incident(conn, "oops", "ops_test", "kinds", "r1", "m")

@@ -16,9 +16,8 @@ import pytest
 from catalog_helpers import make_spec, register_run
 from click.testing import CliRunner
 
-from generator import catalog
-from generator.cli import cli
-from generator.lineage import (
+from generator.catalog import store
+from generator.catalog.lineage import (
     impact,
     impact_message,
     load_graph,
@@ -27,6 +26,7 @@ from generator.lineage import (
     to_mermaid,
     tree,
 )
+from generator.cli.main import cli
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn
@@ -36,7 +36,7 @@ DECK = 'Finance "board" deck'
 
 @pytest.fixture
 def diamond(conn):
-    catalog.migrate(conn)
+    store.migrate(conn)
     specs = [
         (make_spec("a", "src", outputs=["main", "other"]), None),
         (
@@ -49,7 +49,7 @@ def diamond(conn):
     ]
     for spec, output_inputs in specs:
         register_run(conn, spec, output_inputs=output_inputs)
-    catalog.subscribe(conn, DECK, "d", "sink", "main")
+    store.subscribe(conn, DECK, "d", "sink", "main")
     return conn
 
 
@@ -88,7 +88,7 @@ def test_impact_lists_each_consumer_once_at_its_shortest_path(diamond):
     assert impact_message(diamond, "a", "src", "main") == (
         f"a breaking change to a/src.main hits 3 product(s): b/left, c/right, d/sink; 1 subscriber(s): {DECK}"
     )
-    with pytest.raises(catalog.UserError, match=r"no output a/src.nope in the catalog"):
+    with pytest.raises(store.UserError, match=r"no output a/src.nope in the catalog"):
         impact(diamond, "a", "src", "nope")
 
 
@@ -118,7 +118,7 @@ DOT_LINE = re.compile(rf"  {DOT_STRING}( -> {DOT_STRING})? \[[^\n]*\];|  {DOT_ST
 
 def test_names_with_accents_markup_and_line_breaks_keep_both_graph_syntaxes_valid(diamond):
     odd = 'Café <b>board</b>\n# "deck" & `notes`'
-    catalog.subscribe(diamond, odd, "d", "sink", "main")
+    store.subscribe(diamond, odd, "d", "sink", "main")
     graph = load_graph(diamond)
 
     mermaid = to_mermaid(graph).splitlines()
@@ -170,13 +170,13 @@ def two_majors(conn):
     """p/src serves v2 and, until its deprecation date, v1. Pinned to v1: c/old and the subscriber
     "v1 deck" (subscribed while v1 was current); to v2: c/new. d/after_old and d/after_new read
     c/old and c/new."""
-    catalog.migrate(conn)
+    store.migrate(conn)
     register_run(conn, make_spec("p", "src"))
-    catalog.subscribe(conn, "v1 deck", "p", "src", "main")
+    store.subscribe(conn, "v1 deck", "p", "src", "main")
     register_run(
         conn, make_spec("p", "src", version="2.0.0", deprecations=[{"major": 1, "serve_until": "2999-01-01"}])
     )
-    catalog.subscribe(conn, "v2 deck", "p", "src", "main")
+    store.subscribe(conn, "v2 deck", "p", "src", "main")
     register_run(conn, make_spec("c", "old", inputs=reads("p", "src", "main", 1)))
     register_run(conn, make_spec("c", "new", inputs=reads("p", "src", "main", 2)))
     register_run(conn, make_spec("d", "after_old", inputs=reads("c", "old", "main", 1)))
@@ -201,7 +201,7 @@ def test_impact_of_a_major_reaches_only_its_readers_and_names_the_others(two_maj
         "d/after_old",
     ]
     allowed = r"p/src publishes major version\(s\) v1, v2 \(v2 the current one\), not v3"
-    with pytest.raises(catalog.UserError, match=allowed):
+    with pytest.raises(store.UserError, match=allowed):
         impact(two_majors, "p", "src", "main", major=3)
 
 

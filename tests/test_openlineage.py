@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from generator.catalog.openlineage import MODE_VARIABLE, client_from_environment, publish_run, run_uuid
 from generator.errors import UserError
-from generator.lineage_events import MODE_VARIABLE, client_from_environment, publish_run, run_uuid
-from generator.load_spec import load_spec
-from generator.warehouse import Warehouse
+from generator.spec.load import load_spec
+from generator.warehouse.connection import Warehouse
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from psycopg2 import sql
 
-from generator import pipeline
-from generator.demo_data import seed_operational_data
+from generator.dev.demo_data import seed_operational_data
 from generator.errors import RunFailed
-from generator.mesh import load_mesh
-from generator.platform_setup import bootstrap
-from generator.warehouse import Warehouse
+from generator.platform.setup import bootstrap
+from generator.runtime import callbacks, tasks
+from generator.spec.mesh import load_mesh
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def root(tmp_path: Path, repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     for part in ("dbt/_platform", f"dbt/{DOMAIN}/{PRODUCT}", "policies"):
         if (repo_root / part).exists():
             shutil.copytree(repo_root / part, copy / part, ignore=ignore)
-    monkeypatch.setenv(pipeline.ROOT_VARIABLE, str(copy))
+    monkeypatch.setenv(tasks.ROOT_VARIABLE, str(copy))
     return copy
 
 
@@ -83,15 +83,15 @@ def prepare(root: Path, warehouse: Warehouse) -> str:
 def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, warehouse: Warehouse):
     dag_file = prepare(root, warehouse)
 
-    ran = pipeline.run_models(dag_file, DOMAIN, PRODUCT)
-    tests = pipeline.test_models(dag_file, DOMAIN, PRODUCT)
-    if importlib.util.find_spec("generator.gate"):
-        gate = pipeline.governance_gate(dag_file, DOMAIN, PRODUCT)
+    ran = tasks.run_models(dag_file, DOMAIN, PRODUCT)
+    tests = tasks.test_models(dag_file, DOMAIN, PRODUCT)
+    if importlib.util.find_spec("generator.governance.gate"):
+        gate = tasks.governance_gate(dag_file, DOMAIN, PRODUCT)
         assert gate["blocking"] == 0 and gate["verdict"] in ("pass", "warn")
     else:  # the governance engineer's module has not landed yet
         gate = {"verdict": "pass", "blocking": 0, "warnings": 0, "messages": []}
-    published = pipeline.publish_outputs(dag_file, DOMAIN, PRODUCT)
-    registered = pipeline.register_in_catalog(
+    published = tasks.publish_outputs(dag_file, DOMAIN, PRODUCT)
+    registered = tasks.register_in_catalog(
         dag_file, DOMAIN, PRODUCT, "manual__test_1", tests, gate, published
     )
 
@@ -128,14 +128,14 @@ def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, wa
                      "WHERE customer_id = (SELECT min(customer_id) FROM customers_ops.customers) RETURNING 1")
     try:
         with pytest.raises(RunFailed, match=r'(?s)customers_dim.*null value in column "created_at"'):
-            pipeline.run_models(dag_file, DOMAIN, PRODUCT)
+            tasks.run_models(dag_file, DOMAIN, PRODUCT)
     finally:
         seed(warehouse)
 
     from airflow.sdk import DAG
 
     dag = DAG(dag_id=KEY, schedule=None)
-    pipeline.record_failure({"dag": dag, "run_id": "manual__test_2", "reason": "task_failure"})
+    callbacks.record_failure({"dag": dag, "run_id": "manual__test_2", "reason": "task_failure"})
     assert query(
         warehouse,
         "SELECT outcome, message, version FROM datamesh_catalog.runs WHERE run_id = 'manual__test_2'",
@@ -161,14 +161,14 @@ def test_a_failing_dbt_test_still_leaves_its_compliance_record_and_score(root: P
     # values are not part of the enforced column contract), dbt test's accepted_values fails.
     model = root / f"dbt/{DOMAIN}/{PRODUCT}/models/customers_dim.sql"
     model.write_text(model.read_text().replace("when 'smb' then 'smb'", "when 'smb' then 'small_business'"))
-    pipeline.run_models(dag_file, DOMAIN, PRODUCT)
+    tasks.run_models(dag_file, DOMAIN, PRODUCT)
     before = len(gate_records(warehouse)) if query(
         warehouse, "SELECT to_regclass('datamesh_catalog.compliance_records')"
     )[0][0] else 0
 
     # the task still fails with dbt's own message, as before ...
     with pytest.raises(RunFailed, match=r"(?s)dbt test failed in .*accepted_values_customers_dim_customer_segment"):
-        pipeline.test_models(dag_file, DOMAIN, PRODUCT)
+        tasks.test_models(dag_file, DOMAIN, PRODUCT)
 
     # ... but the run is judged first: the catalog holds its gate record, blocked by the failed
     # test, and a quality score that counts the failure
@@ -187,5 +187,5 @@ def test_a_failing_dbt_test_still_leaves_its_compliance_record_and_score(root: P
 
 
 def test_record_failure_never_raises(caplog: pytest.LogCaptureFixture):
-    pipeline.record_failure({"dag": None})
+    callbacks.record_failure({"dag": None})
     assert "could not record the failed run" in caplog.text

@@ -12,16 +12,16 @@ import pytest
 import yaml
 
 from generator.errors import UserError
-from generator.load_spec import load_spec
-from generator.mesh import spec_paths
-from generator.policies import (
+from generator.governance.policies import (
     Finding,
     evaluate_spec,
     load_all_policies,
     load_policies,
     render_message,
 )
-from generator.spec import Classification, DataProduct
+from generator.spec.load import load_spec
+from generator.spec.mesh import spec_paths
+from generator.spec.model import Classification, DataProduct
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ORDERS = REPO_ROOT / "dbt/commerce/orders/data_product.yaml"  # confidential, with PII columns

@@ -12,12 +12,12 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
-from generator.access import granted_privileges
 from generator.errors import RunFailed
-from generator.publish import KEEP_SNAPSHOTS, current_snapshot, publish, rollback
-from generator.run_facts import measure
-from generator.spec import DataProduct
-from generator.warehouse import Warehouse
+from generator.governance.run_facts import measure
+from generator.platform.access import granted_privileges
+from generator.platform.publish import KEEP_SNAPSHOTS, current_snapshot, publish, rollback
+from generator.spec.model import DataProduct
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from generator.errors import SpecError
-from generator.mesh import Mesh, ProductEntry, load_mesh
-from generator.render_dbt import jinja_literal, render_dbt_project
-from generator.rendered import GENERATED_NOTE
+from generator.render.dbt_project import jinja_literal, render_dbt_project
+from generator.render.rendered import GENERATED_MARK, generated_note
+from generator.spec.mesh import Mesh, ProductEntry, load_mesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_MESH = load_mesh(REPO_ROOT)
@@ -133,12 +133,12 @@ def test_committed_example_projects_match_the_render(key: str) -> None:
 def test_generated_files_carry_the_header(key: str) -> None:
     entry = EXAMPLE_MESH.select(key)[0]
     rendered = render_dbt_project(entry, EXAMPLE_MESH)
-    note = GENERATED_NOTE.format(spec=f"dbt/{entry.spec.domain}/{entry.spec.name}/data_product.yaml")
+    note = generated_note(f"dbt/{entry.spec.domain}/{entry.spec.name}/data_product.yaml")
     for path, text in rendered.generated.items():
         comment = "--" if path.endswith(".sql") else "#"
         assert text.startswith(f"{comment} {note}\n"), path
     # The team's model files are theirs: no "do not edit" header.
-    assert all(GENERATED_NOTE[:20] not in text for text in rendered.owned.values())
+    assert all(GENERATED_MARK not in text for text in rendered.owned.values())
 
 
 @pytest.mark.parametrize("key", EXAMPLES)

@@ -10,10 +10,10 @@ import pytest
 from catalog_helpers import execute, register_example_mesh
 from click.testing import CliRunner
 
-from generator.cli import cli
-from generator.incidents import record_incident
-from generator.svg_graph import sparkline_svg
-from generator.warehouse import Warehouse
+from generator.catalog.incidents import record_incident
+from generator.cli.main import cli
+from generator.report.svg import sparkline_svg
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn

@@ -9,7 +9,7 @@ of their own on the session's embedded PostgreSQL. The test triggers the produce
 for the consumer's asset-triggered run.
 
 The producer's freshness SLA is made a few seconds long, so its DeadlineAlert fires for real while
-the run is going and Airflow's executor calls generator.incidents.record_sla_miss.
+the run is going and Airflow's executor calls generator.runtime.callbacks.record_sla_miss.
 
 Every process is started in a process group of its own and the whole group is ended in `finally`.
 """
@@ -34,11 +34,11 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from generator import airflow_local
-from generator.demo import prepare_warehouse
-from generator.incidents import Incident, list_incidents
-from generator.mesh import load_mesh
-from generator.warehouse import Warehouse
+from generator.catalog.incidents import Incident, list_incidents
+from generator.dev import airflow_local
+from generator.dev.demo import prepare_warehouse
+from generator.spec.mesh import load_mesh
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 

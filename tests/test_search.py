@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from catalog_helpers import execute, make_spec, register_run
 
-from generator import catalog
+from generator.catalog import store
+from generator.catalog.search import Filters, format_table, prefix_query, search
 from generator.errors import UserError
-from generator.search import Filters, format_table, prefix_query, search
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn
@@ -16,7 +16,7 @@ pytest_plugins = ["catalog_db"]  # the fixtures empty_db and conn
 @pytest.fixture
 def mesh(conn):
     """Four products: one named for customers, one with a customers column only, two unrelated."""
-    catalog.migrate(conn)
+    store.migrate(conn)
     specs = [
         make_spec("customers", "customer_profiles", tags=["crm"], classification="confidential"),
         make_spec(
@@ -99,7 +99,7 @@ def test_query_text_never_becomes_tsquery_syntax():
 
 
 def test_accented_words_are_found_whatever_their_case(conn):
-    catalog.migrate(conn)
+    store.migrate(conn)
     register_run(conn, make_spec("cafes", "menu", description="Café crème prices, ÉTÉ and winter."))
     register_run(conn, make_spec("shops", "stores", description="Every store in Zürich."))
     register_run(conn, make_spec("plain", "items", description="Nothing accented here."))

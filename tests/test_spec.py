@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from generator.errors import SpecError
-from generator.load_spec import load_spec, parse_spec
-from generator.mesh import load_mesh
+from generator.spec.load import load_spec, parse_spec
+from generator.spec.mesh import load_mesh
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "dbt").glob("*/*/data_product.yaml"))
 

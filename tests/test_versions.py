@@ -19,16 +19,16 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from generator import pipeline
-from generator.access import granted_privileges
-from generator.demo_data import seed_operational_data
+from generator.dev.demo_data import seed_operational_data
 from generator.errors import RunFailed, SpecError
-from generator.mesh import load_mesh
-from generator.platform_setup import bootstrap
-from generator.publish import publish
-from generator.render_dbt import render_dbt_project
-from generator.spec import DataProduct
-from generator.warehouse import Warehouse
+from generator.platform.access import granted_privileges
+from generator.platform.publish import publish
+from generator.platform.setup import bootstrap
+from generator.render.dbt_project import render_dbt_project
+from generator.runtime import tasks
+from generator.spec.mesh import load_mesh
+from generator.spec.model import DataProduct
+from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -232,13 +232,13 @@ def root(tmp_path_factory: pytest.TempPathFactory, warehouse: Warehouse) -> Iter
     finally:
         conn.close()
     bootstrap(warehouse, load_mesh(copy))
-    saved = os.environ.get(pipeline.ROOT_VARIABLE)
-    os.environ[pipeline.ROOT_VARIABLE] = str(copy)
+    saved = os.environ.get(tasks.ROOT_VARIABLE)
+    os.environ[tasks.ROOT_VARIABLE] = str(copy)
     yield copy
     if saved is None:
-        os.environ.pop(pipeline.ROOT_VARIABLE, None)
+        os.environ.pop(tasks.ROOT_VARIABLE, None)
     else:
-        os.environ[pipeline.ROOT_VARIABLE] = saved
+        os.environ[tasks.ROOT_VARIABLE] = saved
 
 
 def save(root: Path, product: dict[str, Any]) -> None:
@@ -257,9 +257,9 @@ def render(root: Path) -> None:
 
 def run_and_publish(root: Path, domain: str, product: str) -> dict:
     dag_file = str(root / "dags" / f"{domain}__{product}.py")
-    pipeline.run_models(dag_file, domain, product)
-    pipeline.test_models(dag_file, domain, product)
-    return pipeline.publish_outputs(dag_file, domain, product)
+    tasks.run_models(dag_file, domain, product)
+    tasks.test_models(dag_file, domain, product)
+    return tasks.publish_outputs(dag_file, domain, product)
 
 
 def query(warehouse: Warehouse, text: str | sql.Composable, *args: object) -> list[tuple]:
@@ -285,15 +285,15 @@ def test_v2_ships_while_the_consumer_keeps_reading_v1(root: Path, warehouse: War
     key = "__".join(PRODUCER)
     v1 = run_and_publish(root, *PRODUCER)
     consumer_dag = str(root / "dags" / f"{'__'.join(CONSUMER)}.py")
-    pipeline.run_models(consumer_dag, *CONSUMER)  # dbt as domain_pvread reads pvcust's v1 views
+    tasks.run_models(consumer_dag, *CONSUMER)  # dbt as domain_pvread reads pvcust's v1 views
     # dbt really ran as the consumer's domain role: it owns what it built
     assert query(
         warehouse,
         "SELECT tablename, tableowner FROM pg_tables WHERE schemaname = %s",
         "__".join(CONSUMER) + "__build",
     ) == [("segments", "domain_pvread")]
-    pipeline.test_models(consumer_dag, *CONSUMER)
-    consumed = pipeline.publish_outputs(consumer_dag, *CONSUMER)
+    tasks.test_models(consumer_dag, *CONSUMER)
+    consumed = tasks.publish_outputs(consumer_dag, *CONSUMER)
     assert consumed["rows"]["segments"] == v1["rows"]["customers_dim"] > 0
     # publish left an empty build schema behind, owned by the domain role, for the next run
     assert query(
@@ -369,10 +369,10 @@ def test_a_failed_gate_leaves_published_data_and_grants_exactly_as_they_were(
     try:
         dag_file = str(root / "dags" / f"{key}.py")
         query(warehouse, "UPDATE customers_ops.customers SET segment = 'smb' RETURNING 1")  # new rows built
-        pipeline.run_models(dag_file, *PRODUCER)
-        pipeline.test_models(dag_file, *PRODUCER)
+        tasks.run_models(dag_file, *PRODUCER)
+        tasks.test_models(dag_file, *PRODUCER)
         with pytest.raises(RunFailed, match="governance gate blocks the publish"):
-            pipeline.governance_gate(dag_file, *PRODUCER)
+            tasks.governance_gate(dag_file, *PRODUCER)
         # the DAG stops here: publish never runs; consumers see exactly what they saw
         assert state() == before
     finally:

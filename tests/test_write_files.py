@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import write_files
-from generator.rendered import Rendered, header
+from generator.render import write
+from generator.render.rendered import Rendered, header
 
 HEAD = header("#", "dbt/sales/orders/data_product.yaml")
 
@@ -24,43 +24,43 @@ def plan(version: str = "1") -> Rendered:
 
 
 def test_first_render_writes_everything(tmp_path: Path) -> None:
-    report = write_files.apply(tmp_path, plan())
+    report = write.apply(tmp_path, plan())
     assert sorted(report.written) == ["dags/sales__orders.py", "dbt/sales/orders/dbt_project.yml"]
     assert report.created == ["dbt/sales/orders/models/orders.sql"]
     assert (tmp_path / "dags/sales__orders.py").read_text() == f"{HEAD}DAG = '1'\n"
 
 
 def test_second_render_changes_nothing(tmp_path: Path) -> None:
-    write_files.apply(tmp_path, plan())
+    write.apply(tmp_path, plan())
     target = tmp_path / "dags/sales__orders.py"
     os.utime(target, (1_000_000, 1_000_000))
-    report = write_files.apply(tmp_path, plan())
+    report = write.apply(tmp_path, plan())
     assert report.written == [] and report.created == []
     assert target.stat().st_mtime == 1_000_000  # not even rewritten with the same bytes
-    assert write_files.drift(tmp_path, plan()) == []
+    assert write.drift(tmp_path, plan()) == []
 
 
 def test_user_owned_model_is_never_overwritten(tmp_path: Path) -> None:
-    write_files.apply(tmp_path, plan())
+    write.apply(tmp_path, plan())
     model = tmp_path / "dbt/sales/orders/models/orders.sql"
     model.write_text("select order_id from {{ source('sales_ops', 'orders') }}\n")
-    report = write_files.apply(tmp_path, plan("2"))
+    report = write.apply(tmp_path, plan("2"))
     assert report.kept == ["dbt/sales/orders/models/orders.sql"]
     assert "sales_ops" in model.read_text()
-    assert write_files.drift(tmp_path, plan("2")) == []  # edits to owned files are not drift
+    assert write.drift(tmp_path, plan("2")) == []  # edits to owned files are not drift
 
 
 def test_drift_shows_a_diff_of_a_hand_edited_generated_file(tmp_path: Path) -> None:
-    write_files.apply(tmp_path, plan())
+    write.apply(tmp_path, plan())
     dag = tmp_path / "dags/sales__orders.py"
     dag.write_text(dag.read_text().replace("'1'", "'hand-edited'"))
-    (changed,) = write_files.drift(tmp_path, plan())
+    (changed,) = write.drift(tmp_path, plan())
     assert changed.kind == "changed" and changed.path == "dags/sales__orders.py"
     assert "-DAG = 'hand-edited'" in changed.diff and "+DAG = '1'" in changed.diff
 
 
 def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, monkeypatch) -> None:
-    write_files.apply(tmp_path, plan("1"))
+    write.apply(tmp_path, plan("1"))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     real_fdopen = os.fdopen
     calls = {"n": 0}
@@ -72,21 +72,21 @@ def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, mon
             raise OSError(28, "No space left on device")
         return real_fdopen(fd, *args, **kwargs)
 
-    monkeypatch.setattr(write_files.os, "fdopen", crash_on_second)
+    monkeypatch.setattr(write.os, "fdopen", crash_on_second)
     with pytest.raises(OSError, match="No space left"):
-        write_files.apply(tmp_path, plan("2"))
+        write.apply(tmp_path, plan("2"))
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before  # every old file as it was, and no temporary file left behind
 
 
 def test_files_no_spec_produces_any_more_are_found_and_removed(tmp_path: Path) -> None:
-    write_files.apply(tmp_path, plan())
+    write.apply(tmp_path, plan())
     old = tmp_path / "dags/marketing__gone.py"
     old.write_text(f"{header('#', 'dbt/marketing/gone/data_product.yaml')}x = 1\n")
     mine = tmp_path / "dags/my_own_dag.py"
     mine.write_text("# hand-written, not generated\n")
-    (stale,) = [d for d in write_files.drift(tmp_path, plan(), ["dags"]) if d.kind == "stale"]
+    (stale,) = [d for d in write.drift(tmp_path, plan(), ["dags"]) if d.kind == "stale"]
     assert stale.path == "dags/marketing__gone.py"
-    report = write_files.apply(tmp_path, plan(), ["dags"])
+    report = write.apply(tmp_path, plan(), ["dags"])
     assert report.removed == ["dags/marketing__gone.py"]
     assert not old.exists() and mine.exists()

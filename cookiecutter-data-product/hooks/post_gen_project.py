@@ -8,7 +8,7 @@ that folder and json-loads them.
 Cookiecutter wants to generate one top-level folder; the product belongs under dbt/<domain>/<name>
 and dags/. So cookiecutter generates only the staging folder <repo>/.datamesh-new-product, and this
 hook:
-  1. validates the answers with the generator's own spec model (generator.spec.DataProduct) and
+  1. validates the answers with the generator's own spec model (generator.spec.model.DataProduct) and
      static policies, and checks the product does not exist yet; nothing is written before that;
   2. writes dbt/<domain>/<name>/data_product.yaml (built as a dict, written with yaml.safe_dump)
      and .cookiecutter.json (the answers, usable with `cookiecutter --replay-file`);
@@ -35,7 +35,7 @@ ANSWERS_FILE = "answers.json"
 REPLAY_FILE = ".cookiecutter.json"
 SCHEMA_LINE = "# yaml-language-server: $schema=../../../generator/schemas/data_product.schema.json\n"
 FIRST_VERSION = "0.1.0"
-RUN_DATAMESH = "import sys; from generator.cli import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
+RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
 # Where each answer lands in the spec: how a pydantic error location is named back to the user.
 ANSWER_OF_FIELD: dict[tuple[Any, ...], str] = {
@@ -185,9 +185,9 @@ def _import_generator() -> SimpleNamespace:
         from pydantic import ValidationError
 
         from generator.errors import UserError
-        from generator.mesh import load_mesh
-        from generator.policies import evaluate_spec, load_policies
-        from generator.spec import DataProduct
+        from generator.governance.policies import evaluate_spec, load_policies
+        from generator.spec.mesh import load_mesh
+        from generator.spec.model import DataProduct
     except ImportError as exc:
         raise Refused(
             f"this template needs the datamesh generator, which {sys.executable} cannot import ({exc}). "

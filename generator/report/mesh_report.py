@@ -1,0 +1,123 @@
+"""`datamesh report`: one static HTML page for the whole mesh, readable from disk without a server.
+
+Per domain and product: owner, version, freshness against the SLA, last run, quality score trend,
+compliance (the last gate verdict), consumers, a lineage graph (inline SVG), and a link to the
+product's dbt docs. Everything is read from the catalog; nothing is fetched when the page is open.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jinja2
+import psycopg2.extensions
+from markupsafe import Markup
+
+from generator.catalog.card import Card, load_card
+from generator.catalog.lineage import Graph, load_graph
+from generator.catalog.search import freshness_text
+from generator.layout import CATALOG_SCHEMA, REPORT_FILE, docs_page
+from generator.report.svg import render_svg, sparkline_svg
+
+
+def _environment() -> jinja2.Environment:
+    # HTML, so autoescape on (unlike the shared environment, which renders Python, SQL and YAML).
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("generator.report", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def product_keys(conn: psycopg2.extensions.connection) -> list[tuple[str, str]]:
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT domain, name FROM {CATALOG_SCHEMA}.products ORDER BY domain, name")
+        keys = cur.fetchall()
+    conn.rollback()
+    return keys
+
+
+def build_report(
+    conn: psycopg2.extensions.connection,
+    root: Path,
+    output: Path | None = None,
+    progress: Callable[[str], None] = lambda key: None,
+) -> Path:
+    """Write the report (default .datamesh/report/index.html under `root`); returns its path."""
+    output = (output or root / REPORT_FILE).resolve()
+    graph = load_graph(conn, "product")
+    cards: list[Card] = []
+    for domain, name in product_keys(conn):
+        cards.append(load_card(conn, domain, name))
+        progress(f"{domain}/{name}")
+    html = render_report(cards, graph, root, output.parent)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(output)
+    return output
+
+
+def render_report(cards: list[Card], graph: Graph, root: Path, report_dir: Path) -> str:
+    anchors = {c.key: f"#{c.domain}__{c.product}" for c in cards}
+    domains: dict[str, list[dict]] = {}
+    for card in cards:
+        node = card.key
+        page = docs_page(root, f"{card.domain}__{card.product}")
+        last = card.runs[0] if card.runs else None
+        domains.setdefault(card.domain, []).append(
+            {
+                "card": card,
+                "anchor": anchors[card.key][1:],
+                "freshness": freshness_text(card.fresh, card.age_hours, float(card.sla["freshness_hours"])),
+                "fresh_class": "ok" if card.fresh else "bad",
+                "last": last,
+                "spark": Markup(sparkline_svg(card.quality_trend)),
+                "latest_score": card.quality_trend[-1] if card.quality_trend else None,
+                "compliance": _compliance(card),
+                "docs_href": Path(os.path.relpath(page, report_dir)).as_posix(),
+                "docs_ready": page.is_file(),
+                "lineage": Markup(render_svg(_neighbours(graph, node), highlight=node, links=anchors))
+                if node in graph.labels
+                else Markup(""),
+            }
+        )
+    fresh = sum(c.fresh for c in cards)
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            domains=dict(sorted(domains.items())),
+            product_count=len(cards),
+            fresh_count=fresh,
+            failing=[c.key for c in cards if c.runs and c.runs[0].outcome == "failed"],
+            mesh_graph=Markup(render_svg(graph, links=anchors)),
+        )
+    )
+
+
+def _neighbours(graph: Graph, node: str) -> Graph:
+    """What the product reads and who reads it directly: small enough to read on its card (the
+    whole lineage is the mesh graph at the top)."""
+    return graph.subgraph({node} | graph.up[node] | graph.down[node])
+
+
+def _compliance(card: Card) -> tuple[str, str]:
+    """(css class, text) from the last run's gate verdict: pass, warn, or blocked/failed."""
+    last = card.runs[0] if card.runs else None
+    if last is None:
+        return "muted", "not run"
+    if last.outcome == "failed":
+        where = f" at {last.failed_task}" if last.failed_task else ""
+        return "bad", f"run failed{where}"
+    if last.gate_verdict == "pass":
+        return "ok", "policies pass"
+    if last.gate_verdict == "warn":
+        return "warn", "passes with warnings"
+    return "muted", last.gate_verdict or "unknown"

@@ -1,0 +1,166 @@
+"""The mesh: every spec in the repo, checked against each other, in dependency order.
+
+Specs live beside the dbt project they produce: dbt/<domain>/<product>/data_product.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+from generator.errors import Problem, SpecError
+from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.spec.load import load_spec
+from generator.spec.model import DataProduct
+
+
+@dataclass(frozen=True)
+class ProductEntry:
+    spec: DataProduct
+    spec_path: Path  # absolute
+    shown: str  # repo-relative, for messages
+
+    @property
+    def project_dir(self) -> Path:
+        return self.spec_path.parent
+
+
+@dataclass
+class Mesh:
+    root: Path
+    products: list[ProductEntry] = field(default_factory=list)  # in dependency order
+
+    def find(self, domain: str, name: str) -> ProductEntry | None:
+        return next(
+            (p for p in self.products if p.spec.domain == domain and p.spec.name == name), None
+        )
+
+    def select(self, selector: str | None) -> list[ProductEntry]:
+        """`None` is every product; otherwise `<domain>/<product>`, `<domain>__<product>`, `<product>`,
+        or the path of a product's spec or project folder (what a shell's tab completion gives)."""
+        if not selector:
+            return list(self.products)
+        norm = selector.replace("/", "__")
+        chosen = [p for p in self.products if norm in (p.spec.key, p.spec.name)]
+        if not chosen and Path(selector).exists():
+            where = Path(selector).resolve()
+            chosen = [p for p in self.products if where in (p.spec_path, p.project_dir)]
+            if not chosen:
+                raise SpecError(
+                    [
+                        Problem(
+                            selector,
+                            "",
+                            "is not a product of this mesh; a product's spec lives at "
+                            f"{DBT_DIR}/<domain>/<product>/{SPEC_FILENAME} under {self.root}",
+                        )
+                    ]
+                )
+        if not chosen:
+            known = ", ".join(p.spec.key for p in self.products) or "none"
+            raise SpecError([Problem(selector, "", f"no such product; known products: {known}")])
+        return chosen
+
+    def consumers_of(self, entry: ProductEntry) -> list[ProductEntry]:
+        return [
+            p
+            for p in self.products
+            if any(
+                i.domain == entry.spec.domain and i.product == entry.spec.name
+                for i in p.spec.inputs.products
+            )
+        ]
+
+
+def spec_paths(root: Path) -> list[Path]:
+    base = root / DBT_DIR
+    return sorted(
+        p for p in base.glob(f"*/*/{SPEC_FILENAME}") if p.parent.parent.name != PLATFORM_PACKAGE_DIR
+    )
+
+
+def load_mesh(root: Path) -> Mesh:
+    """Load and cross-check every spec. Raises one SpecError with the problems of all files."""
+    root = root.resolve()
+    problems: list[Problem] = []
+    entries: list[ProductEntry] = []
+    for path in spec_paths(root):
+        shown = str(path.relative_to(root))
+        try:
+            spec = load_spec(path, shown)
+        except SpecError as exc:
+            problems += exc.problems
+            continue
+        expected = path.parent.relative_to(root / DBT_DIR).parts
+        if expected != (spec.domain, spec.name):
+            problems.append(
+                Problem(
+                    shown,
+                    "name",
+                    f"the spec of {spec.domain}/{spec.name} must live in "
+                    f"{DBT_DIR}/{spec.domain}/{spec.name}/{SPEC_FILENAME}",
+                )
+            )
+            continue
+        entries.append(ProductEntry(spec, path, shown))
+    problems += _check_inputs(entries)
+    if problems:
+        raise SpecError(problems)
+    return Mesh(root, _in_dependency_order(entries))
+
+
+def _check_inputs(entries: list[ProductEntry]) -> list[Problem]:
+    by_key = {(e.spec.domain, e.spec.name): e for e in entries}
+    problems = []
+    for entry in entries:
+        for i, wanted in enumerate(entry.spec.inputs.products):
+            path = f"inputs.products[{i}]"
+            upstream = by_key.get((wanted.domain, wanted.product))
+            if upstream is None:
+                problems.append(
+                    Problem(entry.shown, path, f"no product {wanted.domain}/{wanted.product} in the mesh")
+                )
+            elif upstream.spec.output(wanted.output) is None:
+                outs = ", ".join(o.name for o in upstream.spec.outputs)
+                problems.append(
+                    Problem(
+                        entry.shown,
+                        path,
+                        f"{wanted.domain}/{wanted.product} has no output {wanted.output!r}; "
+                        f"it has: {outs}",
+                    )
+                )
+            elif wanted.major not in upstream.spec.served_majors:
+                # An older major stays readable while the producer lists it under `deprecations`.
+                problems.append(
+                    Problem(
+                        entry.shown,
+                        path,
+                        f"{wanted.domain}/{wanted.product} publishes major version "
+                        f"{upstream.spec.major}, not {wanted.major}"
+                        + (f" (it still serves {', '.join(map(str, upstream.spec.served_majors))})"
+                           if len(upstream.spec.served_majors) > 1 else ""),
+                    )
+                )
+    return problems
+
+
+def _in_dependency_order(entries: list[ProductEntry]) -> list[ProductEntry]:
+    by_key = {e.spec.key: e for e in entries}
+    graph = {
+        e.spec.key: {f"{i.domain}__{i.product}" for i in e.spec.inputs.products} for e in entries
+    }
+    sorter = TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise SpecError([Problem(DBT_DIR, "inputs", f"products read each other in a cycle: {cycle}")]) from exc
+    ordered: list[str] = []
+    # Sort each ready batch so the order is stable from run to run.
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered += ready
+        sorter.done(*ready)
+    return [by_key[k] for k in ordered]
