@@ -87,7 +87,7 @@ def _echo(report: SetupReport) -> None:
             err=True,
         )
         for role, named in report.missing_roles.items():
-            click.echo(f'  CREATE ROLE "{role}" NOLOGIN;  -- {"; ".join(named)}', err=True)
+            click.echo(f'  CREATE ROLE "{role}" NOLOGIN;  -- {_mentions(named)}', err=True)
     if report.problems:
         click.echo(f"not set up: {len(report.skipped)} spec(s) could not be loaded; the others were set up:", err=True)
         for problem in report.problems:
@@ -96,6 +96,13 @@ def _echo(report: SetupReport) -> None:
         reasons = [f"{len(report.missing_roles)} access role(s) missing"] if report.missing_roles else []
         reasons += [f"{len(report.problems)} spec problem(s)"] if report.problems else []
         raise CheckFailed("platform setup incomplete: " + ", ".join(reasons) + " (see above)")
+
+
+def _mentions(named: list[str], shown: int = 3) -> str:
+    """Where specs name a role: 'dbt/a/b/data_product.yaml: access.roles; ...', the first few files."""
+    files = list(dict.fromkeys(n.split(": ")[0] for n in named))
+    more = f" and {len(files) - shown} more spec(s)" if len(files) > shown else ""
+    return "named in " + ", ".join(files[:shown]) + more
 
 
 def _first_line(exc: Exception) -> str:
