@@ -394,6 +394,18 @@ def test_an_unreachable_warehouse_is_one_clear_message(root, pg_env):
     assert "Traceback" not in result.stderr
 
 
+def test_a_login_that_may_not_create_roles_is_told_who_must_run_it(root, pg_env, warehouse):
+    domain = new_domain()
+    login = f"{domain}_dev"
+    execute(warehouse, f"CREATE ROLE {login} LOGIN")  # no CREATEROLE, not a superuser
+    write(root, spec_dict(domain, "p"))
+    result = datamesh(root, "platform", "setup", env={**pg_env, "PGUSER": login})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"'{login}' may not set up the platform" in result.stderr
+    assert "as the warehouse's admin" in result.stderr and "Traceback" not in result.stderr
+    assert query(warehouse, "SELECT count(*) FROM pg_roles WHERE rolname = %s", f"domain_{domain}") == [(0,)]
+
+
 # --- item 7: the demo's source data only goes where it may -----------------------------------------------
 
 

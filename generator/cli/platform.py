@@ -47,17 +47,19 @@ def setup(ctx: Context, dry_run: bool, create_roles: bool) -> None:
     warehouse = from_environment(ctx.root)
     click.echo(f"warehouse: {warehouse.describe()}")
     try:
+        warehouse.connect().close()
+    except psycopg2.OperationalError as exc:
+        raise UserError(
+            f"cannot reach the warehouse ({warehouse.describe()}): {_first_line(exc)}. Check the PG* "
+            "variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), then run `datamesh platform setup` again."
+        ) from exc
+    try:
         report = setup_repo(warehouse, ctx.root, create_roles=create_roles, dry_run=dry_run)
     except psycopg2.errors.InsufficientPrivilege as exc:
         raise UserError(
             f"{warehouse.user!r} may not set up the platform: {_first_line(exc)}. Run `datamesh platform setup` "
             "as the warehouse's admin (a superuser, or a role with CREATEROLE that may own the domain roles' "
-            "schemas); nothing was changed."
-        ) from exc
-    except psycopg2.OperationalError as exc:
-        raise UserError(
-            f"cannot reach the warehouse ({warehouse.describe()}): {_first_line(exc)}. Check the PG* "
-            "variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE), then run `datamesh platform setup` again."
+            "schemas). Its roles, schemas and grants were left as they were."
         ) from exc
     _echo(report)
 
