@@ -8,8 +8,8 @@ path takes (`when`, `assert`, the message's `{{ expressions }}`) is evaluated bo
 example subjects and deterministic variations of them (examples.py); where the two differ (value,
 or error against value) the expression falls back to cel-python, with a warning naming it and why.
 
-The verdicts are a function of the file's bytes and the generator's version (and cel-python's, for
-a different release), so they are kept by that hash: in this process, and on disk under
+The verdicts are a function of the file's bytes and the generator's version (and of cel-python's
+version and the fast path's code, see `_salt`), so they are kept by that hash: in this process, and on disk under
 .datamesh/cache/ when the repo is writable, so a 1,000-product validate and each gate task pay the
 cross-check once per file, not per load.
 """
@@ -23,6 +23,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from typing import Any, Literal
 import celpy
 
 from generator import __version__
+from generator.governance import cel_fast_path, examples
 from generator.governance.activation import Activation, Converter, pruned
 from generator.governance.analysis import Reads
 from generator.governance.cel import eval_error, evaluate
@@ -49,11 +51,18 @@ _verdicts_in_memory: dict[str, dict[str, str | None]] = {}
 _CACHE_FOLDER = "fast_path"
 
 
-def _celpy_version() -> str:
+@cache
+def _salt() -> bytes:
+    """What a verdict depends on besides the file: the generator's version, cel-python's, and the
+    fast path's and the variations' own code (edited between version bumps while developing)."""
     try:
-        return metadata.version("cel-python")
+        celpy_version = metadata.version("cel-python")
     except metadata.PackageNotFoundError:
-        return "unknown"
+        celpy_version = "unknown"
+    code = hashlib.sha256()
+    for module in (cel_fast_path, examples):
+        code.update(Path(module.__file__ or "").read_bytes())
+    return f"\0generator {__version__}\0cel-python {celpy_version}\0code {code.hexdigest()}".encode()
 
 
 class FastPathGuard:
@@ -61,9 +70,7 @@ class FastPathGuard:
 
     def __init__(self, root: Path, shown: str, content: bytes) -> None:
         self._shown = shown
-        digest = hashlib.sha256(content)
-        digest.update(f"\0generator {__version__}\0cel-python {_celpy_version()}".encode())
-        self._hash = digest.hexdigest()
+        self._hash = hashlib.sha256(content + _salt()).hexdigest()
         self._file = root / CACHE_DIR / _CACHE_FOLDER / f"{self._hash}.json"
         cached = _verdicts_in_memory.get(self._hash)
         self._report = cached is None  # warnings once per process, not per load

@@ -60,12 +60,15 @@ domain's rules without a word).
 
 This module is the public face; the work is done by one module per job:
 
-    model.py        the types: PolicyModel, Policy, CelExpression, PolicySet, MeshPolicies, Finding
-    loading.py      the files read and validated (problems via generator/spec/problems.py)
-    compiling.py    CEL compiled, names checked (analysis.py), expressions proven on examples.py
-    fast_path_guard.py  which expressions may take cel_fast_path.py (cross-checked, cached)
-    evaluation.py   one loop over the subjects of each moment; facts.py the data they see
-    messages.py     a failing subject's message
+    model.py            the types: PolicyModel, Policy, CelExpression, PolicySet, MeshPolicies, Finding
+    loading.py          the files read and validated (file:line problems: generator/spec/problems.py)
+    compiling.py        a policy compiled: names checked (analysis.py), proven on the examples (examples.py)
+    cel.py              cel-python as policies use it (null-aware equality, errors worded)
+    cel_fast_path.py    the common shapes evaluated on plain values, without cel-python
+    fast_path_guard.py  which expressions may take the fast path: cross-checked with cel-python when a
+                        file is loaded, the verdicts cached by the file's content
+    evaluation.py       one loop over the subjects of each moment (activation.py: a subject's variables)
+    facts.py            the data policies see; messages.py a failing subject's message
 """
 
 from __future__ import annotations
