@@ -23,16 +23,15 @@ import pytest
 from generator.governance import cel_fast_path, fast_path_guard, messages
 from generator.governance.cel import program as _program
 from generator.governance.cel_fast_path import Fast, Unsupported, compile_fast
+from generator.governance.facts import product_facts
+from generator.governance.model import CelExpression, Policy
 from generator.governance.policies import (
-    CelExpression,
-    Policy,
     PolicySet,
     evaluate_changes,
     evaluate_run,
     evaluate_run_facts,
     evaluate_spec,
     load_policies,
-    product_facts,
 )
 from generator.spec.load import load_spec
 from generator.spec.mesh import spec_paths

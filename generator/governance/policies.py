@@ -74,34 +74,19 @@ This module is the public face; the work is done by one module per job:
 from __future__ import annotations
 
 from generator.governance.evaluation import evaluate_changes, evaluate_run, evaluate_run_facts, evaluate_spec
-from generator.governance.facts import product_facts, test_facts
+from generator.governance.facts import test_facts
 from generator.governance.loading import load_all_policies, load_policies
-from generator.governance.messages import render_message
-from generator.governance.model import (
-    CelExpression,
-    Enforcement,
-    Finding,
-    MeshPolicies,
-    Policy,
-    PolicySet,
-    SubjectKind,
-)
+from generator.governance.model import Finding, MeshPolicies, PolicySet
 
 __all__ = [
-    "CelExpression",
-    "Enforcement",
     "Finding",
     "MeshPolicies",
-    "Policy",
     "PolicySet",
-    "SubjectKind",
     "evaluate_changes",
     "evaluate_run",
     "evaluate_run_facts",
     "evaluate_spec",
     "load_all_policies",
     "load_policies",
-    "product_facts",
-    "render_message",
     "test_facts",
 ]
