@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import pytest
 from psycopg2 import sql
@@ -20,6 +21,7 @@ from generator.platform.build_schema import heal_build_schema
 from generator.platform.publish import KEEP_SNAPSHOTS, current_snapshot, publish, rollback
 from generator.spec.model import DataProduct
 from generator.warehouse.connection import Warehouse
+from generator.warehouse.transaction import transaction
 
 pytestmark = pytest.mark.integration
 
@@ -458,10 +460,23 @@ def test_healing_drops_what_the_domain_role_does_not_own_and_says_so(conn, caplo
     assert heal_build_schema(conn, spec) == []  # nothing left to heal
 
 
+def replace_as_domain_role(conn: psycopg2.extensions.connection, spec: DataProduct, table: str) -> None:
+    """What dbt's table materialization does to an existing table: rename it away, then drop it."""
+    old = sql.Identifier(spec.build_schema, table)
+    with transaction(conn) as cur:
+        cur.execute("SET LOCAL ROLE domain_pubsales")
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(old, sql.Identifier(table + "__dbt_backup")))
+        cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(spec.build_schema, table + "__dbt_backup")))
+
+
 def test_a_build_schema_made_by_hand_is_given_back_to_the_domain_role(conn):
     spec = domain_spec()
     me = query(conn, "SELECT current_user")
     build(conn, spec, marker=1)  # schema and tables made by the connecting user, not the role
+    with transaction(conn) as cur:  # the domain role may use the schema (as after platform setup)
+        cur.execute(sql.SQL("GRANT ALL ON SCHEMA {} TO domain_pubsales").format(sql.Identifier(spec.build_schema)))
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="must be owner of table first"):
+        replace_as_domain_role(conn, spec, "first")  # the scheduled run's failure
 
     assert heal_build_schema(conn, spec) == [f"table first (owned by {me})", f"table second (owned by {me})"]
 
@@ -469,6 +484,10 @@ def test_a_build_schema_made_by_hand_is_given_back_to_the_domain_role(conn):
         conn, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", spec.build_schema
     ) == "domain_pubsales"
     assert query(conn, "SELECT has_schema_privilege('domain_pubsales', %s, 'CREATE')", spec.build_schema)
+    with transaction(conn) as cur:
+        cur.execute("SET LOCAL ROLE domain_pubsales")  # the next run's dbt builds again
+        cur.execute(sql.SQL("CREATE TABLE {} AS SELECT 1 AS id").format(sql.Identifier(spec.build_schema, "first")))
+    replace_as_domain_role(conn, spec, "first")
 
 
 def test_healing_does_nothing_without_a_domain_role(conn):
