@@ -14,7 +14,7 @@ import psycopg2.extensions
 
 from generator.catalog.incidents import Incident, list_incidents
 from generator.catalog.search import freshness_text
-from generator.errors import UserError
+from generator.errors import NotFound
 from generator.layout import CATALOG_SCHEMA
 
 RUNS_SHOWN = 10
@@ -79,6 +79,7 @@ class Card:
     changelog: list[dict[str, Any]] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)  # newest first
     access: dict[str, Any] = field(default_factory=dict)  # the spec's access: roles, pii_roles, ...
+    deprecations: list[dict[str, Any]] = field(default_factory=list)  # older majors still served
 
     @property
     def key(self) -> str:
@@ -109,7 +110,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
         cur.execute(
             f"""SELECT p.current_version, p.description, p.owner_team, p.owner_email, p.classification,
                        p.tags, p.sla, p.published_schema, h.fresh, h.age_hours, h.last_success_at,
-                       p.spec->'changelog', p.spec->'access'
+                       p.spec->'changelog', p.spec->'access', p.spec->'deprecations'
                 FROM {CATALOG_SCHEMA}.products p
                 JOIN {CATALOG_SCHEMA}.product_health h ON h.domain = p.domain AND h.product = p.name
                 WHERE p.domain = %s AND p.name = %s""",
@@ -118,7 +119,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
         row = cur.fetchone()
         if row is None:
             conn.rollback()
-            raise UserError(
+            raise NotFound(
                 f"no product {domain}/{product} in the catalog (has it been registered by a run?)"
             )
         card = Card(
@@ -137,6 +138,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
             row[10],
             changelog=row[11] or [],
             access=row[12] or {},
+            deprecations=row[13] or [],
         )
         cur.execute(
             f"""SELECT name, description, primary_key FROM {CATALOG_SCHEMA}.outputs
@@ -154,26 +156,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
             OutputInfo(name, description, list(pk), [ColumnInfo(*c[1:]) for c in columns if c[0] == name])
             for name, description, pk in outputs
         ]
-        cur.execute(
-            f"""SELECT run_id, ended_at, outcome,
-                       (SELECT sum(value::bigint) FROM jsonb_each_text(rows_published)),
-                       quality_score, gate_verdict, failed_task
-                FROM {CATALOG_SCHEMA}.runs WHERE domain = %s AND product = %s
-                ORDER BY ended_at DESC LIMIT %s""",
-            (domain, product, RUNS_SHOWN),
-        )
-        card.runs = [
-            RunInfo(
-                r[0],
-                r[1],
-                r[2],
-                None if r[3] is None else int(r[3]),
-                None if r[4] is None else float(r[4]),
-                r[5],
-                r[6],
-            )
-            for r in cur.fetchall()
-        ]
+        card.runs = _runs(cur, domain, product, RUNS_SHOWN)
         cur.execute(
             f"""SELECT 'product', consumer_domain || '/' || consumer_product, producer_output, major
                 FROM {CATALOG_SCHEMA}.lineage WHERE producer_domain = %s AND producer_product = %s
@@ -194,6 +177,37 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
     card.incidents = list_incidents(conn, domain, product, limit=INCIDENTS_SHOWN)
     conn.rollback()
     return card
+
+
+def load_runs(conn: psycopg2.extensions.connection, domain: str, product: str, limit: int) -> list[RunInfo]:
+    """The product's last `limit` runs, newest first (the card shows RUNS_SHOWN of them)."""
+    with conn.cursor() as cur:
+        runs = _runs(cur, domain, product, limit)
+    conn.rollback()
+    return runs
+
+
+def _runs(cur: psycopg2.extensions.cursor, domain: str, product: str, limit: int) -> list[RunInfo]:
+    cur.execute(
+        f"""SELECT run_id, ended_at, outcome,
+                   (SELECT sum(value::bigint) FROM jsonb_each_text(rows_published)),
+                   quality_score, gate_verdict, failed_task
+            FROM {CATALOG_SCHEMA}.runs WHERE domain = %s AND product = %s
+            ORDER BY ended_at DESC LIMIT %s""",
+        (domain, product, limit),
+    )
+    return [
+        RunInfo(
+            r[0],
+            r[1],
+            r[2],
+            None if r[3] is None else int(r[3]),
+            None if r[4] is None else float(r[4]),
+            r[5],
+            r[6],
+        )
+        for r in cur.fetchall()
+    ]
 
 
 def sparkline(values: list[float]) -> str:

@@ -22,7 +22,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import Json
 
-from generator.errors import UserError
+from generator.errors import NotFound, UserError
 from generator.layout import CATALOG_SCHEMA
 from generator.spec.model import DataProduct
 from generator.warehouse.transaction import transaction
@@ -415,9 +415,11 @@ def subscribe(
     major: int | None = None,
     contact: str | None = None,
     purpose: str | None = None,
+    by: str | None = None,
 ) -> int:
     """Record that `consumer` (outside the mesh) reads `output` of a product at `major` (default:
-    the current one). Idempotent: subscribing again updates contact and purpose. Returns the major."""
+    the current one). Idempotent: subscribing again updates contact and purpose. Returns the major.
+    `by`: who the audit log names (default: `actor()`; the console passes the Airflow user)."""
     consumer = consumer.strip()
     if not consumer:
         raise UserError("subscribe: the consumer name is empty; name the dashboard or pipeline")
@@ -431,10 +433,10 @@ def subscribe(
         )
         found = cur.fetchone()
         if found is None:
-            raise UserError(f"subscribe: no product {domain}/{product} in the catalog (has it run yet?)")
+            raise NotFound(f"subscribe: no product {domain}/{product} in the catalog (has it run yet?)")
         current_version, outputs = found
         if output not in outputs:
-            raise UserError(
+            raise NotFound(
                 f"subscribe: {domain}/{product} has no output {output!r}; it has: {', '.join(outputs)}"
             )
         current_major = int(current_version.split(".")[0])
@@ -452,7 +454,7 @@ def subscribe(
             (consumer, domain, product, output, major, contact, purpose),
         )
         _audit(cur, "subscribe", domain, product, current_version, None,
-               {"consumer": consumer, "output": output, "major": major})
+               {"consumer": consumer, "output": output, "major": major}, by=by)
     return major
 
 
@@ -523,10 +525,11 @@ def _audit(
     run_id: str | None,
     details: dict[str, Any],
     event_key: str | None = None,
+    by: str | None = None,
 ) -> None:
     cur.execute(
         f"""INSERT INTO {CATALOG_SCHEMA}.audit_log
               (actor, action, domain, product, version, run_id, details, event_key)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING""",
-        (actor(), action, domain, product, version, run_id, Json(details), event_key),
+        (by or actor(), action, domain, product, version, run_id, Json(details), event_key),
     )
