@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
+from generator.cli.console import console
 from generator.cli.context import Context, pass_ctx
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
@@ -217,6 +218,7 @@ cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
+cli.add_command(console)  # the operations console in Airflow: generator/cli/console.py
 
 
 def main() -> None:
