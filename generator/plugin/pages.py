@@ -22,7 +22,8 @@ from generator.catalog.card import load_card, load_runs
 from generator.catalog.docs_pages import products_with_docs
 from generator.catalog.incidents import list_incidents
 from generator.catalog.search import Filters, freshness_text, search
-from generator.plugin.api import Catalog, search_filters
+from generator.errors import UserError
+from generator.plugin.api import Catalog
 from generator.plugin.auth import can_read
 from generator.plugin.charts import freshness_layout
 from generator.render.templating import environment
@@ -45,6 +46,17 @@ def base_url(request: Request) -> str:
     return request.scope.get("root_path", "").rstrip("/")
 
 
+def form_filters(
+    domain: str = "", tag: str = "", classification: str = "", min_score: str = "", freshness: str = ""
+) -> Filters:
+    """The search form's filters: a field left empty is no filter (the form sends every field)."""
+    try:
+        score = float(min_score) if min_score.strip() else None
+    except ValueError:
+        raise UserError(f"search: min score {min_score!r} is not a number (0-100)") from None
+    return Filters(domain or None, tag or None, classification or None, score, freshness or None)
+
+
 def product_links(base: str, graph: lin.Graph) -> dict[str, str]:
     return {n: f"{base}/products/{n}" for n in graph.labels if not lin.is_subscriber(n)}
 
@@ -58,7 +70,7 @@ def home(request: Request) -> RedirectResponse:
 def mesh_page(
     request: Request,
     conn: Catalog,
-    filters: Annotated[Filters, Depends(search_filters)],
+    filters: Annotated[Filters, Depends(form_filters)],
     q: str = "",
     focus: Annotated[str | None, Query(description="domain/product whose neighbourhood is drawn")] = None,
 ) -> HTMLResponse:
