@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # upstream release cannot break a fresh install. Regenerate with `make lock` after changing pyproject.toml.
 LOCK := constraints.txt
 
-.PHONY: demo test lint clean lock
+.PHONY: demo test test-browser lint clean lock
 
 # Re-run when pyproject.toml or the lock changes: pip then moves installed packages to the pinned versions.
 $(BIN)/datamesh: pyproject.toml $(LOCK)
@@ -24,7 +24,13 @@ demo: $(BIN)/datamesh
 # Two workers (the machines have two cores); each test file stays on one worker, and each worker
 # has its own embedded PostgreSQL.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not browser"
+
+# The console in a real browser (tests/browser): Playwright driving Debian's chromium
+# (`apt-get install chromium`, as root; .ci/run installs it), against a real api-server. One worker:
+# the suite shares one api-server. Screenshots: the folder it prints (under pytest's basetemp).
+test-browser: $(BIN)/datamesh
+	$(BIN)/pytest -q -s -m browser tests/browser
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks
