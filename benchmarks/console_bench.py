@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
@@ -34,6 +35,7 @@ from console_server import start_console  # noqa: E402
 from search_bench import QUERIES, fill, percentile  # noqa: E402
 
 from generator.catalog import store  # noqa: E402
+from generator.catalog.search import search as search_library  # noqa: E402
 from generator.warehouse.connection import Warehouse, from_environment, start_embedded, stop_embedded  # noqa: E402
 
 
@@ -118,6 +120,19 @@ def bench(server: Warehouse, products: int, repeat: int, home: Path) -> None:
                 search.setdefault(kind, []).append(timed(client, path, token))
         search["all"] = [t for values in search.values() for t in values]
         report(f"search API, {products} products", search)
+        # The same queries in-process (the library alone), and an API route doing next to nothing
+        # (login, routing, a tiny query): what the API adds to the search itself.
+        library: dict[str, list[float]] = {}
+        with closing(db.connect()) as conn:
+            for kind, text, filters in QUERIES:
+                for _ in range(repeat):
+                    t0 = time.perf_counter()
+                    search_library(conn, text, filters)
+                    library.setdefault(kind, []).append((time.perf_counter() - t0) * 1000)
+        library["all"] = [t for values in library.values() for t in values]
+        floor = [timed(client, "/datamesh/api/incidents?limit=1", token) for _ in range(repeat * 3)]
+        report("search in-process (same queries)", library)
+        report("API floor (login, routing, 1 row)", {"/api/incidents?limit=1": floor})
         pages = {
             "Mesh (words)": "/datamesh/mesh?q=customer+order",
             "Mesh (filters only)": "/datamesh/mesh?domain=domain_7&freshness=stale",
