@@ -1,0 +1,189 @@
+"""A thousand products: what the everyday commands cost on a large mesh (issue 12).
+
+Builds a mesh of N products in a scratch repo (copies of the example product customers/customer_profiles
+in 40 domains; every third one also reads the product before it) and times the real `datamesh` CLI on
+it, each command a subprocess as a user or CI runs it:
+
+- `datamesh render`, everything changed (the first render of the mesh)
+- `datamesh render`, nothing changed
+- `datamesh check` (the CI drift gate), from a cold start: no .datamesh/cache
+- `datamesh validate`, cold (no cache) and warm (its per-product cache from the run before)
+- the peak memory (RSS) of a full render
+
+Prints a table "what | figure | goal". Each figure is a function of `Bench` returning rows, so other
+figures (a dag-processor pass, a task locating its product, a run's overhead, cookiecutter) can be
+added to FIGURES later.
+
+    .venv/bin/python benchmarks/scale.py [--products 1000] [--rounds 3] [--code PATH]
+
+`--code` runs the CLI of another checkout (e.g. a worktree of main) on the same mesh: before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO_ROOT / "dbt" / "customers" / "customer_profiles" / "data_product.yaml"
+DOMAINS = 40
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    figure: str
+    goal: str
+
+
+def write_mesh(root: Path, products: int) -> None:
+    """A scratch repo: the platform package, the policies and N copies of the example product."""
+    shutil.copytree(REPO_ROOT / "dbt" / "_platform", root / "dbt" / "_platform")
+    shutil.copytree(REPO_ROOT / "policies", root / "policies")
+    (root / "dags").mkdir()
+    (root / "generator" / "schemas").mkdir(parents=True)
+    base = yaml.safe_load(EXAMPLE.read_text())
+    output = base["outputs"][0]["name"]
+    previous: tuple[str, str] | None = None
+    for i in range(products):
+        domain, name = f"domain{i % DOMAINS:02d}", f"product{i:04d}"
+        spec = copy.deepcopy(base)
+        spec.update(domain=domain, name=name)
+        if i % 3 == 2 and previous:
+            spec["inputs"]["products"] = [
+                {"domain": previous[0], "product": previous[1], "output": output, "major": 1}
+            ]
+        folder = root / "dbt" / domain / name
+        folder.mkdir(parents=True)
+        (folder / "data_product.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        previous = (domain, name)
+
+
+@dataclass
+class Bench:
+    root: Path
+    code: Path
+    rounds: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = {**os.environ, "PYTHONPATH": str(self.code)}
+        for variable in ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL", "DATAMESH_ROOT"):
+            self.env.pop(variable, None)
+
+    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> float:
+        """One CLI call's wall time in seconds."""
+        command = [sys.executable, "-c", "from generator.cli.main import main; main()", "--root", str(self.root)]
+        start = time.perf_counter()
+        done = subprocess.run([*command, *args], env=self.env, capture_output=True, text=True)
+        took = time.perf_counter() - start
+        if done.returncode not in ok:
+            shown = f"{done.stdout[-2000:]}{done.stderr[-3000:]}"
+            raise SystemExit(f"datamesh {' '.join(args)} failed ({done.returncode}):\n{shown}")
+        return took
+
+    def median(self, *args: str, before: Callable[[], None] | None = None) -> float:
+        times = []
+        for _ in range(self.rounds):
+            if before:
+                before()
+            times.append(self.run(*args))
+        return statistics.median(times)
+
+    def forget_render(self) -> None:
+        """Back to a mesh of specs only: every generated file and cache gone."""
+        shutil.rmtree(self.root / "dags")
+        (self.root / "dags").mkdir()
+        for path in (self.root / "dbt").glob("*/*/*"):
+            if path.name != "data_product.yaml" and path.parent.parent.name != "_platform":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.forget_cache()
+
+    def forget_cache(self) -> None:
+        shutil.rmtree(self.root / ".datamesh" / "cache", ignore_errors=True)
+
+
+def render_figures(bench: Bench) -> list[Row]:
+    everything = bench.median("render", before=bench.forget_render)
+    peak = peak_rss_of(bench, "render", before=bench.forget_render)
+    nothing = bench.median("render")
+    return [
+        Row("`datamesh render`, everything changed", f"{everything:.2f} s", "≤ 2 s"),
+        Row("`datamesh render`, nothing changed", f"{nothing:.2f} s", "≤ 0.5 s"),
+        Row("peak memory of `datamesh render` (everything)", f"{peak:.0f} MB", ""),
+    ]
+
+
+def check_figures(bench: Bench) -> list[Row]:
+    cold = bench.median("check", "--quiet", before=bench.forget_cache)
+    return [Row("`datamesh check` (cold: no cache)", f"{cold:.2f} s", "≤ 1 s")]
+
+
+def validate_figures(bench: Bench) -> list[Row]:
+    cold = bench.median("validate", before=bench.forget_cache)
+    warm = bench.median("validate")
+    return [
+        Row("`datamesh validate` (cold: no cache)", f"{cold:.2f} s", "≤ 1 s"),
+        Row("`datamesh validate` (warm: nothing changed)", f"{warm:.2f} s", "≤ 1 s"),
+    ]
+
+
+def import_figures(bench: Bench) -> list[Row]:
+    """The floor under every command: starting Python and importing the CLI."""
+    took = bench.median("--help")
+    return [Row("`datamesh --help` (start-up and CLI imports)", f"{took:.2f} s", "")]
+
+
+def peak_rss_of(bench: Bench, *args: str, before: Callable[[], None] | None = None) -> float:
+    """The peak RSS (MB) of one CLI call, measured in a fresh child so earlier calls do not count."""
+    if before:
+        before()
+    probe = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    command = [sys.executable, "-c", "from generator.cli.main import main; main()", "--root", str(bench.root)]
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *command, *args], env=bench.env, capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
+
+
+# Each figure a function of the bench; later figures (dag-processor pass, task locate, run overhead,
+# cookiecutter) go here.
+FIGURES: list[Callable[[Bench], list[Row]]] = [import_figures, render_figures, check_figures, validate_figures]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose CLI is timed")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="datamesh-scale-") as scratch:
+        root = Path(scratch)
+        write_mesh(root, args.products)
+        bench = Bench(root, args.code.resolve(), args.rounds)
+        rows = [row for figure in FIGURES for row in figure(bench)]
+    print(f"{args.products} products in {DOMAINS} domains (a third read another), code: {args.code}, "
+          f"median of {args.rounds}\n")
+    print("| what | figure | goal |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row.what} | {row.figure} | {row.goal} |")
+
+
+if __name__ == "__main__":
+    main()
