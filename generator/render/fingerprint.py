@@ -66,6 +66,7 @@ class SpecDigests:
     def __init__(self, root: Path):
         self.root = root
         self._known: dict[str, str] = {}
+        self._hashes: dict[tuple[str, ...], str] = {}
         self.base = hashlib.sha256(
             (generator_fingerprint() + "\0" + settings_fingerprint()).encode()
         ).hexdigest()
@@ -81,10 +82,13 @@ class SpecDigests:
 
     def inputs_hash(self, product: str, reads: Iterable[str]) -> str:
         """The hash of everything the files of `product` depend on, given the products it reads."""
-        digest = hashlib.sha256(self.base.encode())
-        for name in (product, *reads):
-            digest.update(f"\0{name}\0{self.of(name)}".encode())
-        return digest.hexdigest()[:HASH_CHARS]
+        names = (product, *reads)
+        if names not in self._hashes:  # a product's files all ask the same
+            digest = hashlib.sha256(self.base.encode())
+            for name in names:
+                digest.update(f"\0{name}\0{self.of(name)}".encode())
+            self._hashes[names] = digest.hexdigest()[:HASH_CHARS]
+        return self._hashes[names]
 
 
 def body_hash(path: str, text: str) -> str:

@@ -103,28 +103,41 @@ def product_names(root: Path) -> list[str]:
 
 def generated_files(root: Path) -> list[tuple[str, str]]:
     """(repo-relative path, text) of every file under dbt/ and dags/ whose first line is the
-    generated-file note."""
-    found = []
+    generated-file note. Plain strings and os.scandir: this runs on every file of the mesh."""
+    found: list[tuple[str, str]] = []
     mark = GENERATED_MARK.encode()
     for top in (DBT_DIR, DAGS_DIR):
-        for folder, dirs, files in os.walk(root / top):
-            dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                try:
-                    with open(path, "rb") as handle:
-                        data = handle.read()
-                except OSError:
-                    continue
-                first = data[: data.find(b"\n")] if b"\n" in data else data
-                if mark not in first:
-                    continue
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    continue
-                found.append((Path(path).relative_to(root).as_posix(), text))
+        for rel in _files(str(root), top):
+            try:
+                with open(os.path.join(root, rel), "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            end = data.find(b"\n")
+            if mark not in (data if end < 0 else data[:end]):
+                continue
+            try:
+                found.append((rel, data.decode("utf-8")))
+            except UnicodeDecodeError:
+                continue
     return found
+
+
+def _files(root: str, folder: str) -> list[str]:
+    """Every file under `folder` (repo-relative, POSIX), sorted, skipping IGNORED_DIRS."""
+    try:
+        entries = sorted(os.scandir(os.path.join(root, folder)), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    files: list[str] = []
+    for entry in entries:
+        rel = f"{folder}/{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name not in IGNORED_DIRS:
+                files += _files(root, rel)
+        elif entry.is_file():
+            files.append(rel)
+    return files
 
 
 def _owner(text: str) -> str | None:
