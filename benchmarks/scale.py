@@ -94,12 +94,17 @@ class Bench:
         for variable in ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL", "DATAMESH_ROOT"):
             self.env.pop(variable, None)
 
+    def cli(self) -> list[str]:
+        """The `datamesh` command of the checkout under test: -P so that the current folder's
+        `generator` never shadows the one on PYTHONPATH."""
+        return [sys.executable, "-P", "-c", "from generator.cli.main import main; main()", "--root", str(self.root)]
+
     def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> Took:
         """One CLI call's wall time and CPU time (user + system) in seconds."""
-        command = [sys.executable, "-c", "from generator.cli.main import main; main()", "--root", str(self.root)]
+        command = self.cli()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run([*command, *args], env=self.env, capture_output=True, text=True)
+        done = subprocess.run([*command, *args], env=self.env, cwd=self.root, capture_output=True, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         took = Took(time.perf_counter() - start, cpu)
@@ -169,9 +174,14 @@ def peak_rss_of(bench: Bench, *args: str, before: Callable[[], None] | None = No
         "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
-    command = [sys.executable, "-c", "from generator.cli.main import main; main()", "--root", str(bench.root)]
+    command = bench.cli()
     done = subprocess.run(
-        [sys.executable, "-c", probe, *command, *args], env=bench.env, capture_output=True, text=True, check=True
+        [sys.executable, "-P", "-c", probe, *command, *args],
+        env=bench.env,
+        cwd=bench.root,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
 
@@ -191,8 +201,12 @@ def main() -> None:
         root = Path(scratch)
         write_mesh(root, args.products)
         bench = Bench(root, args.code.resolve(), args.rounds)
+        where = subprocess.run(
+            [sys.executable, "-P", "-c", "import generator; print(generator.__file__)"],
+            env=bench.env, cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
         rows = [row for figure in FIGURES for row in figure(bench)]
-    print(f"{args.products} products in {DOMAINS} domains (a third read another), code: {args.code}, "
+    print(f"{args.products} products in {DOMAINS} domains (a third read another), code: {where}, "
           f"median of {args.rounds}\n")
     print("| what | figure | goal |\n|---|---|---|")
     for row in rows:

@@ -6,7 +6,10 @@ and `render --full` on a second copy with the same change, and compares the two 
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -256,3 +259,20 @@ def test_the_hashes_on_the_meta_line_come_off_exactly_as_they_went_on(text: str)
     assert meta["body"] == fingerprint.body_hash("dags/x.py", text)
     assert fingerprint.unstamped(stamped) == text
     assert rendered.read_meta(stamped).get("kind") == rendered.read_meta(text).get("kind")
+
+
+def test_check_of_an_unchanged_mesh_imports_no_parser_renderer_or_policy_engine(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    assert datamesh(root, "check")[0] == 0  # remembers the JSON Schema as current in .datamesh/cache
+    probe = (
+        "import sys\n"
+        "from generator.cli.main import cli\n"
+        "cli.main(['--root', sys.argv[1], 'check'], standalone_mode=False)\n"
+        "print(sorted(m for m in ('pydantic', 'jinja2', 'yaml', 'celpy') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(root)], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["up to date: 50 generated files of 6 product(s)", "[]"]
