@@ -276,3 +276,24 @@ def test_check_of_an_unchanged_mesh_imports_no_parser_renderer_or_policy_engine(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["up to date: 50 generated files of 6 product(s)", "[]"]
+
+
+def test_the_fingerprint_covers_every_generator_module_the_renderers_import() -> None:
+    probe = (
+        "import sys\n"
+        "import generator.render.mesh, generator.render.airflow_dag, generator.render.dbt_project\n"
+        "import generator.render.templating, generator.spec.mesh\n"
+        "print('\\n'.join(sorted(getattr(m, '__file__', None) or '' for n, m in sys.modules.items()\n"
+        "    if n.startswith('generator'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", probe], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    package = Path(generator.__file__).parent
+    outside = [
+        path for path in done.stdout.split()
+        if Path(path).relative_to(package).parts[0] not in fingerprint.SOURCE_PARTS
+    ]
+    assert outside == [], "add these to render/fingerprint.py SOURCE_PARTS: they shape generated files"

@@ -2,8 +2,10 @@
 
 A product's files are a function of: its spec file's bytes, the spec bytes of the products it reads
 (their descriptions and columns reach its sources and quality tests), the generator's own source
-(renderers, templates, the spec model; its version too) and the settings that reach the output
-(the card-link variables). `inputs_hash` is a hash of all of them. Each generated file carries, on
+(renderers, templates, the spec model; its version too), the versions of the libraries that write
+them (PyYAML, Jinja2, pydantic) and the settings that reach the output (the card-link variables).
+A renderer that starts importing a generator module outside SOURCE_PARTS must add it there
+(tests/test_incremental.py checks this). `inputs_hash` is a hash of all of them. Each generated file carries, on
 its header's meta line:
 
     # datamesh: inputs=<hash> reads=<domain/product,...> files=<n> body=<hash>
@@ -28,6 +30,8 @@ from generator.render.rendered import add_meta, drop_meta
 
 # The parts of the generator whose source reaches a generated file (the JSON Schema's included).
 SOURCE_PARTS = ("render", "spec", "layout.py", "errors.py", "__init__.py")
+# The libraries whose output is written as is: YAML dumping, templating, the JSON Schema.
+LIBRARIES = ("PyYAML", "Jinja2", "pydantic")
 # Environment settings written into generated files (see render/airflow_dag.py, card_links).
 SETTINGS = ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL")
 # The meta keys this module writes, in this order.
@@ -37,9 +41,17 @@ HASH_CHARS = 16  # 64 bits: ample to tell versions of one file apart
 
 @cache
 def generator_fingerprint() -> str:
-    """A hash of the generator's version and of the source of every module that shapes its output."""
+    """A hash of the generator's version, of the source of every module that shapes its output
+    and of the versions of the libraries that write it."""
+    from importlib.metadata import PackageNotFoundError, version
+
     package = Path(generator.__file__).parent
     digest = hashlib.sha256(generator.__version__.encode())
+    for library in LIBRARIES:
+        try:
+            digest.update(f"\0{library}=={version(library)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"\0{library} missing".encode())
     for part in SOURCE_PARTS:
         base = package / part
         files = sorted(base.rglob("*")) if base.is_dir() else [base]
