@@ -297,3 +297,13 @@ def test_the_fingerprint_covers_every_generator_module_the_renderers_import() ->
         if Path(path).relative_to(package).parts[0] not in fingerprint.SOURCE_PARTS
     ]
     assert outside == [], "add these to render/fingerprint.py SOURCE_PARTS: they shape generated files"
+
+
+def test_validate_checks_a_remembered_product_again_when_a_product_it_reads_changes(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path)
+    assert datamesh(root, "validate")[0] == 0
+    edit(root / CUSTOMERS_SPEC, "- name: customers_dim\n", "- name: customers_current\n")
+    code, out = datamesh(root, "validate")
+    assert code == 2
+    assert "dbt/commerce/orders/data_product.yaml: inputs.products[0]" in out
+    assert "customers/customer_profiles has no output 'customers_dim'" in out

@@ -52,8 +52,8 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 def validate(ctx: Context, product: str | None) -> None:
     """Check specs (all, or one PRODUCT) and their static policies. Writes nothing.
 
-    Products whose spec, inputs and policies are unchanged since the last run print the findings
-    remembered then (.datamesh/cache/validate.json)."""
+    Products whose spec, inputs' specs, policies and generator are unchanged since the last run
+    print the findings remembered then (.datamesh/cache/validate.json)."""
     verdicts = _verdicts(ctx, product)
     blocked = 0
     for name, verdict in verdicts.items():
@@ -76,36 +76,37 @@ def _verdicts(ctx: Context, product: str | None) -> dict[str, Verdict]:
             for e, findings in _static_findings(ctx, _domains(mesh), mesh.select(product))
         }
     from generator.render.fingerprint import SpecDigests
-    from generator.render.incremental import plan
+    from generator.render.incremental import product_names
 
     ctx.require_repo()
-    known = plan(ctx.root)
+    products = product_names(ctx.root)
     cache = ValidationCache(ctx.root)
+    digests = SpecDigests(ctx.root)
     verdicts: dict[str, Verdict] = {}
-    for name in known.clean:
-        cached = cache.verdict(name, known.hashes.get(name))
-        if cached is not None:
-            verdicts[name] = cached
-    graph = {name: set(known.reads[name]) for name in known.clean}
-    domains = sorted({name.split("/")[0] for name in known.products})
+    graph: dict[str, set[str]] = {}  # product -> the products it reads
+    for name in products:
+        reads = cache.reads(name)
+        cached = cache.verdict(name, digests.inputs_hash(name, reads)) if reads is not None else None
+        if cached is not None and reads is not None:
+            verdicts[name], graph[name] = cached, set(reads)
+    domains = sorted({name.split("/")[0] for name in products})
     warnings = cache.warnings.get(",".join(domains))
-    stale = [name for name in known.products if name not in verdicts]
+    stale = [name for name in products if name not in verdicts]
     if stale or warnings is None:
         from generator.spec.mesh import load_products
 
-        _, entries = load_products(ctx.root, stale, {n: known.reads[n] for n in known.clean})
+        _, entries = load_products(ctx.root, stale, {name: graph[name] for name in verdicts})
         loaded = _policies(ctx, domains)
         warnings = cache.warnings[",".join(domains)] = list(loaded.warnings)
-        digests = SpecDigests(ctx.root)
         for entry, findings in _judge(loaded, entries):
             name = f"{entry.spec.domain}/{entry.spec.name}"
             reads = sorted({f"{i.domain}/{i.product}" for i in entry.spec.inputs.products})
             graph[name] = set(reads)
             verdicts[name] = _verdict(entry, findings)
-            cache.remember(name, digests.inputs_hash(name, reads), verdicts[name])
+            cache.remember(name, digests.inputs_hash(name, reads), reads, verdicts[name])
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    cache.save(known.products)
+    cache.save(products)
     return {name: verdicts[name] for name in _dependency_order(graph)}
 
 

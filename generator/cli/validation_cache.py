@@ -2,8 +2,9 @@
 
 A product's findings are a function of its spec, the policy files and the policy code. Its spec is
 covered by the product's inputs hash (render/fingerprint.py: its spec bytes, its inputs' and the
-generator's source, so the spec's validity is covered too); the policies by `policy_key`. An entry is
-used only when both match, so a cached verdict is the one a fresh evaluation would give.
+generator's source, so the spec's validity and its cross-check are covered too), recomputed from
+spec bytes and the products it read, remembered beside it; the policies by `policy_key`. An entry
+is used only when both match, so a cached verdict is the one a fresh evaluation would give.
 
 Kept in .datamesh/cache/validate.json (git-ignored): a fresh clone has none, and validates everything.
 """
@@ -63,6 +64,11 @@ class ValidationCache:
             self.products = data.get("products", {})
             self.warnings = data.get("warnings", {})
 
+    def reads(self, product: str) -> list[str] | None:
+        """The products `product` read when its verdict was remembered (its inputs hash covers them)."""
+        entry = self.products.get(product)
+        return list(entry["reads"]) if entry and isinstance(entry.get("reads"), list) else None
+
     def verdict(self, product: str, inputs: str | None) -> Verdict | None:
         entry = self.products.get(product)
         if inputs is None or not entry or entry.get("inputs") != inputs:
@@ -70,10 +76,14 @@ class ValidationCache:
         findings = [Judged(*f) for f in entry["findings"]]
         return Verdict(entry["version"], entry["shown"], findings)
 
-    def remember(self, product: str, inputs: str, verdict: Verdict) -> None:
+    def remember(self, product: str, inputs: str, reads: list[str], verdict: Verdict) -> None:
         findings = [[f.policy, f.enforcement, f.message] for f in verdict.findings]
         self.products[product] = {
-            "inputs": inputs, "version": verdict.version, "shown": verdict.shown, "findings": findings
+            "inputs": inputs,
+            "reads": reads,
+            "version": verdict.version,
+            "shown": verdict.shown,
+            "findings": findings,
         }
 
     def save(self, products: list[str]) -> None:
