@@ -185,17 +185,23 @@ def install_packages(project_dir: Path, warehouse: Warehouse, force: bool = Fals
 
 def ensure_packages(project_dir: Path, warehouse: Warehouse) -> None:
     """Before a task's dbt command: nothing when the packages are installed (the deployed case);
-    install them when the checkout is writable (a developer's machine); otherwise fail at once
-    with the command that fixes it, rather than a dbt error about a missing package."""
+    install them when the checkout is writable (a developer's machine). A read-only checkout
+    uses the dbt_packages/ it was deployed with (installed by a plain `dbt deps` too), and
+    without one fails at once with the command that fixes it, rather than with dbt's error
+    about a missing package."""
     if packages_installed(project_dir):
         return
     if os.access(project_dir, os.W_OK):
         install_packages(project_dir, warehouse)
         return
+    if (project_dir / PACKAGES_DIR).is_dir():
+        return
     raise RunFailed(
         f"the dbt packages of {project_dir} are not installed ({project_dir / PACKAGES_DIR} is missing "
-        "or older than packages.yml) and the checkout is read-only: install them when deploying, "
-        "with `dbt deps` in each product's dbt project (generator.runtime.dbt_runner.prepare)"
+        "or older than packages.yml) and the checkout is read-only: install them where it is "
+        f"writable, when building the image or deploying: `dbt deps --project-dir {project_dir} "
+        f"--profiles-dir {project_dir}` (or generator.runtime.dbt_runner.prepare, which also "
+        "prepares dbt's partial-parse state)"
     )
 
 
