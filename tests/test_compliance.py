@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from generator.cli.main import cli
 from generator.governance import compliance, policy_report
 from generator.governance.policies import Finding, evaluate_spec, load_policies
+from generator.report.compliance_page import render_compliance_page
 from generator.spec.load import load_spec
 from generator.spec.model import Classification
 from generator.warehouse.connection import Warehouse
@@ -248,9 +251,16 @@ def test_records_are_kept_per_evaluation_and_reported(warehouse: Warehouse, tmp_
     assert (
         "blocked [pii_only_in_protected_products] commerce/orders: column orders_fact.customer_email" in text
     )
-    html = policy_report.report_html(entries)
+    html = render_compliance_page(entries)
     assert '<td class="block">block</td>' in html
     assert "holds PII (email) but the product is classified internal" in html
+
+    page = tmp_path / "compliance.html"  # the same page through the CLI, in the report's layout
+    said = CliRunner().invoke(cli, ["--root", str(REPO), "compliance", "report", "--html", str(page)])
+    assert said.exit_code == 0, said.output
+    assert f"wrote {page}" in said.output
+    written = page.read_text()
+    assert "<h1>Data mesh compliance report</h1>" in written and '<td class="block">block</td>' in written
 
 
 def test_the_html_report_escapes_what_it_shows() -> None:
@@ -275,7 +285,7 @@ def test_the_html_report_escapes_what_it_shows() -> None:
         ],
         "changes": [],
     }
-    html = policy_report.report_html(
+    html = render_compliance_page(
         [{"domain": "d", "product": "p", "gate": record, "static": None, "scores": []}]
     )
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

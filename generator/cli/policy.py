@@ -124,6 +124,7 @@ def compliance_group() -> None:
 def report(ctx: Context, html: Path | None) -> None:
     """Every product's last gate verdict, policy counts, messages and quality scores."""
     from generator.governance import compliance, policy_report
+    from generator.report.compliance_page import write_compliance_page
     from generator.warehouse.connection import from_environment
 
     conn = from_environment(ctx.root).connect()
@@ -133,5 +134,5 @@ def report(ctx: Context, html: Path | None) -> None:
         conn.close()
     click.echo(policy_report.report_text(entries), nl=False)
     if html:
-        html.write_text(policy_report.report_html(entries), encoding="utf-8")
+        write_compliance_page(entries, html)
         click.echo(f"wrote {html}")

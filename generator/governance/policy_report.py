@@ -1,5 +1,6 @@
 """Writers for governance results: `policy check` as text, JSON or JUnit XML, and the mesh's
-compliance report as text or HTML. Pure functions from results to text; the CLI prints them."""
+compliance report as text. Pure functions from results to text; the CLI prints them. (The HTML
+compliance page shares the mesh report's layout, so it lives in generator/report/compliance_page.py.)"""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
-
-import jinja2
 
 from generator.governance.compliance import summarize, verdict
 from generator.governance.policies import Finding
@@ -172,53 +171,3 @@ def report_text(entries: list[dict[str, Any]]) -> str:
     if details:
         lines += ["", *details]
     return "\n".join(lines) + "\n"
-
-
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Data mesh compliance report</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
-table { border-collapse: collapse; } th, td { padding: .3rem .7rem; border-bottom: 1px solid #ddd; text-align: left; }
-.pass { color: #17702d; } .warn { color: #9a6700; } .block { color: #b3261e; font-weight: bold; }
-td.num { text-align: right; } li { margin: .2rem 0; }
-</style></head><body>
-<h1>Data mesh compliance report</h1>
-<p>{{ entries | length }} product(s). The verdict, policy counts and quality score (0-100) are those
-of each product's last governance gate run; the scores column lists the last runs, newest first.</p>
-<table>
-<tr><th>product</th><th>version</th><th>verdict</th><th>evaluated</th><th>passed</th><th>warned</th>
-<th>blocked</th><th>quality score</th><th>last scores</th></tr>
-{% for e in entries %}{% set r = e.gate or e.static %}
-<tr><td><a href="#{{ e.domain }}__{{ e.product }}">{{ e.domain }}/{{ e.product }}</a></td><td>{{ r.version }}</td>
-<td class="{{ r.verdict }}">{{ r.verdict }}{% if not e.gate %} (static){% endif %}</td>
-<td>{{ r.evaluated_at }}</td><td class="num">{{ r.policies_passed }}</td>
-<td class="num">{{ r.policies_warned }}</td><td class="num">{{ r.policies_blocked }}</td>
-<td class="num">{{ "-" if r.quality_score is none else "%.1f" | format(r.quality_score) }}</td>
-<td>{{ e.scores | map("round") | map("int") | join(" ") }}</td></tr>
-{% endfor %}
-</table>
-{% for e in entries %}
-<h2 id="{{ e.domain }}__{{ e.product }}">{{ e.domain }}/{{ e.product }}</h2>
-{% for moment in ["gate", "static"] %}{% set r = e[moment] %}{% if r %}
-<h3>{{ moment }} evaluation, {{ r.evaluated_at }}{% if r.run_id %}, run {{ r.run_id }}{% endif %}:
-<span class="{{ r.verdict }}">{{ r.verdict }}</span></h3>
-<ul>
-{% for p in r.policies %}<li>
-<span class="{{ {'passed': 'pass', 'warned': 'warn', 'blocked': 'block'}[p.outcome] }}">{{ p.outcome }}</span>
-{{ p.policy }} ({{ p.enforcement }}, {{ p.checks }} check(s))
-{% if p.messages %}<ul>{% for m in p.messages %}<li>{{ m }}</li>{% endfor %}</ul>{% endif %}</li>
-{% endfor %}
-</ul>
-{% if r.changes %}<p>Changes against the last published contract:</p><ul>
-{% for c in r.changes %}<li>{{ c.detail }}{% if c.breaking %} <b>(breaking)</b>{% endif %}</li>{% endfor %}
-</ul>{% endif %}
-{% endif %}{% endfor %}
-{% endfor %}
-</body></html>
-"""
-
-
-def report_html(entries: list[dict[str, Any]]) -> str:
-    # Autoescape: every message and name is data and lands in HTML.
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    return env.from_string(_HTML).render(entries=entries)

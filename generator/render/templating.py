@@ -1,16 +1,25 @@
-"""The one Jinja environment every renderer uses, configured in this one place.
+"""The one place a Jinja environment is built, in one of two modes.
 
-Autoescape is off on purpose: it escapes for HTML. Our outputs are Python, SQL and YAML, and each
-renderer escapes for its own language (Python literals through `pyrepr`, YAML through
-`yaml.safe_dump`, identifiers validated by the spec). An undefined variable is an error.
+- "code": Python, SQL and YAML (the DAG, dbt files). Autoescape is off on purpose: it escapes for
+  HTML, and each renderer escapes for its own language (Python literals through `pyrepr`, YAML
+  through `yaml.safe_dump`, identifiers validated by the spec). Whitespace is trimmed around
+  block tags so generated code reads as if written by hand.
+- "html": the mesh report, the compliance page and their SVG. Autoescape on: every name,
+  description and message is data and lands in HTML or SVG (XML), so `<`, `&` and quotes come out
+  as entities.
+
+In both modes an undefined variable is an error. Templates are read from the `templates/` folder
+of the package that asks (e.g. "generator.render", "generator.report").
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
+
+Mode = Literal["code", "html"]
 
 
 def pyrepr(value: Any) -> str:
@@ -19,18 +28,23 @@ def pyrepr(value: Any) -> str:
 
 
 @cache
-def environment() -> jinja2.Environment:
+def environment(mode: Mode = "code", package: str = "generator.render") -> jinja2.Environment:
+    if mode not in ("code", "html"):
+        raise ValueError(f"templating mode {mode!r}: allowed are 'code' and 'html'")
+    html = mode == "html"
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("generator.render", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
+        autoescape=html,
+        keep_trailing_newline=not html,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,
     )
-    env.filters["pyrepr"] = pyrepr
+    if not html:
+        env.filters["pyrepr"] = pyrepr
     return env
 
 
 def render(template: str, **context: Any) -> str:
-    return environment().get_template(template).render(**context)
+    """Render one of generator/render/templates/ in code mode (the DAG and dbt renderers)."""
+    return environment("code", "generator.render").get_template(template).render(**context)

@@ -3,6 +3,8 @@
 Per domain and product: owner, version, freshness against the SLA, last run, quality score trend,
 compliance (the last gate verdict), consumers, a lineage graph (inline SVG), and a link to the
 product's dbt docs. Everything is read from the catalog; nothing is fetched when the page is open.
+Python gathers the data and the SVG layouts; templates/report.html.j2 (on base.html.j2, the layout
+it shares with the compliance page) writes the HTML, autoescaped.
 """
 
 from __future__ import annotations
@@ -12,26 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import jinja2
 import psycopg2.extensions
-from markupsafe import Markup
 
 from generator.catalog.card import Card, load_card
 from generator.catalog.lineage import Graph, load_graph
 from generator.catalog.search import freshness_text
 from generator.layout import CATALOG_SCHEMA, REPORT_FILE, docs_page
-from generator.report.svg import render_svg, sparkline_svg
-
-
-def _environment() -> jinja2.Environment:
-    # HTML, so autoescape on (unlike the shared environment, which renders Python, SQL and YAML).
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("generator.report", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+from generator.render.templating import environment
+from generator.report.svg import lineage_layout, sparkline_layout
 
 
 def product_keys(conn: psycopg2.extensions.connection) -> list[tuple[str, str]]:
@@ -77,19 +67,19 @@ def render_report(cards: list[Card], graph: Graph, root: Path, report_dir: Path)
                 "freshness": freshness_text(card.fresh, card.age_hours, float(card.sla["freshness_hours"])),
                 "fresh_class": "ok" if card.fresh else "bad",
                 "last": last,
-                "spark": Markup(sparkline_svg(card.quality_trend)),
+                "spark": sparkline_layout(card.quality_trend),
                 "latest_score": card.quality_trend[-1] if card.quality_trend else None,
                 "compliance": _compliance(card),
                 "docs_href": Path(os.path.relpath(page, report_dir)).as_posix(),
                 "docs_ready": page.is_file(),
-                "lineage": Markup(render_svg(_neighbours(graph, node), highlight=node, links=anchors))
+                "lineage": lineage_layout(_neighbours(graph, node), highlight=node, links=anchors)
                 if node in graph.labels
-                else Markup(""),
+                else None,
             }
         )
     fresh = sum(c.fresh for c in cards)
     return (
-        _environment()
+        environment("html", "generator.report")
         .get_template("report.html.j2")
         .render(
             generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -97,7 +87,7 @@ def render_report(cards: list[Card], graph: Graph, root: Path, report_dir: Path)
             product_count=len(cards),
             fresh_count=fresh,
             failing=[c.key for c in cards if c.runs and c.runs[0].outcome == "failed"],
-            mesh_graph=Markup(render_svg(graph, links=anchors)),
+            mesh_graph=lineage_layout(graph, links=anchors),
         )
     )
 

@@ -1,20 +1,68 @@
-"""A lineage graph as an inline SVG: layered left to right, no JavaScript, no server, no network.
+"""A lineage graph and a quality trend as inline SVG: no JavaScript, no server, no network.
 
-Layer = the longest path from a node without inputs, so every edge points right; nodes inside a
-layer are sorted by name, so the same mesh always draws the same picture.
+Python computes the layout only (positions, sizes, labels, links); the markup is in
+templates/svg.html.j2, rendered with autoescape so a name holding `<`, `&` or quotes stays text.
+
+Lineage layer = the longest path from a node without inputs, so every edge points right; nodes
+inside a layer are sorted by name, so the same mesh always draws the same picture.
 """
 
 from __future__ import annotations
 
-from html import escape
+from dataclasses import dataclass
 
 from generator.catalog.lineage import Graph, is_subscriber
+from generator.render.templating import environment
 
 CHAR_WIDTH = 7.2  # px per character of the 12px sans-serif labels (a fair over-estimate)
 NODE_HEIGHT = 30
 ROW_GAP = 18
 LAYER_GAP = 70
 PAD = 10
+
+
+@dataclass(frozen=True)
+class Box:
+    """One node: a rounded box with its label, linked when `href` is set."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    radius: int
+    css: str  # "node product" or "node subscriber", plus " focus" for the highlighted one
+    label: str
+    text_x: int
+    text_y: int
+    href: str | None
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A curve from the right side of one box to the left side of the next, with a tooltip."""
+
+    from_x: int
+    from_y: int
+    mid_x: int
+    to_x: int
+    to_y: int
+    title: str
+
+
+@dataclass(frozen=True)
+class LineageLayout:
+    width: int
+    height: int
+    edges: list[Edge]
+    boxes: list[Box]
+
+
+@dataclass(frozen=True)
+class SparklineLayout:
+    width: int
+    height: int
+    points: list[tuple[float, float]]  # oldest first; the last one gets a dot
+    title: str
 
 
 def layers(graph: Graph) -> dict[str, int]:
@@ -31,10 +79,12 @@ def layers(graph: Graph) -> dict[str, int]:
     return depth
 
 
-def render_svg(graph: Graph, highlight: str | None = None, links: dict[str, str] | None = None) -> str:
-    """The graph as an <svg> element. `links`: node -> href (e.g. a product's card in the page)."""
+def lineage_layout(
+    graph: Graph, highlight: str | None = None, links: dict[str, str] | None = None
+) -> LineageLayout | None:
+    """Where each node and edge goes; None for an empty graph. `links`: node -> href."""
     if not graph.labels:
-        return '<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>'
+        return None
     links = links or {}
     depth = layers(graph)
     by_layer: dict[int, list[str]] = {}
@@ -55,55 +105,49 @@ def render_svg(graph: Graph, highlight: str | None = None, links: dict[str, str]
         for i, node in enumerate(nodes):
             pos[node] = (x_of_layer[layer], top + i * (NODE_HEIGHT + ROW_GAP))
 
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="lineage" width="{total_width}" '
-        f'height="{total_height}" viewBox="0 0 {total_width} {total_height}" role="img">',
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#667"/></marker></defs>',
-    ]
+    edges = []
     for a, b in graph.edges():
         ax, ay = pos[a][0] + width_of[a], pos[a][1] + NODE_HEIGHT / 2
         bx, by = pos[b][0], pos[b][1] + NODE_HEIGHT / 2
-        mid = (ax + bx) / 2
-        title = escape(", ".join(sorted(graph.edge_labels[(a, b)])) or f"{a} -> {b}")
-        parts.append(
-            f'<path d="M{ax:.0f},{ay:.0f} C{mid:.0f},{ay:.0f} {mid:.0f},{by:.0f} {bx:.0f},{by:.0f}" '
-            f'fill="none" stroke="#889" stroke-width="1.4" marker-end="url(#arrow)">'
-            f"<title>{title}</title></path>"
-        )
+        title = ", ".join(sorted(graph.edge_labels[(a, b)])) or f"{a} -> {b}"
+        edges.append(Edge(round(ax), round(ay), round((ax + bx) / 2), round(bx), round(by), title))
+    boxes = []
     for node, (nx, ny) in pos.items():
         kind = "subscriber" if is_subscriber(node) else "product"
-        css = f"node {kind}" + (" focus" if node == highlight else "")
-        radius = NODE_HEIGHT / 2 if kind == "subscriber" else 4
-        box = (
-            f'<g class="{css}"><rect x="{nx:.0f}" y="{ny:.0f}" '
-            f'width="{width_of[node]}" height="{NODE_HEIGHT}" '
-            f'rx="{radius:.0f}"/><text x="{nx + 10:.0f}" y="{ny + NODE_HEIGHT / 2 + 4:.0f}">'
-            f"{escape(graph.labels[node])}</text></g>"
+        boxes.append(
+            Box(
+                x=round(nx),
+                y=round(ny),
+                width=width_of[node],
+                height=NODE_HEIGHT,
+                radius=round(NODE_HEIGHT / 2) if kind == "subscriber" else 4,
+                css=f"node {kind}" + (" focus" if node == highlight else ""),
+                label=graph.labels[node],
+                text_x=round(nx + 10),
+                text_y=round(ny + NODE_HEIGHT / 2 + 4),
+                href=links.get(node),
+            )
         )
-        if node in links:
-            box = f'<a href="{escape(links[node])}">{box}</a>'
-        parts.append(box)
-    parts.append("</svg>")
-    return "\n".join(parts)
+    return LineageLayout(total_width, total_height, edges, boxes)
 
 
-def sparkline_svg(values: list[float], width: int = 120, height: int = 28) -> str:
-    """Quality scores 0..100, oldest first, as a small line; a dash when there are none."""
+def sparkline_layout(values: list[float], width: int = 120, height: int = 28) -> SparklineLayout | None:
+    """Quality scores 0..100, oldest first, as points of a small line; None when there are none."""
     if not values:
-        return '<span class="muted">no scores yet</span>'
+        return None
     pad = 3  # room for the end dot
     step = (width - 2 * pad) / max(1, len(values) - 1)
     first_x = pad if len(values) > 1 else width - pad  # a single score: just the dot, at the end
     low = max(0.0, min(values) - 10)  # from a little under the lowest score to 100: changes show
-    points = " ".join(
-        f"{first_x + i * step:.1f},{height - pad - (v - low) / (100 - low or 1) * (height - 2 * pad):.1f}"
+    points = [
+        (first_x + i * step, height - pad - (v - low) / (100 - low or 1) * (height - 2 * pad))
         for i, v in enumerate(values)
-    )
-    last_x, last_y = points.split()[-1].split(",")
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" width="{width}" height="{height}">'
-        f'<polyline points="{points}" fill="none" stroke="#3a6ea5" stroke-width="1.5"/>'
-        f'<circle cx="{last_x}" cy="{last_y}" r="2.5" fill="#3a6ea5"/>'
-        f"<title>{escape(', '.join(f'{v:.0f}' for v in values))}</title></svg>"
-    )
+    ]
+    return SparklineLayout(width, height, points, ", ".join(f"{v:.0f}" for v in values))
+
+
+def sparkline_svg(values: list[float], width: int = 120, height: int = 28) -> str:
+    """The quality trend as an <svg> element on its own, or a muted "no scores yet" (the report
+    pages call the template's macro themselves)."""
+    macros = environment("html", "generator.report").get_template("svg.html.j2").module
+    return str(macros.sparkline(sparkline_layout(values, width, height)))

@@ -202,7 +202,9 @@ def governance_gate(dag_file: str, domain: str, product: str, tests: dict | None
 
 @fail_fast
 def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
-    """Swap the tested build in as the product's new snapshot behind its published views."""
+    """Swap the tested build in as the product's new snapshot behind its published views. Labelled
+    with the Airflow run id: a retry after a commit whose answer was lost returns the first
+    attempt's result instead of publishing again."""
     from generator.catalog.openlineage import publish_run
     from generator.platform.publish import publish
 
@@ -212,7 +214,7 @@ def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
     try:
         # OpenLineage START/COMPLETE/FAIL around the publish, when $DATAMESH_OPENLINEAGE says where
         with publish_run(entry.spec, warehouse):
-            return publish(conn, entry.spec).as_dict()
+            return publish(conn, entry.spec, run_id=_run_id()).as_dict()
     finally:
         conn.close()
 

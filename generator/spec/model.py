@@ -277,6 +277,15 @@ class ProductInput(_Model):
     output: Identifier
     major: int = Field(ge=0, description="The major version this product is built against.")
 
+    @property
+    def key(self) -> str:
+        return f"{self.domain}__{self.product}"
+
+    @property
+    def published_schema(self) -> str:
+        """The schema this input is read from: the producer's published schema of that major."""
+        return published_schema(self.domain, self.product, self.major)
+
 
 class SourceInput(_Model):
     """An operational table the owning domain itself runs (it is not a data product)."""
@@ -468,6 +477,19 @@ class DataProduct(_Model):
         return f"{self.key}__build"
 
     @property
+    def domain_role(self) -> str:
+        """The role dbt runs as for this product: it owns the build schema and nothing else."""
+        return domain_role(self.domain)
+
+    @property
+    def asset_name(self) -> str:
+        return asset_name(self.domain, self.name, self.major)
+
+    @property
+    def asset_uri(self) -> str:
+        return asset_uri(self.domain, self.name, self.major)
+
+    @property
     def latest_schema(self) -> str:
         """The stable interface: views over the newest major version's snapshot."""
         return self.key
@@ -488,6 +510,15 @@ class DataProduct(_Model):
 def published_schema(domain: str, product: str, major: int) -> str:
     """The schema consumers read: one per major version, e.g. sales__orders__v2."""
     return f"{domain}__{product}__v{major}"
+
+
+def domain_role(domain: str) -> str:
+    """The PostgreSQL role of a domain: `domain_<domain>` (created by `datamesh platform setup`)."""
+    return f"domain_{domain}"
+
+
+def asset_name(domain: str, product: str, major: int) -> str:
+    return f"{domain}.{product}.v{major}"
 
 
 def asset_uri(domain: str, product: str, major: int) -> str:
