@@ -14,6 +14,7 @@ from psycopg2 import sql
 
 from generator.dev.demo_data import seed_operational_data
 from generator.errors import RunFailed, SpecError
+from generator.layout import CACHE_DIR
 from generator.platform.setup import setup_platform
 from generator.runtime import callbacks, dbt_runner, tasks
 from generator.spec.mesh import load_mesh
@@ -198,7 +199,14 @@ def break_other_products(root: Path, repo_root: Path) -> None:
 
 
 def files_of(root: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+    """Every file and folder with its size and time, but the per-host cache (layout.CACHE_DIR: the
+    policy engine keeps verdicts there when it may write, and nothing depends on finding them)."""
+    cache = root / CACHE_DIR
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p != cache.parent and cache not in (p, *p.parents)
+    }
 
 
 def test_each_stage_runs_on_its_own_read_only_checkout_whatever_other_specs_say(
