@@ -99,12 +99,20 @@ def run_models(dag_file: str, domain: str, product: str) -> dict:
     for the catalog, which input outputs each output reads (from this run's manifest)."""
     from generator.catalog.lineage import output_inputs_from_manifest
     from generator.platform.access import dbt_as_domain_role
+    from generator.platform.build_schema import heal_build_schema
     from generator.runtime import dbt_runner
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
+    conn = warehouse.connect()
+    try:  # what a hand-run dbt (or anyone but the domain role) left in the build schema goes, logged
+        heal_build_schema(conn, entry.spec)
+    finally:
+        conn.close()
     with dbt_runner.scratch_dir() as target:
-        with dbt_as_domain_role():  # dbt writes as domain_<domain>: its own build schema only
+        # dbt writes as domain_<domain>: its own build schema only; a platform that is not set up
+        # fails here with the command that fixes it
+        with dbt_as_domain_role(entry.spec, warehouse):
             ran = dbt_runner.run(entry.project_dir, warehouse, target)
         lineage = output_inputs_from_manifest(target, entry.spec)
     return {
@@ -129,7 +137,7 @@ def test_models(dag_file: str, domain: str, product: str) -> dict:
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
     try:
-        with dbt_as_domain_role():
+        with dbt_as_domain_role(entry.spec, warehouse):
             tested = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
     except dbt_runner.DbtFailed as exc:
         if not exc.transient:  # a lost connection judges nothing: the retry will
