@@ -74,11 +74,7 @@ def heavy_among(modules: list[str]) -> list[str]:
 
 
 def beyond_the_standard_library(modules: list[str]) -> list[str]:
-    return [
-        m
-        for m in modules
-        if m.split(".")[0] not in sys.stdlib_module_names and m not in ALLOWED_GENERATOR_MODULES
-    ]
+    return [m for m in modules if m.split(".")[0] not in sys.stdlib_module_names and m not in ALLOWED_GENERATOR_MODULES]
 
 
 @pytest.mark.integration  # imports Airflow: about 3 s
