@@ -42,7 +42,10 @@ def demo_run(mesh_root: Path, warehouse: Warehouse) -> subprocess.CompletedProce
     """`datamesh demo`, the README's main command, on a scratch copy of the repo."""
     datamesh = str(Path(sys.executable).with_name("datamesh"))
     return subprocess.run(
-        [datamesh, "--root", str(mesh_root), "demo"], capture_output=True, text=True, timeout=1200
+        [datamesh, "--root", str(mesh_root), "demo", "--seed-demo-data"],  # the scratch warehouse of PG* variables
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
 
 

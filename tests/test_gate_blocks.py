@@ -49,7 +49,8 @@ def datamesh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def published(tmp_path_factory: pytest.TempPathFactory, warehouse: Warehouse) -> Path:
     """A scratch repo whose product catalog has been published once (v1, version 1.2.0)."""
     root = copy_repo(tmp_path_factory.mktemp("gate_blocks"))
-    done = datamesh(root, "demo", "--product", "products/product_catalog")
+    # --seed-demo-data: the session's warehouse comes through PG* variables, and it is a scratch one
+    done = datamesh(root, "demo", "--product", "products/product_catalog", "--seed-demo-data")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return root
 
