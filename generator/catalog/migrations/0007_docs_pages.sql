@@ -1,6 +1,6 @@
 -- The console (issue 15): each product's dbt docs page, built by `datamesh docs` (a deploy step of its
 -- own, never on request) and served by the Airflow plugin from here, so every api-server replica reads
--- the same page. The page is stored gzip-compressed (dbt's static page is about 1.5 MB of text).
+-- the same page. The page is stored gzip-compressed (dbt's static page is 2-3 MB of text, a quarter of it gzipped).
 
 CREATE TABLE datamesh_catalog.docs_pages (
     domain      text        NOT NULL,
