@@ -17,12 +17,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 DOCS_PRODUCT = ("commerce", "orders")  # the consumer the tests follow lineage to: its dbt docs are built
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="session")
 def chromium() -> Path:
     if not CHROMIUM.exists():

@@ -15,6 +15,7 @@ import pytest
 from console_server import ConsoleServer
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect, sync_playwright
 
+pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1440, "height": 900}
 
 
