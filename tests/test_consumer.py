@@ -8,13 +8,12 @@ import dataclasses
 import itertools
 import time
 import warnings
-from collections.abc import Iterator
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 import pytest
-from psycopg2 import sql
+from consumer_roles import ANALYST, OUTSIDER, SCIENTIST
 from test_access import build, spec_dict
 
 from generator.catalog import store, usage
@@ -25,25 +24,9 @@ from generator.spec.model import DataProduct
 from generator.warehouse.connection import Warehouse
 from generator.warehouse.transaction import transaction
 
-pytest_plugins = ["catalog_db"]
+pytest_plugins = ["catalog_db", "consumer_db"]
 
-ANALYST, SCIENTIST, OUTSIDER = "pc_analyst", "pc_scientist", "pc_outsider"
 _names = itertools.count(1)
-
-
-@pytest.fixture
-def db(empty_db: Warehouse) -> Iterator[Warehouse]:
-    """A database of its own with the catalog and three logins (roles are the cluster's)."""
-    admin = empty_db.connect(autocommit=True)
-    with admin.cursor() as cur:
-        for login in (ANALYST, SCIENTIST, OUTSIDER):
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,))
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
-    admin.autocommit = False
-    store.migrate(admin)
-    admin.close()
-    yield empty_db
 
 
 def product(version: str = "1.0.0", name: str | None = None, **fields: object) -> DataProduct:

@@ -45,7 +45,7 @@ class _Smtp(socketserver.StreamRequestHandler):
 
 
 class _Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         self.server.received.append(json.loads(self.rfile.read(length)))  # type: ignore[attr-defined]
         self.send_response(200)

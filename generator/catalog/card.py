@@ -14,6 +14,7 @@ import psycopg2.extensions
 
 from generator.catalog.incidents import Incident, list_incidents
 from generator.catalog.search import freshness_text
+from generator.catalog.usage import RECENT_DAYS, ProductUsage, product_usage
 from generator.errors import UserError
 from generator.layout import CATALOG_SCHEMA
 
@@ -79,6 +80,8 @@ class Card:
     changelog: list[dict[str, Any]] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)  # newest first
     access: dict[str, Any] = field(default_factory=dict)  # the spec's access: roles, pii_roles, ...
+    deprecations: list[dict[str, Any]] = field(default_factory=list)  # the spec's: major, serve_until, note
+    usage: ProductUsage | None = None  # reads PostgreSQL measured in the last RECENT_DAYS days
 
     @property
     def key(self) -> str:
@@ -109,7 +112,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
         cur.execute(
             f"""SELECT p.current_version, p.description, p.owner_team, p.owner_email, p.classification,
                        p.tags, p.sla, p.published_schema, h.fresh, h.age_hours, h.last_success_at,
-                       p.spec->'changelog', p.spec->'access'
+                       p.spec->'changelog', p.spec->'access', p.spec->'deprecations'
                 FROM {CATALOG_SCHEMA}.products p
                 JOIN {CATALOG_SCHEMA}.product_health h ON h.domain = p.domain AND h.product = p.name
                 WHERE p.domain = %s AND p.name = %s""",
@@ -137,6 +140,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
             row[10],
             changelog=row[11] or [],
             access=row[12] or {},
+            deprecations=row[13] or [],
         )
         cur.execute(
             f"""SELECT name, description, primary_key FROM {CATALOG_SCHEMA}.outputs
@@ -192,6 +196,7 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
         )
         card.inputs = [r[0] for r in cur.fetchall()]
     card.incidents = list_incidents(conn, domain, product, limit=INCIDENTS_SHOWN)
+    card.usage = product_usage(conn, domain, product)
     conn.rollback()
     return card
 
@@ -251,10 +256,34 @@ def format_card(card: Card) -> str:
     ] or ["  none"]
     lines += ["", "consumers:"]
     lines += [f"  {c.kind:10} {c.name}  reads {c.output} v{c.major}" for c in card.consumers] or ["  none"]
+    lines += ["", *usage_lines(card.usage)]
+    lines += ["", "deprecated majors (served beside the current one until their date):"]
+    lines += [f"  {line}" for line in deprecation_lines(card.deprecations)] or ["  none"]
     lines += ["", f"how to read it (schema {card.published_schema}, a view per output):"]
     for output in card.outputs:
         lines += ["  " + line for line in card.sample_query(output).splitlines()]
     return "\n".join(lines)
+
+
+def usage_lines(usage: ProductUsage | None) -> list[str]:
+    """The card's usage section: reads PostgreSQL recorded, per role and major."""
+    title = f"usage (last {RECENT_DAYS} days, measured by PostgreSQL; `datamesh usage collect` updates it):"
+    if usage is None or not (usage.reads or usage.refused):
+        return [title, "  no reads recorded"]
+    last = f", last {usage.last_read_at:%Y-%m-%d %H:%M}" if usage.last_read_at else ""
+    lines = [title, f"  {usage.reads} reads by {usage.readers} role(s){last}"]
+    lines += [f"  {role:20} {reads} reads" for role, reads in sorted(usage.by_role.items(), key=lambda i: -i[1])]
+    lines.append("  by version: " + ", ".join(f"{m} {n}" for m, n in sorted(usage.by_major.items())))
+    if usage.refused:
+        lines.append(f"  refused: {usage.refused} (reads PostgreSQL denied)")
+    return lines
+
+
+def deprecation_lines(deprecations: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"v{d.get('major')} until {d.get('serve_until')}" + (f": {d['note']}" if d.get("note") else "")
+        for d in deprecations
+    ]
 
 
 def _changelog_lines(card: Card) -> list[str]:

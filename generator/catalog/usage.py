@@ -332,21 +332,26 @@ def usage_by_product(
 ) -> dict[str, ProductUsage]:
     """Measured reads per product ("domain/product") in the last `days` days; for the card, the
     report, search ranking and the API. A catalog without the usage tables yields {}."""
-    with transaction(conn) as cur:
+    # only reads; within the caller's transaction when it has one open (the card's)
+    idle = conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    with conn.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.view_reads",))
         if cur.fetchone()[0] is None:
-            return {}
-        cur.execute(
-            f"""SELECT domain, product, role, coalesce('v' || major, 'latest'), refused,
-                       sum(reads), max(at)
-                  FROM {CATALOG_SCHEMA}.view_reads
-                 WHERE at > now() - make_interval(days => %(days)s)
-                   AND (%(domain)s::text IS NULL OR domain = %(domain)s)
-                   AND (%(product)s::text IS NULL OR product = %(product)s)
-                 GROUP BY 1, 2, 3, 4, 5""",
-            {"days": days, "domain": domain, "product": product},
-        )
-        rows = cur.fetchall()
+            rows = []
+        else:
+            cur.execute(
+                f"""SELECT domain, product, role, coalesce('v' || major, 'latest'), refused,
+                           sum(reads), max(at)
+                      FROM {CATALOG_SCHEMA}.view_reads
+                     WHERE at > now() - make_interval(days => %(days)s)
+                       AND (%(domain)s::text IS NULL OR domain = %(domain)s)
+                       AND (%(product)s::text IS NULL OR product = %(product)s)
+                     GROUP BY 1, 2, 3, 4, 5""",
+                {"days": days, "domain": domain, "product": product},
+            )
+            rows = cur.fetchall()
+    if idle and not conn.autocommit:
+        conn.rollback()
     found: dict[str, ProductUsage] = {}
     for d, p, role, major, refused, reads, last in rows:
         usage = found.setdefault(f"{d}/{p}", ProductUsage(d, p))

@@ -16,6 +16,7 @@ from generator.cli.context import Context, pass_ctx
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
 from generator.cli.publish import rollback
+from generator.cli.usage import usage_group
 from generator.errors import CheckFailed, UserError
 from generator.layout import find_root
 from generator.spec.mesh import Mesh, ProductEntry
@@ -217,6 +218,7 @@ cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
+cli.add_command(usage_group)  # reads measured by PostgreSQL: generator/cli/usage.py
 
 
 def main() -> None:
