@@ -13,12 +13,15 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from test_access import spec_dict
 
 from generator.runtime import callbacks, notify
 from generator.spec.model import DataProduct
+
+ORDERS_OWNER = "orders-team@company.com"  # dbt/commerce/orders/data_product.yaml
 
 
 class _Smtp(socketserver.StreamRequestHandler):
@@ -154,3 +157,23 @@ def test_a_new_major_and_a_near_deadline_reach_the_consumers_owners(receivers):
     assert kept.to == ("sales-oncall@example.com",)
     notify.send_all(notices, channels)
     assert len(mails) == 3 and len(posts) == 3
+
+
+def test_the_failure_callback_tells_the_owner_even_when_the_catalog_is_down(receivers, monkeypatch, tmp_path):
+    channels, mails, posts = receivers
+    monkeypatch.delenv("DATAMESH_ROOT", raising=False)
+    monkeypatch.setenv("PGHOST", str(tmp_path / "nowhere"))  # the catalog cannot be reached
+    monkeypatch.setenv(notify.SMTP_VARIABLE, f"{channels.smtp_host}:{channels.smtp_port}")
+    monkeypatch.setenv(notify.WEBHOOK_VARIABLE, channels.webhook or "")
+    repo = Path(__file__).resolve().parents[1]
+    context = {
+        "dag": SimpleNamespace(dag_id="commerce__orders", fileloc=str(repo / "dags" / "commerce__orders.py")),
+        "run_id": "manual__1",
+        "task_instance": SimpleNamespace(task_id="run_models"),
+        "reason": "task failure",
+    }
+    callbacks.record_failure(context)
+    assert posts and posts[0]["kind"] == "failure" and posts[0]["product"] == "commerce/orders"
+    assert "task failure (last task: run_models)" in posts[0]["text"]
+    mail = email.message_from_string(mails[0], policy=email.policy.default)
+    assert mail["To"] == ORDERS_OWNER

@@ -76,7 +76,8 @@ def read(
     """The rows of `output` of `product` ("domain/product"), as a list of dicts, or a pandas
     DataFrame when `as_frame` is true (default: when pandas is importable).
 
-    The connection is, in order: `connection` (left open), `dsn`, else the warehouse the platform
+    The connection is, in order: `connection` (left open; give one in autocommit mode or without an
+    open transaction: the SDK ends the transactions it starts), `dsn`, else the warehouse the platform
     finds (the `datamesh_warehouse` Airflow connection, PG* variables, the embedded server), as
     `user` when given. Raises AccessRefused (with the command that asks for access) when
     PostgreSQL refuses, UserError for an unknown product, output or major."""

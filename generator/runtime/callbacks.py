@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 def record_failure(context: Any) -> None:
     """DAG on_failure_callback: record the failed run in the catalog, and a `failure` incident.
     Never raises: a callback's error would hide the task's own."""
+    message = str(context.get("reason") or "the DAG run failed")
     try:
         from generator.catalog import incidents
 
@@ -44,7 +45,7 @@ def record_failure(context: Any) -> None:
         incidents.record_incident_for(root, "failure", domain, product, str(run_id), message, details)
     except Exception:
         log.exception("could not record the failed run in the catalog")
-    _notify(context, "failure", message if "message" in locals() else "the DAG run failed")
+    _notify(context, "failure", message)
 
 
 def record_sla_miss(
