@@ -161,3 +161,25 @@ def test_card_and_search_show_usage_and_deprecations(db: Warehouse):
     assert "2 reads by 1 role(s)" in text and f"{ANALYST}" in text
     assert "v1 until 2999-01-31: use v2" in text
     admin.close()
+
+
+def test_the_gate_measures_that_an_input_pins_a_deprecated_major(db: Warehouse):
+    from test_access import build, spec_dict
+
+    from generator.governance.run_facts import measure
+
+    ship(db, product("1.0.0", "upstream"))
+    until = dt.date.today() + dt.timedelta(days=20)
+    deprecation = {"major": 1, "serve_until": until.isoformat(), "note": "use v2"}
+    ship(db, product("2.0.0", "upstream", deprecations=[deprecation]))
+    document = spec_dict({"roles": []}, "pdown", "downstream")
+    document["inputs"] = {"products": [{"domain": "pcons", "product": "upstream", "output": "daily", "major": 1}]}
+    consumer = DataProduct.model_validate(document)
+    admin = db.connect()
+    with transaction(admin) as cur:
+        build(cur, consumer)
+    (measured,) = measure(admin, consumer).inputs
+    admin.close()
+    assert (measured["deprecated"], measured["serve_until"], measured["days_left"], measured["note"]) == (
+        True, until.isoformat(), 20, "use v2"
+    )
