@@ -183,3 +183,22 @@ def test_the_gate_measures_that_an_input_pins_a_deprecated_major(db: Warehouse):
     assert (measured["deprecated"], measured["serve_until"], measured["days_left"], measured["note"]) == (
         True, until.isoformat(), 20, "use v2"
     )
+
+
+def test_the_report_shows_usage_and_deprecations(db: Warehouse, tmp_path: Path):
+    from generator.report.mesh_report import build_report
+
+    ship(db, product("1.0.0", "reported"))
+    ship(db, product("2.0.0", "reported", deprecations=[{"major": 1, "serve_until": "2999-01-31", "note": "use v2"}]))
+    admin = db.connect()
+    admin.autocommit = True
+    with admin.cursor() as cur:  # as `usage collect` records a read
+        cur.execute(
+            """INSERT INTO datamesh_catalog.view_reads (role, domain, product, major, output, at, source, event_key)
+               VALUES (%s, 'pcons', 'reported', 1, 'daily', now(), 'server_log', 'test:1')""",
+            (ANALYST,),
+        )
+    html = build_report(admin, tmp_path, tmp_path / "report.html").read_text()
+    admin.close()
+    assert f"1 reads by 1 role(s): {ANALYST} 1" in html
+    assert "v1 until 2999-01-31</span> use v2" in html

@@ -177,3 +177,18 @@ def test_the_failure_callback_tells_the_owner_even_when_the_catalog_is_down(rece
     assert "task failure (last task: run_models)" in posts[0]["text"]
     mail = email.message_from_string(mails[0], policy=email.policy.default)
     assert mail["To"] == ORDERS_OWNER
+
+
+def test_the_airflow_notifier_sends_the_same_notice(receivers, monkeypatch):
+    from generator.runtime.notifier import DatameshNotifier
+
+    channels, _, posts = receivers
+    monkeypatch.delenv("DATAMESH_ROOT", raising=False)
+    monkeypatch.setenv(notify.WEBHOOK_VARIABLE, channels.webhook or "")
+    repo = Path(__file__).resolve().parents[1]
+    notifier = DatameshNotifier("sla_miss", message="not done within 1 h")
+    notifier.notify({"dag": SimpleNamespace(dag_id="commerce__orders", fileloc=str(repo / "dags" / "x.py")),
+                     "run_id": "r9"})
+    assert posts[0]["kind"] == "sla_miss" and "not done within 1 h (run r9)." in posts[0]["text"]
+    with pytest.raises(ValueError, match="kind must be 'failure' or 'sla_miss'"):
+        DatameshNotifier("gossip")
