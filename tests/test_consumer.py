@@ -184,3 +184,10 @@ def test_usage_is_counted_per_role_from_the_server_log(db: Warehouse):
     with admin.cursor() as cur:
         assert usage.readers_of_major(cur, "pcons", spec.name, 1)[0].startswith(f"role {SCIENTIST} (1 reads")
     admin.close()
+
+
+def test_only_a_superuser_may_turn_usage_logging_on(db: Warehouse):
+    conn = login(db, ANALYST).connect()
+    with pytest.raises(UserError, match=f"role '{ANALYST}' may not change the server's log settings"):
+        usage.enable_logging(conn)
+    conn.close()

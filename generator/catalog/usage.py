@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
@@ -118,6 +119,16 @@ def consumer_logins(cur: Cursor) -> list[str]:
 def enable_logging(conn: psycopg2.extensions.connection) -> LoggingSetup:
     """Make PostgreSQL record consumer reads (needs a superuser). Idempotent: run it again when a
     consumer login was added. With pg_stat_statements there is nothing to change."""
+    try:
+        return _enable_logging(conn)
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        raise UserError(
+            f"usage enable: role {conn.info.user!r} may not change the server's log settings "
+            f"({str(exc).strip().splitlines()[0]}): run it as a superuser (the platform's admin)"
+        ) from None
+
+
+def _enable_logging(conn: psycopg2.extensions.connection) -> LoggingSetup:
     with transaction(conn) as cur:
         if has_pg_stat_statements(cur):
             return LoggingSetup("pg_stat_statements")

@@ -235,6 +235,10 @@ def consumers_of(conn: psycopg2.extensions.connection, spec: DataProduct) -> lis
     from generator.layout import CATALOG_SCHEMA
 
     with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.subscriptions",))
+        if cur.fetchone()[0] is None:  # the first run ever: the catalog comes with its registration
+            conn.rollback()
+            return []
         cur.execute(
             f"""SELECT DISTINCT 'product ' || l.consumer_domain || '/' || l.consumer_product, l.major, p.owner_email
                   FROM {CATALOG_SCHEMA}.lineage l
