@@ -42,6 +42,7 @@ DOC_MD = (
     'Order transactions and lifecycle events.\n'
     '\n'
     '- **Owner:** `orders_team` (orders-team@company.com)\n'
+    '- **Domain:** `commerce`, owned by `orders_team`; on call: commerce-oncall@company.com, #commerce-orders\n'
     '- **Version:** 1.0.0\n'
     '- **Classification:** confidential (contains PII)\n'
     '- **SLA:** fresh within 0.25 h; availability 99.9 %; completeness 99.5 %\n'

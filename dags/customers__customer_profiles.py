@@ -43,6 +43,7 @@ DOC_MD = (
     'system of record for who a customer is; other domains join on customer_id.\n'
     '\n'
     '- **Owner:** `customer_data` (customer-data@company.com, #customer-data)\n'
+    '- **Domain:** `customers`, owned by `customer_data`; on call: customer-data-oncall@company.com, #customer-data\n'
     '- **Version:** 1.0.0\n'
     '- **Classification:** confidential (contains PII)\n'
     '- **SLA:** fresh within 24 h; availability 99.9 %; completeness 99.5 %\n'

@@ -47,6 +47,7 @@ DOC_MD = (
     'Daily gross, refunded and net revenue, the basis of financial reporting.\n'
     '\n'
     '- **Owner:** `finance_analytics` (finance-analytics@company.com)\n'
+    '- **Domain:** `finance`, owned by `finance_analytics`; on call: finance-oncall@company.com, #finance-analytics\n'
     '- **Version:** 1.0.0\n'
     '- **Classification:** confidential\n'
     '- **SLA:** fresh within 1 h; availability 99.9 %; completeness 99.9 %\n'

@@ -47,6 +47,7 @@ DOC_MD = (
     'Orders and revenue attributed to each marketing campaign, with spend and return on ad spend.\n'
     '\n'
     '- **Owner:** `marketing_analytics` (marketing-analytics@company.com)\n'
+    '- **Domain:** `marketing`, owned by `marketing_analytics`; on call: marketing-oncall@company.com, #marketing-analytics\n'
     '- **Version:** 1.0.0\n'
     '- **Classification:** internal\n'
     '- **SLA:** fresh within 26 h; availability 99 %; completeness 99 %\n'

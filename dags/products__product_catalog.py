@@ -42,6 +42,7 @@ DOC_MD = (
     'The sellable product catalogue with category and list price.\n'
     '\n'
     '- **Owner:** `catalog` (catalog-team@company.com)\n'
+    '- **Domain:** `products`, owned by `catalog`; on call: catalog-oncall@company.com, #product-catalog\n'
     '- **Version:** 1.2.0\n'
     '- **Classification:** public\n'
     '- **SLA:** fresh within 24 h; availability 99.5 %; completeness 99.5 %\n'

@@ -43,6 +43,7 @@ DOC_MD = (
     'Updated daily at 2 AM UTC with full refresh.\n'
     '\n'
     '- **Owner:** `sales_analytics` (sales-analytics@company.com, #sales-data)\n'
+    '- **Domain:** `sales`, owned by `sales_analytics`; on call: sales-oncall@company.com, #sales-data\n'
     '- **Version:** 2.1.0\n'
     '- **Classification:** internal\n'
     '- **SLA:** fresh within 24 h; availability 99.9 %; completeness 99.5 %\n'

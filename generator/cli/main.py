@@ -147,11 +147,12 @@ def _check(ctx: Context, mesh: Mesh, entries: list, show_diff: bool) -> None:
 
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
-def schema(output: Path | None) -> None:
+@click.option("--domain", "of_domain", is_flag=True, help="The domain registry file's schema (domains/*.yaml).")
+def schema(output: Path | None, of_domain: bool) -> None:
     """Print the spec's JSON Schema (editors use it to complete and check specs)."""
-    from generator.render.mesh import json_schema
+    from generator.render.mesh import domain_json_schema, json_schema
 
-    text = json_schema()
+    text = domain_json_schema() if of_domain else json_schema()
     if output:
         output.write_text(text, encoding="utf-8")
     else:

@@ -10,6 +10,7 @@ from generator.spec.mesh import Mesh, ProductEntry
 from generator.spec.model import DataProduct
 
 SCHEMA_PATH = "generator/schemas/data_product.schema.json"
+DOMAIN_SCHEMA_PATH = "generator/schemas/domain.schema.json"
 
 
 def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
@@ -25,7 +26,8 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
 
 
 def render_all(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
-    return render_products(mesh, entries).merge(Rendered(generated={SCHEMA_PATH: json_schema()}))
+    schemas = {SCHEMA_PATH: json_schema(), DOMAIN_SCHEMA_PATH: domain_json_schema()}
+    return render_products(mesh, entries).merge(Rendered(generated=schemas))
 
 
 def stale_scope(mesh: Mesh, entries: list[ProductEntry]) -> list[str]:
@@ -46,5 +48,18 @@ def json_schema() -> str:
         "$comment": generated_note("generator/spec/model.py"),
         **schema,
         "title": "Data product spec",
+    }
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def domain_json_schema() -> str:
+    """The domain file's JSON Schema; domains/*.yaml point editors at it the same way."""
+    from generator.spec.domain import Domain
+
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": generated_note("generator/spec/domain.py"),
+        **Domain.model_json_schema(by_alias=True),
+        "title": "Domain registry file",
     }
     return json.dumps(document, indent=2, sort_keys=False) + "\n"

@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import yaml
+
 from generator.errors import Problem, SpecError
 from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.spec.domain import Domain, DomainEntry, domain_file, has_registry, load_registry
 from generator.spec.load import load_spec
 from generator.spec.model import DataProduct
+from generator.spec.problems import YAML_LOADER, line_index, nearest_line
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,11 @@ class ProductEntry:
 class Mesh:
     root: Path
     products: list[ProductEntry] = field(default_factory=list)  # in dependency order
+    domains: dict[str, DomainEntry] = field(default_factory=dict)  # the registry, by domain
+
+    def domain(self, name: str) -> Domain | None:
+        entry = self.domains.get(name)
+        return entry.domain if entry else None
 
     def find(self, domain: str, name: str) -> ProductEntry | None:
         return next(
@@ -105,9 +114,57 @@ def load_mesh(root: Path) -> Mesh:
             continue
         entries.append(ProductEntry(spec, path, shown))
     problems += _check_inputs(entries)
+    domains, domain_problems = load_registry(root)
+    problems += domain_problems
+    if has_registry(root):
+        problems += check_owners(entries, domains, broken={Path(p.file).stem for p in domain_problems})
     if problems:
         raise SpecError(problems)
-    return Mesh(root, _in_dependency_order(entries))
+    return Mesh(root, _in_dependency_order(entries), domains)
+
+
+def check_owners(
+    entries: list[ProductEntry], domains: dict[str, DomainEntry], broken: frozenset[str] | set[str] = frozenset()
+) -> list[Problem]:
+    """Each product's `owner.team` is one of its domain's teams, and each domain has its file
+    (a domain whose file is broken was reported already)."""
+    problems = []
+    for entry in entries:
+        domain = entry.spec.domain
+        registered = domains.get(domain)
+        if registered is None:
+            if domain not in broken:
+                problems.append(
+                    Problem(
+                        entry.shown,
+                        "domain",
+                        f"domain {domain!r} has no registry file: create {domain_file(domain)} "
+                        f"(its owner team, teams, members and on-call; see `datamesh schema --domain`)",
+                        _line_of(entry.spec_path, ("domain",)),
+                    )
+                )
+            continue
+        teams = registered.domain.team_names
+        if entry.spec.owner.team not in teams:
+            problems.append(
+                Problem(
+                    entry.shown,
+                    "owner.team",
+                    f"team {entry.spec.owner.team!r} is not a team of domain {domain!r} "
+                    f"({registered.shown}); allowed: {', '.join(teams)}. Pick one of them, or add "
+                    f"the team to {registered.shown}",
+                    _line_of(entry.spec_path, ("owner", "team")),
+                )
+            )
+    return problems
+
+
+def _line_of(path: Path, loc: tuple[str, ...]) -> int | None:
+    """The line of a field in a spec that loaded (read again only to report a problem)."""
+    try:
+        return nearest_line(loc, line_index(yaml.compose(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)))
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 def _check_inputs(entries: list[ProductEntry]) -> list[Problem]:
