@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from generator.cli.access import access_group, grants_group
 from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
 from generator.cli.context import Context, pass_ctx
+from generator.cli.domains import domains
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
 from generator.cli.publish import rollback
@@ -218,6 +220,9 @@ cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
+cli.add_command(domains)  # the domain registry: generator/cli/domains.py
+cli.add_command(grants_group)  # access without a data build: generator/cli/access.py
+cli.add_command(access_group)
 
 
 def main() -> None:
