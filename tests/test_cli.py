@@ -29,6 +29,7 @@ def repo_copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
     shutil.copytree(REPO / "dags", root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "policies", root / "policies")
+    shutil.copytree(REPO / "domains", root / "domains")
     shutil.copytree(REPO / "generator" / "schemas", root / "generator" / "schemas")
     return root
 

@@ -38,7 +38,7 @@ HOSTILE = (
 def copy_repo(destination: Path) -> Path:
     """What the generator reads and writes, without dbt's build output."""
     ignore = shutil.ignore_patterns("target", "dbt_packages", "logs", "package-lock.yml", "__pycache__")
-    for folder in ("dbt", "dags", "policies", "generator/schemas"):
+    for folder in ("dbt", "dags", "domains", "policies", "generator/schemas"):
         shutil.copytree(REPO_ROOT / folder, destination / folder, ignore=ignore)
     return destination
 
