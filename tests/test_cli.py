@@ -38,7 +38,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("command", [[], ["validate"], ["render"], ["check"], ["schema"], ["demo"], ["db"]])
+@pytest.mark.parametrize(
+    "command", [[], ["validate"], ["render"], ["check"], ["schema"], ["demo"], ["db"], ["domains"], ["grants", "sync"],
+                ["access", "request"], ["access", "approve"]],
+)
 def test_help_everywhere(command: list[str]) -> None:
     done = datamesh(*command, "--help")
     assert done.returncode == 0 and "Usage:" in done.stdout
