@@ -171,11 +171,14 @@ def registry_paths(root: Path) -> list[Path]:
     return sorted((root / DOMAINS_DIR).glob("*.yaml"))
 
 
-def load_registry(root: Path) -> tuple[dict[str, DomainEntry], list[Problem]]:
-    """Every domain file that loads, by domain, and the problems of those that do not."""
+def load_registry(root: Path, only: set[str] | None = None) -> tuple[dict[str, DomainEntry], list[Problem]]:
+    """Every domain file (or those of the domains `only`) that loads, by domain, and the problems
+    of those that do not."""
     found: dict[str, DomainEntry] = {}
     problems: list[Problem] = []
     for path in registry_paths(root):
+        if only is not None and path.stem not in only:
+            continue
         shown = str(path.relative_to(root))
         try:
             domain = load_domain(path, shown)
