@@ -172,3 +172,18 @@ def test_catalog_card_and_domains_command_follow_the_registry(repo: Path, wareho
     assert listed["products"]["owner_team"] == "catalog"
     text = datamesh(repo, "domains")
     assert "products  owner catalog" in text.stdout and "product_catalog" in text.stdout
+
+
+def test_a_domain_file_that_contradicts_a_spec_is_caught_even_by_a_warm_validate(repo: Path) -> None:
+    assert datamesh(repo, "validate").returncode == 0  # warms the validation cache
+    registry = repo / "domains" / "sales.yaml"
+    registry.write_text(registry.read_text().replace("sales_analytics", "sales_insights"))
+    before = snapshot(repo)
+    for command in ("validate", "check"):
+        done = datamesh(repo, command)
+        assert done.returncode == 2, (command, done.stdout)
+        assert "owner.team: team 'sales_analytics' is not a team of domain 'sales' (domains/sales.yaml); " \
+            "allowed: sales_insights" in done.stderr
+        assert "dbt/sales/sales_orders_analytical/data_product.yaml:" in done.stderr  # the spec, its line
+    assert {k: v for k, v in snapshot(repo).items() if not k.startswith(".datamesh")} == {
+        k: v for k, v in before.items() if not k.startswith(".datamesh")}
