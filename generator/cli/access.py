@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
-import psycopg2.extensions
 
 from generator.cli.context import Context, pass_ctx
 from generator.errors import UserError
-from generator.spec.mesh import Mesh, ProductEntry
+
+if TYPE_CHECKING:  # the spec model and psycopg2 are imported by the commands that run, not by `datamesh check`
+    import psycopg2.extensions
+
+    from generator.spec.mesh import Mesh, ProductEntry
 
 
 @contextmanager
