@@ -115,28 +115,32 @@ with DAG(
     deadline=FRESHNESS_DEADLINE,
 ):
 
+    # Each task returns a small JSON dict (XCom), and the tasks downstream get what they need as
+    # arguments: no task reads a file another one wrote, so each may run on any worker.
+    # Every task is retried when its connection is lost or its worker dies; a failure a retry
+    # cannot fix (a compile error, a failing test, a blocking verdict) ends the task at once.
+
     @task
     def dbt_run():
-        """Build the outputs into the product's private build schema."""
+        """Build the outputs into the product's private build schema; returns dbt's counts and
+        which input each output reads."""
         from generator.runtime import tasks
 
         return tasks.run_models(__file__, DOMAIN, PRODUCT)
 
-    # retries=0 for the test and the gate: a failed test or a blocking verdict is not transient,
-    # so retrying would only delay the alert.
-    @task(retries=0)
+    @task
     def dbt_test():
         """Run the dbt tests on the build schema; fails when an error-severity test fails."""
         from generator.runtime import tasks
 
         return tasks.test_models(__file__, DOMAIN, PRODUCT)
 
-    @task(retries=0)
-    def governance_gate():
+    @task
+    def governance_gate(tests: dict):
         """Evaluate the governance policies on the spec and the test results."""
         from generator.runtime import tasks
 
-        return tasks.governance_gate(__file__, DOMAIN, PRODUCT)
+        return tasks.governance_gate(__file__, DOMAIN, PRODUCT, tests)
 
     @task(outlets=[PUBLISHED])
     def publish():
@@ -146,14 +150,17 @@ with DAG(
         return tasks.publish_outputs(__file__, DOMAIN, PRODUCT)
 
     @task
-    def catalog_register(tests: dict, gate: dict, published: dict, run_id: str | None = None):
-        """Record the run, its test results, verdict and snapshot in the catalog."""
+    def catalog_register(run: dict, tests: dict, gate: dict, published: dict, run_id: str | None = None):
+        """Record the run, its lineage, test results, verdict and snapshot in the catalog."""
         # Airflow fills in run_id from the task's context (a parameter named after a context key).
         from generator.runtime import tasks
 
-        return tasks.register_in_catalog(__file__, DOMAIN, PRODUCT, run_id, tests, gate, published)
+        return tasks.register_in_catalog(
+            __file__, DOMAIN, PRODUCT, run_id, tests, gate, published, run=run
+        )
 
+    run = dbt_run()
     tests = dbt_test()
-    gate = governance_gate()
+    gate = governance_gate(tests)
     published = publish()
-    dbt_run() >> tests >> gate >> published >> catalog_register(tests, gate, published)
+    run >> tests >> gate >> published >> catalog_register(run, tests, gate, published)
