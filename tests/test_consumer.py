@@ -80,7 +80,7 @@ def test_a_role_outside_the_access_list_is_refused_with_the_request_command(db: 
     with pytest.raises(AccessRefused) as refused:
         read(key, "daily", connection=login(db, OUTSIDER).connect())
     assert f"role {OUTSIDER!r} may not read {key}.daily (v1)" in str(refused.value)
-    assert f"datamesh access request {key} --role {OUTSIDER} --reason" in str(refused.value)
+    assert f"datamesh access request {key} --role {OUTSIDER} --output daily --reason" in str(refused.value)
 
 
 def test_unknown_product_output_or_major_is_named(db: Warehouse):

@@ -219,12 +219,12 @@ def _refusal(
             f"role {role!r} may read only some columns of {domain}/{name}.{output} (v{major}): "
             f"{', '.join(readable)} ({reason}); the others hold PII. Read those with "
             f"columns=[...], or ask for PII clearance: {REQUEST_COMMAND} {domain}/{name} --role {role} "
-            "--reason '...' (the owning team approves it in the spec's access.pii_roles)"
+            f"--output {output} --reason '...' (the owning team approves it in the spec's access.pii_roles)"
         )
     return (
         f"role {role!r} may not read {domain}/{name}.{output} (v{major}): {reason}. Ask for access: "
-        f"{REQUEST_COMMAND} {domain}/{name} --role {role} --reason '...' (the owning team approves "
-        "it in the spec's access.roles)"
+        f"{REQUEST_COMMAND} {domain}/{name} --role {role} --output {output} --reason '...' (the owning "
+        "team approves it in the spec's access.roles)"
     )
 
 
