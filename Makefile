@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-stack lint clean
 
 $(BIN)/datamesh: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ demo: $(BIN)/datamesh
 # Two workers (the machines have two cores); each test file stays on one worker, and each worker
 # has its own embedded PostgreSQL.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not stack"
+
+# The deployed stack (tests/stack): api-server, scheduler, dag-processor, triggerer and two Celery
+# workers as docker-compose.yml runs them, with Redis and PostgreSQL; about 10 minutes on 2 cores.
+# Needs Debian's redis-server (.ci/run installs it when run as root).
+test-stack: $(BIN)/datamesh
+	$(BIN)/pytest -q -m stack tests/stack
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks

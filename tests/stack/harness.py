@@ -48,6 +48,7 @@ CHECKOUT_DIRS = ("dags", "dbt", "policies")
 # each worker its own copy, as in the deployed stack.
 SHARED_WORKER_CHECKOUT = os.environ.get("DATAMESH_STACK_SHARED_CHECKOUT", "1") == "1"
 
+
 # Test values for .env: .env.example with its secrets replaced.
 def dot_env() -> dict[str, str]:
     values = compose.env_file(REPO_ROOT / ".env.example")
@@ -85,17 +86,34 @@ TEST_SETTINGS = {
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
 }
 
-# Every task retries after RETRY_DELAY seconds instead of the generated minutes. A cluster policy
-# (https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/cluster-policies.html)
-# applies where DAGs are parsed, so the scheduler schedules retries with it.
-LOCAL_SETTINGS = f'''"""Cluster policy of the stack test: retries in seconds."""
+# The test's cluster policies (airflow_local_settings.py; they apply where DAGs are parsed, so the
+# scheduler works with what they set):
+# - every task retries after RETRY_DELAY seconds instead of the generated minutes;
+# - cron schedules are off (the DAG's timetable becomes "no schedule"): unpausing a cron DAG with
+#   catchup=False would otherwise start a run of the latest interval beside the one the test
+#   triggers. Asset schedules stay: consumers must start from their inputs' asset events.
+# https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/cluster-policies.html
+LOCAL_SETTINGS = f'''"""Cluster policies of the datamesh stack test (tests/stack/harness.py)."""
 import datetime
 
 
 def task_policy(task):
     task.retry_delay = datetime.timedelta(seconds={RETRY_DELAY})
     task.max_retry_delay = datetime.timedelta(seconds={RETRY_DELAY * 2})
+
+
+def dag_policy(dag):
+    from airflow.timetables.simple import NullTimetable
+
+    if type(dag.timetable).__name__.startswith("Cron"):
+        # The SDK's DAG is a frozen attrs class: no public way to change a schedule after creation.
+        object.__setattr__(dag, "timetable", NullTimetable())
+        object.__setattr__(dag, "schedule", None)
 '''
+
+
+# Seconds per step of the session (setup, mesh waves, faults): printed at the end of the run.
+TIMINGS: dict[str, float] = {}
 
 
 def free_port() -> int:
@@ -208,7 +226,11 @@ class Stack:
         """The `airflow-init` service: its script, with its environment (migrate, admin, pool)."""
         spec = compose.service(self.compose, "airflow-init", self.values)
         script = dockerfile_script(spec.command[0])
-        self._run("airflow-init", ["bash", str(script), *spec.command[1:]], self._airflow_env(spec, "init", self.checkouts["main"]))
+        self._run(
+            "airflow-init",
+            ["bash", str(script), *spec.command[1:]],
+            self._airflow_env(spec, "init", self.checkouts["main"]),
+        )
 
     def make_checkouts(self) -> None:
         """One checkout for api-server, scheduler, dag-processor and triggerer, one per worker
@@ -273,8 +295,8 @@ class Stack:
 
     def stop(self) -> None:
         """Stop every service (workers first, then Airflow, then Redis), the proxy and PostgreSQL."""
-        for name in reversed(list(self.services)):
-            self.services[name].stop(grace=10)
+        with ThreadPoolExecutor(len(self.services) or 1) as pool:  # all at once: warm shutdowns overlap
+            list(pool.map(lambda service: service.stop(grace=10), self.services.values()))
         self.proxy.stop()
         self.api.close()
         self.postgres.stop()
