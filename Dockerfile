@@ -1,7 +1,8 @@
 # One image for every Airflow service of docker-compose.yml: Airflow 3.3, dbt 1.11 and this
 # project (the generator package, whose pipeline functions the DAGs' tasks call), installed with
-# pip from pyproject.toml, the same pins as the development virtualenv. dags/, dbt/ and policies/
-# are not baked in: docker-compose.yml mounts them under DATAMESH_ROOT.
+# pip from pyproject.toml within constraints.txt, the lock the development virtualenv and CI use
+# too (`make lock` regenerates it). dags/, dbt/ and policies/ are not baked in: docker-compose.yml
+# mounts them under DATAMESH_ROOT (docs/deploy.md shows the baked-in variant for Kubernetes).
 FROM python:3.11-slim-bookworm
 
 ARG AIRFLOW_UID=50000
@@ -18,11 +19,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/datamesh-src
-COPY pyproject.toml ./
+COPY pyproject.toml constraints.txt ./
 COPY generator ./generator
 # The `stack` extra adds what the compose stack runs beyond the dev setup: the Celery executor
-# and the FAB auth manager (the UI's users).
-RUN pip install ".[stack]" && pip check
+# and the FAB auth manager (the UI's users). The lock pins every package, so a new upstream
+# release cannot change what the image runs.
+RUN pip install -c constraints.txt ".[stack]" && pip check
 
 COPY docker/airflow-init.sh /usr/local/bin/datamesh-airflow-init
 

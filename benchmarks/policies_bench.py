@@ -11,21 +11,28 @@ Loading the policy files (parsing and compiling their CEL, once per process) is 
 each moment, and then all four in one pass, is timed on freshly loaded policy sets, so no result
 cached by an earlier measurement helps; the figures are the median of --rounds rounds.
 
-Last, what `datamesh validate` and `render` spend on policies: every policy file loaded once
+Then what `datamesh validate` and `render` spend on policies: every policy file loaded once
 (`load_all_policies`) and the static policies on every spec, against reloading the files for each
 product as they once did (timed on a sample of reloads; the total is extrapolated).
+
+Last, the fast path's guard (generator/governance/fast_path_guard.py): loading every policy file
+with its expressions cross-checked against cel-python (cold: no verdict cached), with the verdicts
+read from .datamesh/cache/ (another process) and kept in this process; on a copy of policies/.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from generator.governance import fast_path_guard
 from generator.governance.compatibility import contract, diff
 from generator.governance.policies import (
     Finding,
@@ -187,6 +194,7 @@ def main() -> None:
             f"{findings:.0f} findings, {failed:.0f} failed"
         )
     validate_figures(specs, domains)
+    guard_figures(domains)
 
 
 def validate_figures(specs: list[DataProduct], domains: list[str], reloads: int = 20) -> None:
@@ -204,6 +212,30 @@ def validate_figures(specs: list[DataProduct], domains: list[str], reloads: int 
           f"{once:.2f} s")
     print(f"  (reloading the policy files per product instead: {per_load * 1000:.0f} ms per load, "
           f"~{per_load * len(specs):.0f} s more for {len(specs)} products)")
+
+
+def guard_figures(domains: list[str], rounds: int = 3) -> None:
+    """The guard's cost per policy file: cold, warm from disk, warm in the process (medians)."""
+    files = 1 + len(list((ROOT / "policies" / "domains").glob("*.yaml")))
+    figures: dict[str, list[float]] = {"cold": [], "disk": [], "memory": []}
+    checked = 0
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as folder:
+            root = Path(folder)
+            shutil.copytree(ROOT / "policies", root / "policies")
+            fast_path_guard.clear_memory_cache()
+            before = fast_path_guard.counts["cross_checked"]
+            for label in ("cold", "disk", "memory"):
+                if label == "disk":
+                    fast_path_guard.clear_memory_cache()
+                started = time.perf_counter()
+                load_all_policies(root, domains)
+                figures[label].append((time.perf_counter() - started) / files)
+            checked = fast_path_guard.counts["cross_checked"] - before
+    cold, disk, memory = (statistics.median(figures[k]) * 1000 for k in ("cold", "disk", "memory"))
+    print(f"fast path guard, per policy file ({files} files, {checked} expressions cross-checked), "
+          f"load with the guard cold: {cold:.0f} ms, verdicts from disk: {disk:.0f} ms, in the process: "
+          f"{memory:.0f} ms (the guard's one-time cost: ~{cold - memory:.0f} ms per file)")
 
 
 def load_all(domains: list[str]) -> dict[str, PolicySet]:

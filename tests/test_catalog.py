@@ -10,6 +10,7 @@ import pytest
 from catalog_helpers import execute, make_spec, register_run, rows
 
 from generator.catalog import store
+from generator.platform.publish import publish
 from generator.spec.load import load_spec
 from generator.spec.model import DataProduct
 from generator.warehouse.connection import Warehouse
@@ -237,6 +238,31 @@ def test_a_retried_register_leaves_one_record_per_run_version_and_audit_event(co
         ("domain", "marketing", False),
         ("role", "analyst", False),
         ("role", "data_scientist", False),
+    ]
+
+
+def test_a_run_whose_publish_and_register_are_retried_counts_once(conn):
+    """publish commits, its connection is lost, Airflow retries it; then register is retried too."""
+    store.migrate(conn)
+    product = make_spec("retry", "widgets")
+    execute(
+        conn,
+        "CREATE SCHEMA retry__widgets__build; "
+        "CREATE TABLE retry__widgets__build.main AS SELECT g::text AS id, g AS value FROM generate_series(1, 5) g",
+    )
+    first = publish(conn, product, run_id="scheduled__9").as_dict()
+    retried = publish(conn, product, run_id="scheduled__9").as_dict()
+    assert retried == first == {"schema": "retry__widgets__v1", "snapshot": "retry__widgets__s000001",
+                                "rows": {"main": 5}}
+    for published in (first, retried):  # the register task runs after each
+        store.register(conn, product, "scheduled__9", "success", TESTS, GATE, published)
+
+    assert rows(conn, "SELECT run_id, snapshot, rows_published FROM datamesh_catalog.runs") == [
+        ("scheduled__9", "retry__widgets__s000001", {"main": 5})
+    ]
+    assert rows(conn, "SELECT action, run_id FROM datamesh_catalog.audit_log ORDER BY id") == [
+        ("register", "scheduled__9"),
+        ("publish", "scheduled__9"),
     ]
 
 

@@ -1,7 +1,9 @@
 """The fast path of policy evaluation gives cel-python's answers, or leaves the expression to it.
 
 Every expression of policies/ is evaluated both ways on a sample of subjects: the example specs,
-and copies of them with nulls, wrong types and edge values in the fields the policies read.
+and copies of them with nulls, wrong types and edge values in the fields the policies read. And the
+guard: an expression on which the fast path disagrees with cel-python when a file is loaded is left
+to cel-python, and that verdict is cached by the file's content.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import logging
+import operator
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,19 +20,18 @@ from typing import Any
 import celpy
 import pytest
 
-from generator.governance import policies as policy_module
-from generator.governance.cel_fast_path import Unsupported, compile_fast
+from generator.governance import cel_fast_path, fast_path_guard, messages
+from generator.governance.cel import program as _program
+from generator.governance.cel_fast_path import Fast, Unsupported, compile_fast
+from generator.governance.facts import product_facts
+from generator.governance.model import CelExpression, Policy
 from generator.governance.policies import (
-    CelExpression,
-    Policy,
     PolicySet,
-    _program,
     evaluate_changes,
     evaluate_run,
     evaluate_run_facts,
     evaluate_spec,
     load_policies,
-    product_facts,
 )
 from generator.spec.load import load_spec
 from generator.spec.mesh import spec_paths
@@ -272,7 +275,7 @@ def test_findings_and_messages_are_the_same_without_the_fast_path(
     changes = [{**c, "column": c["column"] if i % 2 else None} for i, c in enumerate(CHANGES)]
     results = []
     for policies, message_fast_path in ((fast, True), (interpreted, False)):
-        monkeypatch.setattr(policy_module, "MESSAGE_FAST_PATH", message_fast_path)
+        monkeypatch.setattr(messages, "MESSAGE_FAST_PATH", message_fast_path)
         results.append(
             [
                 evaluate_spec(policies, spec),
@@ -283,3 +286,82 @@ def test_findings_and_messages_are_the_same_without_the_fast_path(
         )
     assert results[0] == results[1]
     assert any(not f.passed for moment in results[0] for f in moment)  # some policies failed, with messages
+
+
+# ---------------------------------------------------------------------------------------------
+# The guard (generator/governance/fast_path_guard.py)
+
+RETENTION_POLICY = """\
+policies:
+  - name: long_retention
+    description: Data is kept at least a year ({token}).
+    scope: global
+    enforcement: blocking
+    applies_to: product
+    assert: product.retention_days >= 365
+    message: "{{product.name}} keeps data {{{{ string(product.retention_days) + ' days' }}}}"
+"""
+
+
+def _policy_repo(root: Path, token: str) -> Path:
+    # The token makes the file's content, hence its cache key, this test's own.
+    (root / "policies").mkdir(parents=True, exist_ok=True)
+    (root / "policies" / "global.yaml").write_text(RETENTION_POLICY.format(token=token), encoding="utf-8")
+    return root
+
+
+def _wrong_string(operand: Fast) -> Fast:
+    return lambda variables: "wrong"
+
+
+def test_an_expression_on_which_the_fast_path_diverges_falls_back_to_cel_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fast path that computes `>=` as `<` and string() as "wrong", as a cel-python release
+    # that changed its parse tree or its rules could make it.
+    monkeypatch.setitem(cel_fast_path._ORDER, "relation_ge", operator.lt)
+    monkeypatch.setitem(cel_fast_path._FUNCTIONS, "string", _wrong_string)
+    spec = load_spec(REPO_ROOT / "dbt/commerce/orders/data_product.yaml").model_copy(update={"retention_days": 100})
+    unguarded = compile_fast(_program("product.retention_days >= 365").ast)
+    assert unguarded is not None and unguarded({"product": {"retention_days": 100}}) is True  # it would pass
+
+    with caplog.at_level(logging.WARNING, logger=fast_path_guard.__name__):
+        policies = load_policies(_policy_repo(tmp_path, tmp_path.name))
+    (finding,) = evaluate_spec(policies, spec)
+
+    assert not finding.passed  # cel-python's verdict: 100 < 365
+    assert finding.message == "orders keeps data 100 days"
+    (policy,) = policies.policies
+    assert policy.check.fast is None and not policy.message_fast
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("assert `product.retention_days >= 365`" in w and "cel-python" in w for w in warned), warned
+    assert any("message `string(product.retention_days) + ' days'`" in w for w in warned), warned
+
+
+def test_the_guard_takes_the_fast_path_where_it_agrees(tmp_path: Path) -> None:
+    policies = load_policies(_policy_repo(tmp_path, tmp_path.name))
+    (policy,) = policies.policies
+    assert policy.check.fast is not None and set(policy.message_fast) == {"string(product.retention_days) + ' days'"}
+
+
+def test_the_guard_verdicts_are_cached_by_the_file_content(tmp_path: Path) -> None:
+    root = _policy_repo(tmp_path, tmp_path.name)
+    before = fast_path_guard.counts["cross_checked"]
+    load_policies(root)
+    cold = fast_path_guard.counts["cross_checked"]
+    assert cold > before  # the first load cross-checks the file's expressions
+    load_policies(root)  # in this process
+    fast_path_guard.clear_memory_cache()
+    load_policies(root)  # another process: from .datamesh/cache/
+    assert fast_path_guard.counts["cross_checked"] == cold
+    assert list((root / ".datamesh" / "cache").rglob("*.json"))
+    _policy_repo(root, tmp_path.name + " changed")
+    load_policies(root)  # another content: checked again
+    assert fast_path_guard.counts["cross_checked"] > cold
+
+
+def test_a_repo_that_is_not_writable_loads_without_the_disk_cache(tmp_path: Path) -> None:
+    root = _policy_repo(tmp_path, tmp_path.name)
+    (root / ".datamesh").write_text("not a folder", encoding="utf-8")  # the cache folder cannot be made
+    (policy,) = load_policies(root).policies
+    assert policy.check.fast is not None

@@ -34,7 +34,9 @@ COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 AIRFLOW_SERVICES = sorted(name for name in SERVICES if name.startswith("airflow-"))
 INIT = "airflow-init"
-LONG_RUNNING = sorted(name for name in SERVICES if name != INIT)
+CLI = "airflow-cli"  # upstream's CLI service, under the `debug` profile: `up` does not start it
+ONE_SHOT = {INIT, CLI}
+LONG_RUNNING = sorted(name for name in SERVICES if name not in ONE_SHOT)
 
 # Compose interpolation: $$ is a literal $, ${NAME}, ${NAME:-default} and $NAME are variables.
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -114,9 +116,10 @@ def test_the_stack_has_its_services() -> None:
         "airflow-dag-processor",
         "airflow-triggerer",
         "airflow-worker",
+        "airflow-cli",
     }
     assert SERVICES["postgres"]["image"].startswith("postgres:16")
-    commands = {name: SERVICES[name]["command"] for name in AIRFLOW_SERVICES if name != INIT}
+    commands = {name: SERVICES[name]["command"] for name in AIRFLOW_SERVICES if name not in ONE_SHOT}
     assert commands == {
         "airflow-apiserver": ["airflow", "api-server"],
         "airflow-scheduler": ["airflow", "scheduler"],
@@ -125,6 +128,10 @@ def test_the_stack_has_its_services() -> None:
         "airflow-worker": ["airflow", "celery", "worker"],
     }
     assert SERVICES["airflow-apiserver"]["ports"] == ["${AIRFLOW_UI_PORT}:8080"]
+    # As upstream: the CLI only with `--profile debug` or `docker compose run airflow-cli ...`.
+    assert SERVICES[CLI]["profiles"] == ["debug"]
+    assert SERVICES[CLI]["command"] == ["airflow"]
+    assert all("profiles" not in SERVICES[name] for name in [*LONG_RUNNING, INIT])
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
@@ -133,7 +140,7 @@ def test_every_service_has_an_image_and_long_running_ones_a_healthcheck_and_rest
 ) -> None:
     spec = SERVICES[service]
     assert spec.get("image") or spec.get("build"), f"{service} has neither image nor build"
-    if service == INIT:
+    if service in ONE_SHOT:
         # A one-shot job: restarting it would loop, and `service_completed_successfully` needs it to end.
         assert spec.get("restart", "no") == "no"
         return
@@ -157,7 +164,7 @@ def test_services_start_after_what_they_need() -> None:
         needs = depends_on(name)
         assert needs.get("postgres") == "service_healthy", name
         assert needs.get("redis") == "service_healthy", name
-        if name != INIT:
+        if name not in ONE_SHOT:  # the CLI may be needed to look into a failed init
             assert needs.get(INIT) == "service_completed_successfully", name
     # Workers and triggerers run tasks through the API server's execution API.
     for name in ("airflow-worker", "airflow-triggerer"):
@@ -190,10 +197,43 @@ def test_airflow_finds_the_repo_where_the_pipeline_looks_for_it() -> None:
         for folder in ("dags", "dbt", "policies"):
             assert targets[f"./{folder}"] == f"{root}/{folder}", name
         assert env["AIRFLOW__CORE__DAGS_FOLDER"] == f"{root}/dags"
-        # dbt's profiles and the pipeline reach the warehouse through the PG* variables.
-        assert env["PGHOST"] == "postgres"
-        assert {"PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"} <= set(env)
-        assert env["PGDATABASE"] == SERVICES["postgres"]["environment"]["POSTGRES_DB"]
+
+
+def test_the_pipeline_finds_the_warehouse_through_the_airflow_connection() -> None:
+    from airflow.sdk import Connection
+
+    from generator.warehouse.connection import CONN_ID, CONN_VARIABLE, warehouse_from_connection
+
+    postgres = service_environment("postgres")
+    for name in AIRFLOW_SERVICES:  # the init too: `datamesh platform setup` runs there
+        env = service_environment(name)
+        # No PG*: one place says where the warehouse is, and it is the connection.
+        assert not any(key.startswith("PG") for key in env), name
+        found = warehouse_from_connection(Connection.from_json(env[CONN_VARIABLE], conn_id=CONN_ID))
+        assert (found.host, found.port) == ("postgres", 5432), name
+        assert (found.user, found.password, found.dbname) == (
+            postgres["POSTGRES_USER"],
+            postgres["POSTGRES_PASSWORD"],
+            postgres["POSTGRES_DB"],
+        ), name
+        # dbt's profiles read PG*: the pipeline hands the connection on as those.
+        assert found.env()["PGHOST"] == "postgres", name
+
+
+def test_containers_run_as_the_uid_from_dot_env_or_the_images_user() -> None:
+    for name in AIRFLOW_SERVICES:
+        user = SERVICES[name]["user"]
+        assert interpolate(user, env_example()) == f"{env_example()['AIRFLOW_UID']}:0", name
+        assert interpolate(user, {}) == "50000:0", name  # upstream's default when .env has none
+
+
+def test_stopping_a_worker_gives_its_running_tasks_their_whole_timeout() -> None:
+    from generator.render.airflow_dag import EXECUTION_TIMEOUT_MINUTES
+
+    grace = SERVICES["airflow-worker"]["stop_grace_period"]
+    number, unit = re.fullmatch(r"(\d+)([smh])", grace).groups()  # type: ignore[union-attr]
+    minutes = int(number) * {"s": 1 / 60, "m": 1, "h": 60}[unit]
+    assert EXECUTION_TIMEOUT_MINUTES < minutes <= EXECUTION_TIMEOUT_MINUTES + 10
 
 
 # --- variables and secrets ------------------------------------------------------------------------------
@@ -286,7 +326,11 @@ def test_dockerfile_copy_sources_exist_and_are_in_the_build_context() -> None:
 
 def test_dockerfile_installs_this_project_with_the_stacks_extra() -> None:
     runs = " ".join(" ".join(args) for word, args in dockerfile_instructions() if word == "RUN")
-    assert "pip install .[stack]" in runs
+    # Within the lock, as the Makefile's install: an upstream release cannot change the image.
+    assert "pip install -c constraints.txt .[stack]" in runs
+    assert ["pyproject.toml", "constraints.txt", "./"] in [
+        args for word, args in dockerfile_instructions() if word == "COPY"
+    ]
     extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     names = {re.split(r"[<>=\[]", req)[0] for req in extras["stack"]}
     assert {"apache-airflow-providers-celery", "apache-airflow-providers-fab"} <= names
@@ -295,6 +339,22 @@ def test_dockerfile_installs_this_project_with_the_stacks_extra() -> None:
         args for word, args in dockerfile_instructions() if word == "COPY"
     ]
     assert SERVICES[INIT]["command"] == ["datamesh-airflow-init"]
+
+
+# --- Compose's own parser -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+def test_compose_itself_accepts_the_file_with_the_example_settings() -> None:
+    # Debian's docker-compose (1.29, `apt-get install docker-compose`) validates without an engine.
+    command = ["docker-compose", "--env-file", str(REPO_ROOT / ".env.example"), "-f", "docker-compose.yml"]
+    result = subprocess.run([*command, "config", "-q"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([*command, "config"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    resolved = yaml.safe_load(result.stdout)["services"]
+    # Compose's interpolation agrees with this file's, down to the connection's JSON.
+    for name in AIRFLOW_SERVICES:
+        assert resolved[name]["environment"] == service_environment(name), name
 
 
 # --- Airflow's own config parser ------------------------------------------------------------------------

@@ -159,7 +159,8 @@ def test_new_product_parses_and_builds_with_dbt(
     env = {**os.environ, **warehouse.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
     for command in (["deps"], ["parse"], ["build"]):
         result = subprocess.run(
-            [str(BIN / "dbt"), *command, "--project-dir", str(project), "--profiles-dir", str(project)],
+            [str(BIN / "dbt"), *command, "--project-dir", str(project), "--profiles-dir", str(project),
+             "--target", "pipeline"],  # as the pipeline runs it: into the build schema
             env=env,
             capture_output=True,
             text=True,

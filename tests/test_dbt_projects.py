@@ -19,7 +19,7 @@ from psycopg2 import sql
 
 from generator.dev.demo_data import seed_operational_data
 from generator.layout import DBT_DIR
-from generator.render.dbt_project import render_dbt_project
+from generator.render.dbt_project import PIPELINE_TARGET, render_dbt_project
 from generator.spec.mesh import ProductEntry, load_mesh
 from generator.warehouse.connection import Warehouse
 
@@ -38,10 +38,15 @@ def dbt_executable() -> str:
     return found
 
 
-def run_dbt(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
+def run_dbt(
+    project: Path, *args: str, target: str | None = PIPELINE_TARGET, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """dbt as the pipeline runs it (into the build schema); `target=None` as a developer does."""
+    env = {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1", **(env or {})}
     env.setdefault("PGHOST", "localhost")  # `parse` renders the profile but never connects
     command = [dbt_executable(), *args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    if target:
+        command += ["--target", target]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -111,6 +116,27 @@ def test_every_example_project_installs_and_parses(mesh_copy: Path, key: str) ->
     manifest = json.loads((entry.project_dir / "target" / "manifest.json").read_text())
     models = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model"}
     assert models == {o.name for o in entry.spec.outputs}
+
+
+def test_dbt_by_hand_targets_a_personal_dev_schema_not_the_build_schema(mesh_copy: Path) -> None:
+    entry = load_mesh(mesh_copy).select(PROJECT)[0]
+    project = entry.project_dir
+    if not (project / "dbt_packages").exists():
+        dbt_ok(project, "deps")
+    environ = {k: v for k, v in os.environ.items() if k != "DATAMESH_DEV_SCHEMA"}
+
+    def schemas_dbt_would_write(**env: str) -> set[str]:
+        result = run_dbt(project, "parse", target=None, env={**environ, **env})
+        assert result.returncode == 0, result.stdout + result.stderr
+        nodes = json.loads((project / "target" / "manifest.json").read_text())["nodes"].values()
+        return {n["schema"] for n in nodes if n["resource_type"] == "model"}
+
+    assert schemas_dbt_would_write(USER="Ada.Lovelace") == {f"{PROJECT}__dev_ada_lovelace"}
+    assert schemas_dbt_would_write(USER="ada", DATAMESH_DEV_SCHEMA="ci") == {f"{PROJECT}__dev_ci"}
+    result = run_dbt(project, "parse", target=PIPELINE_TARGET)
+    assert result.returncode == 0, result.stdout + result.stderr
+    nodes = json.loads((project / "target" / "manifest.json").read_text())["nodes"].values()
+    assert {n["schema"] for n in nodes if n["resource_type"] == "model"} == {entry.spec.build_schema}
 
 
 def table_fingerprints(wh: Warehouse, tables: list[str]) -> dict[str, str]:

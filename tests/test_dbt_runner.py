@@ -17,9 +17,9 @@ pytestmark = pytest.mark.integration
 
 PROFILES = """\
 tiny:
-  target: dev
+  target: pipeline
   outputs:
-    dev:
+    pipeline:  # the target dbt_runner names
       type: postgres
       host: "{{ env_var('PGHOST') }}"
       port: "{{ env_var('PGPORT') | as_number }}"

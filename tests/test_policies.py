@@ -12,13 +12,8 @@ import pytest
 import yaml
 
 from generator.errors import UserError
-from generator.governance.policies import (
-    Finding,
-    evaluate_spec,
-    load_all_policies,
-    load_policies,
-    render_message,
-)
+from generator.governance.messages import render_message
+from generator.governance.policies import Finding, evaluate_spec, load_all_policies, load_policies
 from generator.spec.load import load_spec
 from generator.spec.mesh import spec_paths
 from generator.spec.model import Classification, DataProduct

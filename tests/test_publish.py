@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 import pytest
 from psycopg2 import sql
@@ -15,9 +17,11 @@ from psycopg2 import sql
 from generator.errors import RunFailed
 from generator.governance.run_facts import measure
 from generator.platform.access import granted_privileges
+from generator.platform.build_schema import heal_build_schema
 from generator.platform.publish import KEEP_SNAPSHOTS, current_snapshot, publish, rollback
 from generator.spec.model import DataProduct
 from generator.warehouse.connection import Warehouse
+from generator.warehouse.transaction import transaction
 
 pytestmark = pytest.mark.integration
 
@@ -344,6 +348,153 @@ def test_nothing_is_published_when_there_is_nothing_to_roll_back(conn):
     with pytest.raises(RunFailed, match="nothing to roll back"):
         rollback(conn, spec)
     assert schemas(conn, spec) == {spec.build_schema}
+
+
+# --- a retried publish (the first attempt committed, then its connection was lost) -----------------
+
+
+def test_a_retry_of_the_same_run_returns_the_first_result_and_publishes_nothing(conn, warehouse):
+    spec = make_spec(roles=["pub_analyst"])
+    build(conn, spec, marker=1, rows=4)
+    first = publish(conn, spec, run_id="scheduled__1")
+    build(conn, spec, marker=2, rows=5)  # meanwhile the next run's dbt run built again
+
+    # Airflow never heard back: the retry runs on a new connection, with the same run id
+    retry_conn = warehouse.connect(autocommit=True)
+    try:
+        retried = publish(retry_conn, spec, run_id="scheduled__1")
+    finally:
+        retry_conn.close()
+
+    assert retried == first  # same snapshot, same row counts, same everything
+    assert first.rows == {"first": 4, "second": 4}
+    assert schemas(conn, spec) == {spec.build_schema, spec.published_schema, first.snapshot}
+    assert max_marker(conn, spec.build_schema, "first") == 2  # the next build is untouched
+    assert max_marker(conn, spec.published_schema, "first") == 1
+
+    # another run publishes as usual
+    second = publish(conn, spec, run_id="scheduled__2")
+    assert second.snapshot == spec.key + "__s000002" and second.rows == {"first": 5, "second": 5}
+    assert max_marker(conn, spec.published_schema, "first") == 2
+
+
+def test_a_retry_after_a_rollback_leaves_the_rollback_in_place(conn, caplog):
+    """A run publishes at most once: retrying it never serves its snapshot again."""
+    spec = make_spec()
+    build(conn, spec, marker=1)
+    publish(conn, spec, run_id="scheduled__1")
+    build(conn, spec, marker=2)
+    bad = publish(conn, spec, run_id="scheduled__2")
+    rolled = rollback(conn, spec)
+    assert rolled.snapshot == spec.key + "__s000001"
+
+    caplog.set_level(logging.INFO, logger="generator.platform.publish")
+    assert publish(conn, spec, run_id="scheduled__2") == bad
+
+    assert current_snapshot(conn, spec) == rolled.snapshot
+    assert max_marker(conn, spec.published_schema, "first") == 1
+    assert f"run scheduled__2 published {bad.snapshot} already; the views now read {rolled.snapshot}" in caplog.text
+
+
+def test_without_a_run_id_every_call_publishes(conn):
+    spec = make_spec()
+    build(conn, spec, marker=1)
+    assert publish(conn, spec).snapshot == spec.key + "__s000001"
+    with pytest.raises(RunFailed, match="does not exist: nothing to publish"):
+        publish(conn, spec)  # nothing says it is a retry: the consumed build is missing
+
+
+# --- the build schema heals before a run (generator/build_schema.py) --------------------------------
+
+
+def domain_spec() -> DataProduct:
+    """A product of the domain `pubsales`, whose role domain_pubsales exists."""
+    return make_spec().model_copy(update={"domain": "pubsales"})
+
+
+def owner_of(conn: psycopg2.extensions.connection, schema: str, relation: str) -> str | None:
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT pg_get_userbyid(c.relowner) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relname = %s""",
+            (schema, relation),
+        )
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def test_healing_drops_what_the_domain_role_does_not_own_and_says_so(conn, caplog):
+    spec = domain_spec()
+    assert heal_build_schema(conn, spec) == []  # creates the build schema, owned by the domain role
+    me = query(conn, "SELECT current_user")
+    with conn.cursor() as cur:
+        cur.execute("SET ROLE domain_pubsales")  # as the pipeline's dbt
+        cur.execute(sql.SQL("CREATE TABLE {} AS SELECT 1 AS id").format(sql.Identifier(spec.build_schema, "first")))
+        cur.execute("RESET ROLE")
+        # what a developer's `dbt build` by hand, as their own user, leaves behind
+        cur.execute(sql.SQL("CREATE TABLE {} (id int)").format(sql.Identifier(spec.build_schema, "second")))
+        cur.execute(
+            sql.SQL("CREATE VIEW {} AS SELECT id FROM {}").format(
+                sql.Identifier(spec.build_schema, "stg_by_hand"), sql.Identifier(spec.build_schema, "second")
+            )
+        )
+        cur.execute(
+            sql.SQL("CREATE FUNCTION {}() RETURNS int LANGUAGE sql AS 'SELECT 1'").format(
+                sql.Identifier(spec.build_schema, "helper")
+            )
+        )
+    caplog.set_level(logging.INFO, logger="generator.platform.build_schema")
+
+    dropped = heal_build_schema(conn, spec)
+
+    assert dropped == [
+        f"view stg_by_hand (owned by {me})",
+        f"table second (owned by {me})",
+        f"routine helper (owned by {me})",
+    ]
+    assert "what the domain role domain_pubsales does not own" in caplog.text
+    assert f"table second (owned by {me})" in caplog.text
+    assert owner_of(conn, spec.build_schema, "second") is None
+    assert owner_of(conn, spec.build_schema, "stg_by_hand") is None
+    assert owner_of(conn, spec.build_schema, "first") == "domain_pubsales"  # the role's own stays
+    assert heal_build_schema(conn, spec) == []  # nothing left to heal
+
+
+def replace_as_domain_role(conn: psycopg2.extensions.connection, spec: DataProduct, table: str) -> None:
+    """What dbt's table materialization does to an existing table: rename it away, then drop it."""
+    old = sql.Identifier(spec.build_schema, table)
+    with transaction(conn) as cur:
+        cur.execute("SET LOCAL ROLE domain_pubsales")
+        cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(old, sql.Identifier(table + "__dbt_backup")))
+        cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(spec.build_schema, table + "__dbt_backup")))
+
+
+def test_a_build_schema_made_by_hand_is_given_back_to_the_domain_role(conn):
+    spec = domain_spec()
+    me = query(conn, "SELECT current_user")
+    build(conn, spec, marker=1)  # schema and tables made by the connecting user, not the role
+    with transaction(conn) as cur:  # the domain role may use the schema (as after platform setup)
+        cur.execute(sql.SQL("GRANT ALL ON SCHEMA {} TO domain_pubsales").format(sql.Identifier(spec.build_schema)))
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege, match="must be owner of table first"):
+        replace_as_domain_role(conn, spec, "first")  # the scheduled run's failure
+
+    assert heal_build_schema(conn, spec) == [f"table first (owned by {me})", f"table second (owned by {me})"]
+
+    assert query(
+        conn, "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s", spec.build_schema
+    ) == "domain_pubsales"
+    assert query(conn, "SELECT has_schema_privilege('domain_pubsales', %s, 'CREATE')", spec.build_schema)
+    with transaction(conn) as cur:
+        cur.execute("SET LOCAL ROLE domain_pubsales")  # the next run's dbt builds again
+        cur.execute(sql.SQL("CREATE TABLE {} AS SELECT 1 AS id").format(sql.Identifier(spec.build_schema, "first")))
+    replace_as_domain_role(conn, spec, "first")
+
+
+def test_healing_does_nothing_without_a_domain_role(conn):
+    spec = make_spec()  # domain pubtest has no role: dbt runs as the connecting user
+    build(conn, spec, marker=1)
+    assert heal_build_schema(conn, spec) == []
+    assert max_marker(conn, spec.build_schema, "first") == 1
 
 
 # --- what a domain role leaves in its build schema (generator/build_schema.py) ----------------------

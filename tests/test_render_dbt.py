@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from generator.errors import SpecError
-from generator.render.dbt_project import jinja_literal, render_dbt_project
+from generator.render.dbt_project import dev_schema_expression, jinja_literal, render_dbt_project
 from generator.render.rendered import GENERATED_MARK, generated_note
 from generator.spec.mesh import Mesh, ProductEntry, load_mesh
 
@@ -194,13 +194,71 @@ def test_sources_name_the_published_schemas_of_inputs_and_the_operational_tables
     assert [t["name"] for t in by_name["commerce_ops"]["tables"]] == ["orders", "order_items", "order_events"]
 
 
-def test_the_profile_reads_the_connection_from_pg_variables() -> None:
-    profile = yaml.safe_load(render(EXAMPLE_MESH, "sales__sales_orders_analytical")["profiles.yml"])
-    target = profile["sales__sales_orders_analytical"]["outputs"]["build"]
-    assert target["schema"] == "sales__sales_orders_analytical__build"
-    assert target["host"] == '{{ env_var("PGHOST") }}'
-    assert target["port"] == '{{ env_var("PGPORT", "5432") | as_number }}'
-    assert target["password"] == '{{ env_var("PGPASSWORD", "") }}'
+CONNECTION = {
+    "type": "postgres",
+    "host": '{{ env_var("PGHOST") }}',
+    "port": '{{ env_var("PGPORT", "5432") | as_number }}',
+    "user": '{{ env_var("PGUSER", "postgres") }}',
+    "password": '{{ env_var("PGPASSWORD", "") }}',
+    "dbname": '{{ env_var("PGDATABASE", "postgres") }}',
+}
+
+
+def test_the_profile_has_a_dev_default_and_a_pipeline_target_on_the_build_schema() -> None:
+    """dbt by hand writes to a personal schema; only the runtime (--target pipeline) to the build."""
+    key = "sales__sales_orders_analytical"
+    profile = yaml.safe_load(render(EXAMPLE_MESH, key)["profiles.yml"])
+    assert profile == {
+        key: {
+            "target": "dev",
+            "outputs": {
+                "dev": {**CONNECTION, "schema": dev_schema_expression(key), "threads": 4},
+                "pipeline": {
+                    **CONNECTION,
+                    "schema": f"{key}__build",
+                    "role": '{{ "domain_sales" if env_var("DATAMESH_DBT_AS_DOMAIN", "") == "1" else "" }}',
+                    "threads": 4,
+                },
+            },
+        }
+    }
+
+
+def render_dev_schema(key: str, environ: dict[str, str]) -> str:
+    """The dev schema as dbt renders it (dbt's profile context offers env_var and modules.re)."""
+
+    def env_var(name: str, default: str | None = None) -> str:
+        if name in environ:
+            return environ[name]
+        assert default is not None, name
+        return default
+
+    return jinja2.Environment().from_string(dev_schema_expression(key)).render(
+        env_var=env_var, modules={"re": re}
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "schema"),
+    [
+        ({"USER": "ada"}, "shop__widgets__dev_ada"),
+        ({"USER": "Ada.Lovelace-Byron"}, "shop__widgets__dev_ada_lovelace_byron"),
+        ({"USER": "zoë o'neil"}, "shop__widgets__dev_zo__o_neil"),
+        ({"USER": "ada", "DATAMESH_DEV_SCHEMA": "CI-42"}, "shop__widgets__dev_ci_42"),
+        ({}, "shop__widgets__dev_dev"),
+        ({"USER": "x" * 80}, ("shop__widgets__dev_" + "x" * 80)[:63]),
+    ],
+)
+def test_the_dev_schema_is_a_safe_identifier_from_the_user_name(environ: dict[str, str], schema: str) -> None:
+    rendered = render_dev_schema("shop__widgets", environ)
+    assert rendered == schema
+    assert re.fullmatch(r"[a-z][a-z0-9_]*", rendered) and len(rendered.encode()) <= 63
+
+
+def test_the_longest_key_keeps_its_dev_marker_within_63_bytes() -> None:
+    key = "d" * 20 + "__" + "p" * 26  # 48 bytes, the most a spec allows
+    rendered = render_dev_schema(key, {"USER": "a_rather_long_user_name"})
+    assert rendered.startswith(f"{key}__dev_") and len(rendered) == 63
 
 
 # --- inline specs ------------------------------------------------------------------------------------

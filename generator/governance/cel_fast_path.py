@@ -7,7 +7,7 @@ costs a few tenths of a millisecond that way, and 1,000 products are ~130,000 po
 What: `compile_fast` turns the tree cel-python's own parser built (so CEL's syntax and literals
 stay cel-python's) into nested Python closures over the plain JSON values of the variables, for
 the shapes policies use: variables and field paths, literals, lists of them, `==` and `!=` (with
-the null-aware equality of generator.governance.policies), `<`, `<=`, `>`, `>=`, `in`, `&&`, `||`, `!`,
+the null-aware equality of generator.governance.cel), `<`, `<=`, `>`, `>=`, `in`, `&&`, `||`, `!`,
 `size()` and `.matches()`, and for messages `?:`, `+` of two strings and `string()` of a
 string or a number. Nothing is generated or executed from policy text: each closure is one
 of the few fixed functions below.
@@ -169,7 +169,7 @@ def _relation(kind: str, left: Fast, right: Fast) -> Fast:
 
         def equality(variables: Variables) -> bool:
             a, b = left(variables), right(variables)
-            if a is None or b is None:  # null-aware, as generator.governance.policies defines `==` and `!=`
+            if a is None or b is None:  # null-aware, as generator.governance.cel defines `==` and `!=`
                 return (a is None and b is None) == want
             _same_scalar_type(a, b)
             return (a == b) == want

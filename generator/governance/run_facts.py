@@ -58,7 +58,7 @@ def measure(conn: psycopg2.extensions.connection, spec: DataProduct) -> RunFacts
 
 # Neither share is rounded: a policy compares it with a threshold, and rounding would let a run just
 # over it pass (-20.004% is a bigger drop than -20%; 1,001 nulls in 1,000,000 rows is 99.8999%
-# non-null, short of 99.9%). Messages round for display (policies.render_message).
+# non-null, short of 99.9%). Messages round for display (messages.render_message).
 
 
 def change_pct(rows: int, previous: int | None) -> float | None:

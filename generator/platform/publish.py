@@ -17,6 +17,15 @@ transaction:
 6. drops snapshots beyond the last few, unless a view still reads them, and leaves an empty build
    schema owned by the domain role for the next run.
 
+A publish is idempotent per run id. The snapshot's label (its schema COMMENT) records the run that
+published it and that publish's result, so a retry of the same run (the first attempt committed,
+then lost its connection before Airflow heard of it) finds the label and returns the first
+attempt's result, changing nothing: the build schema the retry would otherwise find empty is left
+alone. A run publishes at most once: when the views no longer read its snapshot (a later run
+published, or a rollback moved them back), its retry still changes nothing, so a late retry never
+re-serves an old snapshot over a rollback. The label lives as long as the snapshot does (the last
+KEEP_SNAPSHOTS are kept).
+
 Readers of a view block on its lock while the transaction runs and then see the new snapshot, so
 they get the old rows or the new rows, never an error or a mix (docs/architecture.md, "Publish").
 Every SQL text that carries a name is composed with psycopg2.sql.Identifier.
@@ -80,11 +89,19 @@ def publish(
     spec: DataProduct,
     roles_must_exist: bool = True,
     today: dt.date | None = None,
+    run_id: str | None = None,
 ) -> PublishResult:
     """Publish the build schema of `spec` as its next snapshot. Raises RunFailed, changing nothing,
-    when a role the spec names does not exist or the build lacks an output or column."""
+    when a role the spec names does not exist or the build lacks an output or column.
+
+    With a `run_id` (Airflow's), a second call for the same run returns the first one's result and
+    changes nothing (see the module's docstring)."""
     with transaction(conn) as cur:
         _lock_product(cur, spec)
+        if run_id is not None:
+            done = _published_by_run(cur, spec, run_id)
+            if done is not None:
+                return done
         readers = resolve_readers(cur, spec, roles_must_exist)
         _check_relations(cur, spec, spec.build_schema, what="the build schema (dbt's target)")
         replaced = _current_snapshot(cur, spec)
@@ -100,14 +117,15 @@ def publish(
         # again: a dropped routine takes with it what used it, a column of its type included
         _check_relations(cur, spec, snapshot, what=f"snapshot {snapshot}")
         seal_snapshot(cur, snapshot)
-        _label(cur, snapshot, spec)
         latest = _serve(cur, spec, snapshot, readers)
         retired = _retire_expired(cur, spec, today or dt.date.today())
         rows = _count_rows(cur, spec, snapshot)
+        result = PublishResult(spec.published_schema, snapshot, rows, latest, tuple(retired), replaced)
+        _label(cur, spec, result, run_id)
         _prune_snapshots(cur, spec.key)
         ensure_build_schema(cur, spec)
     log.info("published %s from %s: %s", spec.published_schema, snapshot, rows)
-    return PublishResult(spec.published_schema, snapshot, rows, latest, tuple(retired), replaced)
+    return result
 
 
 def rollback(
@@ -240,11 +258,60 @@ def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> list[str]
     return retired
 
 
-def _label(cur: Cursor, snapshot: str, spec: DataProduct) -> None:
-    """Which version a snapshot holds, so a rollback never crosses a major version."""
+def _label(cur: Cursor, spec: DataProduct, result: PublishResult, run_id: str | None) -> None:
+    """Which version a snapshot holds, so a rollback never crosses a major version, and which run
+    published it with what result, so a retry of that run returns the same result."""
     pii = {o.name: [c.name for c in o.columns if c.pii] for o in spec.outputs}
-    label = json.dumps({"version": spec.version, "major": spec.major, "pii": pii})
-    cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS %s").format(sql.Identifier(snapshot)), (label,))
+    label = json.dumps(
+        {
+            "version": spec.version,
+            "major": spec.major,
+            "pii": pii,
+            "run_id": run_id,
+            "published": {
+                "schema": result.schema,
+                "rows": result.rows,
+                "latest": result.latest,
+                "retired": list(result.retired),
+                "replaced": result.replaced,
+            },
+        }
+    )
+    cur.execute(sql.SQL("COMMENT ON SCHEMA {} IS %s").format(sql.Identifier(result.snapshot)), (label,))
+
+
+def _published_by_run(cur: Cursor, spec: DataProduct, run_id: str) -> PublishResult | None:
+    """The result of the publish `run_id` made, when one of the kept snapshots is labelled with it."""
+    cur.execute(
+        """SELECT nspname, obj_description(oid, 'pg_namespace') FROM pg_namespace
+            WHERE starts_with(nspname, %s) ORDER BY nspname DESC""",
+        (f"{spec.key}__s",),
+    )
+    for snapshot, text in cur.fetchall():
+        if _seq_of(spec.key, snapshot) is None:
+            continue
+        label = _parse_label(text)
+        published = label.get("published")
+        if label.get("run_id") != run_id or not isinstance(published, dict):
+            continue
+        current = _current_snapshot(cur, spec)
+        if current != snapshot:
+            log.warning(
+                "%s: run %s published %s already; the views now read %s (a later publish or a "
+                "rollback): left as they are, nothing published again",
+                spec.key, run_id, snapshot, current or "nothing",
+            )
+        else:
+            log.info("%s: run %s published %s already: returning that result", spec.key, run_id, snapshot)
+        return PublishResult(
+            schema=str(published.get("schema", spec.published_schema)),
+            snapshot=snapshot,
+            rows={str(k): int(v) for k, v in dict(published.get("rows") or {}).items()},
+            latest=published.get("latest"),
+            retired=tuple(published.get("retired") or ()),
+            replaced=published.get("replaced"),
+        )
+    return None
 
 
 def _label_of(cur: Cursor, snapshot: str | None) -> dict:
@@ -252,8 +319,12 @@ def _label_of(cur: Cursor, snapshot: str | None) -> dict:
         "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (snapshot,)
     )
     row = cur.fetchone()
+    return _parse_label(row[0] if row else None)
+
+
+def _parse_label(text: str | None) -> dict:
     try:
-        label = json.loads(row[0]) if row and row[0] else {}
+        label = json.loads(text) if text else {}
     except ValueError:
         return {}
     return label if isinstance(label, dict) else {}

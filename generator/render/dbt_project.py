@@ -19,7 +19,14 @@ from generator.errors import Problem, SpecError
 from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR
 from generator.render.rendered import Rendered, header
 from generator.spec.mesh import Mesh, ProductEntry
-from generator.spec.model import Column, DataProduct, Output, QualityRule, published_schema
+from generator.spec.model import (
+    MAX_IDENTIFIER_BYTES,
+    Column,
+    DataProduct,
+    Output,
+    QualityRule,
+    published_schema,
+)
 
 PLATFORM_PACKAGE = "datamesh_platform"  # the `name` in dbt/_platform/dbt_project.yml
 # A product project lives at dbt/<domain>/<product>; the shared package at dbt/_platform.
@@ -31,6 +38,10 @@ FAILING_ROWS = "failing_rows"
 _JINJA_START = re.compile(r"\{(?=[{%#])")
 # The role name is a validated identifier ([a-z0-9_]), safe inside the Jinja string literal.
 DOMAIN_ROLE_SWITCH = '{{{{ "{role}" if env_var("DATAMESH_DBT_AS_DOMAIN", "") == "1" else "" }}}}'
+# The profile's targets: dbt by hand uses the default, `dev`; the runtime passes --target pipeline.
+DEV_TARGET = "dev"
+PIPELINE_TARGET = "pipeline"
+DEV_SCHEMA_VARIABLE = "DATAMESH_DEV_SCHEMA"  # the personal part of the dev schema; default: $USER
 
 
 def jinja_literal(text: str) -> str:
@@ -92,26 +103,52 @@ def _project(spec: DataProduct) -> dict[str, Any]:
 
 def _profiles(spec: DataProduct) -> dict[str, Any]:
     # Connection settings come from the PG* variables dbt_runner exports (see docs/architecture.md).
+    # Two targets: `dev`, the default, for dbt run by hand, writes to a personal schema; `pipeline`,
+    # which the runtime names (--target pipeline), writes to the build schema publish consumes. A
+    # table a developer left in the build schema would be theirs, and dbt as the domain role could
+    # not replace it ("must be owner of table").
     return {
         spec.key: {
-            "target": "build",
+            "target": DEV_TARGET,
             "outputs": {
-                "build": {
-                    "type": "postgres",
-                    "host": '{{ env_var("PGHOST") }}',
-                    "port": '{{ env_var("PGPORT", "5432") | as_number }}',
-                    "user": '{{ env_var("PGUSER", "postgres") }}',
-                    "password": '{{ env_var("PGPASSWORD", "") }}',
-                    "dbname": '{{ env_var("PGDATABASE", "postgres") }}',
+                DEV_TARGET: {
+                    **_connection(),
+                    "schema": dev_schema_expression(spec.key),
+                    "threads": 4,
+                },
+                PIPELINE_TARGET: {
+                    **_connection(),
                     "schema": spec.build_schema,
                     # The pipeline sets DATAMESH_DBT_AS_DOMAIN=1, so dbt runs as the domain's own
                     # role (SET ROLE), which may write only its build schema (docs/publish-and-access.md).
                     "role": DOMAIN_ROLE_SWITCH.format(role=f"domain_{spec.domain}"),
                     "threads": 4,
-                }
+                },
             },
         }
     }
+
+
+def _connection() -> dict[str, str]:
+    return {
+        "type": "postgres",
+        "host": '{{ env_var("PGHOST") }}',
+        "port": '{{ env_var("PGPORT", "5432") | as_number }}',
+        "user": '{{ env_var("PGUSER", "postgres") }}',
+        "password": '{{ env_var("PGPASSWORD", "") }}',
+        "dbname": '{{ env_var("PGDATABASE", "postgres") }}',
+    }
+
+
+def dev_schema_expression(key: str) -> str:
+    """The dev target's schema as dbt renders it: `<key>__dev_<who>`, where <who> is
+    $DATAMESH_DEV_SCHEMA, else $USER, else "dev", lower-cased, every character outside [a-z0-9_]
+    made "_" (so the name is ASCII: one byte a character), the whole cut to PostgreSQL's 63 bytes.
+    `key` is a validated identifier of at most 48 bytes, so "__dev_" always survives the cut and
+    the name never meets a pipeline schema (<key>__build, <key>__v1, <key>__s000001)."""
+    who = f'env_var("{DEV_SCHEMA_VARIABLE}", env_var("USER", "dev")) | lower'
+    sanitized = f"modules.re.sub(\"[^a-z0-9_]\", \"_\", {who})"
+    return f'{{{{ ("{key}__dev_" ~ {sanitized})[:{MAX_IDENTIFIER_BYTES}] }}}}'
 
 
 # --- models: contract, constraints, tests ----------------------------------------------------------

@@ -151,6 +151,7 @@ def invoke(
         *args,
         "--project-dir", str(project_dir),
         "--profiles-dir", str(project_dir),
+        "--target", "pipeline",  # the build schema (render/dbt_project.py PIPELINE_TARGET); by hand: dev
     ]
     env = {
         **os.environ,
