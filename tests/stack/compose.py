@@ -100,7 +100,8 @@ def localize(environment: dict[str, str], at: Endpoints) -> dict[str, str]:
             value = re.sub(r"(?<=[@/])redis:6379\b", f"127.0.0.1:{at.redis_port}", value)
             value = value.replace("http://airflow-apiserver:8080", f"http://127.0.0.1:{at.api_port}")
         for host in COMPOSE_HOSTS:
-            if value == host or re.search(rf"(?:@|//|\"){re.escape(host)}(?=[:/\"]|$)", value):
+            named = rf'(?:@|//){re.escape(host)}(?=[:/]|$)|"host"\s*:\s*"{re.escape(host)}"'
+            if value == host or re.search(named, value):
                 raise AssertionError(f"docker-compose.yml: {key}={value!r} names the compose host {host!r}")
         local[key] = value
     return local
