@@ -37,6 +37,7 @@ from tests.stack.api import AirflowApi
 from tests.stack.postgres import TcpPostgres
 from tests.stack.processes import MARKER, Service, marked_processes, wait_for
 from tests.stack.tcp_proxy import PausableProxy
+from tests.stack.warehouse_checks import prepare_organisation
 
 REPO_ROOT = compose.REPO_ROOT
 BIN = Path(sys.executable).parent
@@ -177,6 +178,9 @@ class Stack:
         self._timed("redis", self.start_redis)
         self.proxy.start()
         self._timed("checkouts", self.make_checkouts)
+        # Before airflow-init, which sets the platform up (once `datamesh platform setup` exists):
+        # the access roles and source tables it grants on are the organisation's, there before it.
+        self._timed("organisation", lambda: prepare_organisation(self.checkouts["main"], self.warehouse_env()))
         self._timed("airflow-init", self.airflow_init)
         self._timed("services", self.start_airflow)
         self._timed("healthy", self.wait_until_healthy)

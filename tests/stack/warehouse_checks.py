@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -18,18 +19,16 @@ from generator.spec.mesh import Mesh, load_mesh
 from generator.spec.model import DataProduct
 from generator.warehouse.connection import Warehouse
 
-# `datamesh platform setup` (issue 11, item 1) replaces the demo's bootstrap once it is on main.
-PLATFORM_SETUP_COMMAND: list[str] | None = None  # e.g. ["platform", "setup", "--create-roles"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def platform_setup(root: Path, env: dict[str, str]) -> str:
-    """Set the platform up on the stack's warehouse and seed the demo's operational data."""
-    from generator.dev.demo import create_access_roles
-    from generator.dev.demo_data import seed_operational_data
-    from generator.platform.setup import bootstrap, grant_source_reads
+def has_platform_setup_command() -> bool:
+    """Whether `datamesh platform setup` exists (issue 11, item 1); before it, the demo's bootstrap."""
+    return importlib.util.find_spec("generator.cli.platform") is not None
 
-    mesh = load_mesh(root)
-    warehouse = Warehouse(
+
+def _warehouse(env: dict[str, str]) -> Warehouse:
+    return Warehouse(
         host=env["PGHOST"],
         port=int(env["PGPORT"]),
         user=env["PGUSER"],
@@ -37,27 +36,41 @@ def platform_setup(root: Path, env: dict[str, str]) -> str:
         dbname=env["PGDATABASE"],
         embedded=False,
     )
-    if PLATFORM_SETUP_COMMAND:
+
+
+def prepare_organisation(root: Path, env: dict[str, str]) -> None:
+    """What exists before the platform: the organisation's access roles (its identity provider's
+    job; the demo stands in) and the operational source tables, with the demo's data."""
+    from generator.dev.demo import create_access_roles
+    from generator.dev.demo_data import seed_operational_data
+
+    with closing(_warehouse(env).connect()) as conn:
+        create_access_roles(conn, load_mesh(root))
+        seed_operational_data(conn)
+
+
+def platform_setup(root: Path, env: dict[str, str]) -> str:
+    """`datamesh platform setup` on the stack's warehouse (the demo's bootstrap before it existed)."""
+    if has_platform_setup_command():
         done = subprocess.run(
-            [str(Path(sys.executable).with_name("datamesh")), *PLATFORM_SETUP_COMMAND],
+            [str(Path(sys.executable).with_name("datamesh")), "platform", "setup"],
             cwd=root,
-            env={**os.environ, **env},
+            env={**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)},
             capture_output=True,
             text=True,
             check=False,
             timeout=300,
         )
         assert done.returncode == 0, f"datamesh platform setup failed:\n{done.stdout}\n{done.stderr}"
-        output = done.stdout
-    else:
-        bootstrap(warehouse, mesh)
-        output = "bootstrap (generator.platform.setup)"
+        return done.stdout
+    from generator.platform.setup import bootstrap, grant_source_reads
+
+    warehouse = _warehouse(env)
+    mesh = load_mesh(root)
+    bootstrap(warehouse, mesh)
     with closing(warehouse.connect()) as conn:
-        if not PLATFORM_SETUP_COMMAND:
-            create_access_roles(conn, mesh)
-        seed_operational_data(conn)
         grant_source_reads(conn, mesh)
-    return output
+    return "bootstrap (generator.platform.setup)"
 
 
 def example_mesh(root: Path) -> Mesh:
