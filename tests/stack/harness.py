@@ -308,6 +308,11 @@ class Stack:
     def leftovers(self) -> list[str]:
         return [" ".join(p.cmdline()) or p.name() for p in marked_processes(self.run_id)]
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, attempt: int) -> str:
+        """A task try's log, from the log folder all services share (as the UI reads it)."""
+        path = self.root / "airflow-task-logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return (path / f"attempt={attempt}.log").read_text(encoding="utf-8", errors="replace")
+
     def logs_tail(self, lines: int = 60) -> str:
         return "\n\n".join(f"===== {s.name} ({s.log})\n{s.tail(lines)}" for s in self.services.values())
 

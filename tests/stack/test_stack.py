@@ -9,6 +9,7 @@ events publish emits. Each fault test then runs the chain PRODUCER -> CONSUMER o
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -24,6 +25,8 @@ pytestmark = pytest.mark.stack
 PRODUCER = "sales__sales_orders_analytical"
 CONSUMER = "finance__revenue_metrics"
 RUN_TIMEOUT = 300  # seconds for one product's run, retries included
+# What psycopg2 and dbt say when the warehouse goes away or refuses connections.
+CONNECTION_LOST = re.compile(r"connection refused|server closed the connection|connection.*(lost|reset|closed)", re.I)
 
 
 @dataclass
@@ -182,11 +185,17 @@ def test_a_worker_killed_mid_task_is_replaced_by_the_other(stack: Stack, chain: 
     producer = run_chain_with_fault(stack, chain, kill_the_worker, "worker killed during dbt_run")
     tries = stack.api.tries(PRODUCER, producer["dag_run_id"], "dbt_run")
     assert len(tries) >= 2, tries
-    assert not stack.services[killed[0]].alive()  # so the successful try ran on the other worker
+    assert not stack.services[killed[0]].alive()
+    (survivor,) = set(WORKERS) - set(killed)
+    retried = f"task_id='dbt_run', dag_id='{PRODUCER}', run_id='{producer['dag_run_id']}', try_number={len(tries)}"
+    assert retried in stack.services[survivor].log.read_text(errors="replace"), f"{survivor} did not run the retry"
 
 
 def test_the_run_survives_a_scheduler_restart(stack: Stack, chain: dict) -> None:
-    run_chain_with_fault(stack, chain, lambda run_id: stack.services["scheduler"].restart(), "scheduler restarted")
+    scheduler = stack.services["scheduler"]
+    starts = scheduler.starts
+    run_chain_with_fault(stack, chain, lambda run_id: scheduler.restart(), "scheduler restarted")
+    assert scheduler.starts == starts + 1 and scheduler.alive()
 
 
 def test_a_warehouse_outage_is_retried(stack: Stack, chain: dict) -> None:
@@ -197,4 +206,9 @@ def test_a_warehouse_outage_is_retried(stack: Stack, chain: dict) -> None:
 
     producer = run_chain_with_fault(stack, chain, outage, "warehouse unreachable for 6 s")
     tis = stack.api.task_instances(PRODUCER, producer["dag_run_id"])
-    assert max(ti["try_number"] for ti in tis.values()) >= 2, "no task met the outage"
+    retried = [task_id for task_id, ti in tis.items() if ti["try_number"] >= 2]
+    assert retried, "no task met the outage"
+    first_try = stack.task_log(PRODUCER, producer["dag_run_id"], retried[0], attempt=1)
+    assert CONNECTION_LOST.search(first_try), (
+        f"{retried[0]}'s first try did not fail on the connection:\n{first_try[-3000:]}"
+    )

@@ -41,11 +41,16 @@ def _warehouse(env: dict[str, str]) -> Warehouse:
 def prepare_organisation(root: Path, env: dict[str, str]) -> None:
     """What exists before the platform: the organisation's access roles (its identity provider's
     job; the demo stands in) and the operational source tables, with the demo's data."""
-    from generator.dev.demo import create_access_roles
     from generator.dev.demo_data import seed_operational_data
 
+    mesh = load_mesh(root)
+    roles = sorted({r for p in mesh.products for r in (*p.spec.access.roles, *p.spec.access.pii_roles)})
     with closing(_warehouse(env).connect()) as conn:
-        create_access_roles(conn, load_mesh(root))
+        with conn, conn.cursor() as cur:
+            for role in roles:
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
         seed_operational_data(conn)
 
 
