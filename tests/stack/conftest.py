@@ -3,6 +3,8 @@ it started. Run with `make test-stack` (`pytest -m stack tests/stack`); `make te
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +22,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     started = time.monotonic()
-    running = Stack(tmp_path_factory.mktemp("stack"))
+    # Not pytest's tmp_path: pytest deletes all but its 3 newest basetemp folders when a session
+    # starts, so any other pytest run on the machine would pull the data folder from under the
+    # running PostgreSQL. Kept after a failure (its logs), removed after a pass.
+    root = Path(tempfile.mkdtemp(prefix="datamesh-stack-"))
+    running = Stack(root)
     try:
         running.start()
         TIMINGS.update({f"start: {k}": v for k, v in running.timings.items()})
@@ -37,6 +43,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         TIMINGS["stack total"] = time.monotonic() - started
         leftovers = running.leftovers()
         assert not leftovers, f"processes left running after teardown: {leftovers}"
+        if failed:
+            print(f"stack folder kept: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
