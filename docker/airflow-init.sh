@@ -4,7 +4,12 @@
 #   1. create or upgrade Airflow's metadata database;
 #   2. create the admin user of the UI (FAB auth manager) unless it exists;
 #   3. create the `warehouse` pool: tasks that run dbt or publish take a slot, so however many
-#      products are due at once, at most WAREHOUSE_POOL_SLOTS of them load the warehouse.
+#      products are due at once, at most WAREHOUSE_POOL_SLOTS of them load the warehouse;
+#   4. `datamesh platform setup`, last, so no DAG runs before it: the catalog migrations, the domain
+#      roles, the build schemas and the domains' read grants on their sources (idempotent; two at
+#      once are safe). It fails (and so does this step, and nothing starts) while an access role a
+#      spec names is missing or a spec is broken: its output says what to do. Set
+#      DATAMESH_CREATE_ROLES=1 to let it create missing access roles (NOLOGIN).
 set -euo pipefail
 
 : "${AIRFLOW_ADMIN_USERNAME:?set it in .env}"
@@ -29,3 +34,9 @@ fi
 
 airflow pools set warehouse "${WAREHOUSE_POOL_SLOTS}" \
   "dbt runs, tests and publishes against the warehouse: caps concurrent load"
+
+if ! datamesh platform setup; then
+  echo "airflow-init: \`datamesh platform setup\` failed (its output above says why and what to run);" \
+    "fix that, then run: docker compose up -d" >&2
+  exit 1
+fi

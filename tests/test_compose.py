@@ -452,7 +452,9 @@ def airflow_json(env: dict[str, str], *args: str) -> Any:
 
 
 @pytest.mark.integration
-def test_airflow_init_creates_the_admin_and_the_warehouse_pool_and_can_run_again(tmp_path: Path) -> None:
+def test_airflow_init_creates_the_admin_and_the_warehouse_pool_and_can_run_again(
+    tmp_path: Path, warehouse: Warehouse
+) -> None:
     # The init service's own environment, except the metadata database: SQLite in a temporary home.
     values = env_example()
     environment = {k: interpolate(str(v), values) for k, v in SERVICES[INIT]["environment"].items()}
@@ -467,12 +469,24 @@ def test_airflow_init_creates_the_admin_and_the_warehouse_pool_and_can_run_again
         AIRFLOW_ADMIN_PASSWORD=environment["AIRFLOW_ADMIN_PASSWORD"],
         AIRFLOW_ADMIN_EMAIL=environment["AIRFLOW_ADMIN_EMAIL"],
         WAREHOUSE_POOL_SLOTS=environment["WAREHOUSE_POOL_SLOTS"],
+        # its last step, `datamesh platform setup`: the repo's specs, the session's warehouse, and
+        # the example organisation's access roles created (they would be the identity provider's)
+        DATAMESH_ROOT=str(REPO_ROOT),
+        DATAMESH_CREATE_ROLES="1",
+        **warehouse.env(),
     )
+    outputs = []
     for attempt in (1, 2):  # `docker compose up` runs it every time
         result = subprocess.run(
             ["bash", str(REPO_ROOT / "docker/airflow-init.sh")], env=env, capture_output=True, text=True, timeout=300
         )
         assert result.returncode == 0, f"run {attempt}:\n{result.stdout}\n{result.stderr}"
+        outputs.append(result.stdout)
+    assert "nothing to change" in outputs[1]
+    with warehouse.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s",
+                    ("customers__customer_profiles__build",))
+        assert cur.fetchall() == [("domain_customers",)]
     users = airflow_json(env, "users", "list")
     assert [(u["username"], u["roles"]) for u in users] == [(values["AIRFLOW_ADMIN_USERNAME"], ["Admin"])]
     [pool] = airflow_json(env, "pools", "get", "warehouse")

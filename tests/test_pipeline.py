@@ -13,7 +13,7 @@ from psycopg2 import sql
 
 from generator.dev.demo_data import seed_operational_data
 from generator.errors import RunFailed
-from generator.platform.setup import bootstrap
+from generator.platform.setup import setup_platform
 from generator.runtime import callbacks, tasks
 from generator.spec.mesh import load_mesh
 from generator.warehouse.connection import Warehouse
@@ -59,14 +59,14 @@ def seed(warehouse: Warehouse) -> None:
 
 
 def prepare(root: Path, warehouse: Warehouse) -> str:
-    """Seed the operational data, bootstrap the platform (twice: it is idempotent) and create the
+    """Seed the operational data, set up the platform (twice: it is idempotent) and create the
     reader roles; returns the DAG file the pipeline functions take."""
     if not (root / f"dbt/{DOMAIN}/{PRODUCT}/dbt_project.yml").exists():
         pytest.skip("the example dbt project has not been rendered yet")
     mesh = load_mesh(root)
-    seed(warehouse)  # first: bootstrap grants the domain role read access to its source tables
-    bootstrap(warehouse, mesh)
-    bootstrap(warehouse, mesh)  # idempotent
+    seed(warehouse)  # first: setup grants the domain role read access to its source tables
+    setup_platform(warehouse, mesh.products)
+    assert setup_platform(warehouse, mesh.products).changes == []  # idempotent
     conn = warehouse.connect()
     try:
         with conn.cursor() as cur:

@@ -23,7 +23,7 @@ from generator.dev.demo_data import seed_operational_data
 from generator.errors import RunFailed, SpecError
 from generator.platform.access import granted_privileges
 from generator.platform.publish import publish
-from generator.platform.setup import bootstrap
+from generator.platform.setup import setup_platform
 from generator.render.dbt_project import render_dbt_project
 from generator.runtime import tasks
 from generator.spec.mesh import load_mesh
@@ -231,7 +231,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, warehouse: Warehouse) -> Iter
         seed_operational_data(conn)
     finally:
         conn.close()
-    bootstrap(warehouse, load_mesh(copy))
+    setup_platform(warehouse, load_mesh(copy).products)
     saved = os.environ.get(tasks.ROOT_VARIABLE)
     os.environ[tasks.ROOT_VARIABLE] = str(copy)
     yield copy

@@ -13,6 +13,7 @@ import click
 
 from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
 from generator.cli.context import Context, pass_ctx
+from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
 from generator.cli.publish import rollback
 from generator.errors import CheckFailed, UserError
@@ -160,12 +161,19 @@ def schema(output: Path | None) -> None:
 @cli.command()
 @click.option("--product", "only", help="Run only this product (its inputs must be published already).")
 @click.option("--skip-render", is_flag=True, help="Use the committed dbt/ and dags/ as they are.")
+@click.option(
+    "--seed-demo-data",
+    is_flag=True,
+    envvar="DATAMESH_DEMO_SEED",
+    help="Allow writing the demo's source data (*_ops tables) into a warehouse that is not the embedded "
+    "one (PGHOST set). Env: DATAMESH_DEMO_SEED=1.",
+)
 @pass_ctx
-def demo(ctx: Context, only: str | None, skip_render: bool) -> None:
+def demo(ctx: Context, only: str | None, skip_render: bool, seed_demo_data: bool) -> None:
     """Render the example mesh, seed source data and run every product's DAG with `airflow dags test`."""
     from generator.dev.demo import run_demo
 
-    ok = run_demo(ctx.root, only=only, render=not skip_render, echo=click.echo)
+    ok = run_demo(ctx.root, only=only, render=not skip_render, echo=click.echo, seed_demo_data=seed_demo_data)
     if not ok:
         raise CheckFailed("at least one product's run failed; see its log above")
 
@@ -208,6 +216,7 @@ cli.add_command(docs)
 cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
+cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
 
 
 def main() -> None:

@@ -1,8 +1,14 @@
 """The demo: the example mesh rendered, built, tested, gated, published and registered for real.
 
-Steps: render -> start the warehouse -> bootstrap the platform (catalog, domain roles) -> create
-the organisation's access roles -> seed operational source data -> run every product's DAG with
-`airflow dags test`, producers before consumers -> print a summary read back from the catalog.
+Steps: render -> start the warehouse -> seed operational source data -> set up the platform
+(`datamesh platform setup --create-roles`: catalog, domain roles, build schemas, source grants, the
+organisation's access roles) -> run every product's DAG with `airflow dags test`, producers before
+consumers -> print a summary read back from the catalog.
+
+The demo data replaces whatever the `*_ops` tables hold (generator/dev/demo_data.py). So on a
+warehouse other than the embedded one (PGHOST set), the demo refuses to start unless told to seed
+(`--seed-demo-data`, env DATAMESH_DEMO_SEED=1): refusing, rather than running without the data,
+because every product would then fail on missing source tables, far from the cause.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from contextlib import closing
 from pathlib import Path
 
 from generator.dev import airflow_local
+from generator.errors import UserError
 from generator.layout import AIRFLOW_HOME_DIR, CATALOG_SCHEMA, LOG_DIR
 from generator.spec.mesh import Mesh, ProductEntry, load_mesh
 from generator.warehouse.connection import Warehouse, from_environment
@@ -19,12 +26,20 @@ from generator.warehouse.connection import Warehouse, from_environment
 Echo = Callable[[str], None]
 
 
-def run_demo(root: Path, only: str | None = None, render: bool = True, echo: Echo = print) -> bool:
+SEED_FLAG = "--seed-demo-data"
+SEED_VARIABLE = "DATAMESH_DEMO_SEED"
+
+
+def run_demo(
+    root: Path, only: str | None = None, render: bool = True, echo: Echo = print, seed_demo_data: bool = False
+) -> bool:
+    """`seed_demo_data`: write the demo's source data even into a warehouse that is not the embedded one."""
     root = root.resolve()
     mesh = load_mesh(root)
+    warehouse = from_environment(root)
+    require_seed_allowed(warehouse, seed_demo_data)  # before anything is written anywhere
     if render:
         _render(root, mesh, echo)
-    warehouse = from_environment(root)
     echo(f"warehouse: {warehouse.describe()}")
     prepare_warehouse(warehouse, mesh, echo)
 
@@ -58,32 +73,33 @@ def run_demo(root: Path, only: str | None = None, render: bool = True, echo: Ech
     return not failed
 
 
+def require_seed_allowed(warehouse: Warehouse, seed_demo_data: bool) -> None:
+    """UserError unless the demo may write its source data into `warehouse` (see the module doc)."""
+    if warehouse.embedded or seed_demo_data:
+        return
+    from generator.dev.demo_data import demo_tables
+
+    tables = ", ".join(t.key for t in demo_tables())
+    raise UserError(
+        f"the warehouse is {warehouse.describe()} (PGHOST is set), not the embedded one: the demo would "
+        f"empty and refill its operational tables there ({tables}). Nothing was written. Pass "
+        f"{SEED_FLAG} (or set {SEED_VARIABLE}=1) to allow it, or unset PGHOST to use the embedded warehouse."
+    )
+
+
 def prepare_warehouse(warehouse: Warehouse, mesh: Mesh, echo: Echo = print) -> None:
-    """Bootstrap the platform, create the example organisation's roles, seed the source data."""
+    """Seed the source data, then set up the platform as `datamesh platform setup --create-roles`
+    does: the demo stands in for the organisation's identity provider and creates the access roles
+    the specs name. Seeding first, so the domain roles are granted read on the seeded tables."""
     from generator.dev.demo_data import seed_operational_data
-    from generator.platform.setup import bootstrap, grant_source_reads
+    from generator.platform.setup import setup_platform
 
-    bootstrap(warehouse, mesh)
     with closing(warehouse.connect()) as conn:
-        create_access_roles(conn, mesh)
         rows = seed_operational_data(conn)
-        grant_source_reads(conn, mesh)  # each domain's dbt runs as its role: it reads its own sources
     echo(f"seeded {sum(rows.values())} rows into {len(rows)} operational tables")
-
-
-def create_access_roles(conn, mesh: Mesh) -> list[str]:  # type: ignore[no-untyped-def]
-    """The roles the specs grant to. In a company they come from its identity provider; the demo
-    stands in for it. Publish refuses a role that does not exist, so this runs first."""
-    from psycopg2 import sql
-
-    roles = sorted({r for p in mesh.products for r in (*p.spec.access.roles, *p.spec.access.pii_roles)})
-    with conn.cursor() as cur:
-        for role in roles:
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-            if cur.fetchone() is None:
-                cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-    conn.commit()
-    return roles
+    report = setup_platform(warehouse, mesh.products, create_roles=True)
+    done = f"{len(report.changes)} change(s)" if report.changes else "nothing to change"
+    echo(f"platform setup (as `datamesh platform setup --create-roles`): {done}")
 
 
 # --- step: access enforced by PostgreSQL (docs/publish-and-access.md) ----------------------------

@@ -28,6 +28,7 @@ from psycopg2 import sql
 
 from generator.errors import RunFailed
 from generator.spec.model import DataProduct
+from generator.warehouse.connection import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ _OWNED_KINDS = {
     "m": "MATERIALIZED VIEW",
     "S": "SEQUENCE",
 }
+
+
+# What a person runs to create domain roles, build schemas and source grants: every message about
+# a half-set-up platform names it.
+SETUP_COMMAND = "datamesh platform setup"
 
 
 def domain_role(domain: str) -> str:
@@ -99,8 +105,8 @@ def resolve_readers(cur: Cursor, spec: DataProduct, roles_must_exist: bool = Tru
         raise RunFailed(
             f"{spec.key}: cannot grant read access, nothing was published: "
             + "; ".join(lines)
-            + ". Create the role(s) in the warehouse (domain roles: `datamesh` platform bootstrap), "
-            "or remove them from the spec's access section."
+            + f". Create the role(s) in the warehouse (`{SETUP_COMMAND}` lists the missing ones with "
+            "the SQL that creates them, and creates domain roles), or remove them from the spec's access section."
         )
     for role, where in missing:
         log.warning("%s: skipping role %s (from %s): it does not exist", spec.key, role, where)
@@ -270,9 +276,58 @@ def ensure_build_schema(cur: Cursor, spec: DataProduct) -> bool:
     return True
 
 
+def require_platform_ready(conn: psycopg2.extensions.connection, spec: DataProduct) -> None:
+    """RunFailed naming `datamesh platform setup` unless what a run of `spec` needs from the platform
+    is there: its domain role, its build schema owned by that role, and the role's read access to
+    the declared sources. Checked before dbt starts, so the task says what to do instead of dbt's
+    `role "domain_x" does not exist` or `permission denied for table ...`. Only reads."""
+    role = domain_role(spec.domain)
+    with conn.cursor() as cur:
+        cur.execute(
+            """SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s),
+                      (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = %s)""",
+            (role, spec.build_schema),
+        )
+        role_exists, owner = cur.fetchone()
+        wrong = [] if role_exists else [f"role {role!r} does not exist"]
+        if owner is None:
+            wrong.append(f"build schema {spec.build_schema!r} does not exist")
+        elif role_exists and owner != role:
+            wrong.append(f"build schema {spec.build_schema!r} is owned by {owner!r}, not {role!r}")
+        for i, source in enumerate(spec.inputs.sources if role_exists else []):
+            name = f"{source.schema_}.{source.table}"
+            cur.execute(
+                """SELECT c.oid IS NOT NULL,
+                          c.oid IS NOT NULL AND has_schema_privilege(%(role)s, c.relnamespace, 'USAGE')
+                                            AND has_table_privilege(%(role)s, c.oid, 'SELECT')
+                     FROM (SELECT to_regclass(quote_ident(%(schema)s) || '.' || quote_ident(%(table)s)) AS oid) r
+                     LEFT JOIN pg_class c ON c.oid = r.oid""",
+                {"role": role, "schema": source.schema_, "table": source.table},
+            )
+            exists, readable = cur.fetchone()
+            if not exists:
+                wrong.append(f"source table {name} (inputs.sources[{i}]) does not exist: create it first")
+            elif not readable:
+                wrong.append(f"role {role!r} may not read source table {name} (inputs.sources[{i}])")
+    conn.rollback()  # end the read-only transaction psycopg2 opened
+    if wrong:
+        raise RunFailed(
+            f"{spec.key}: the platform is not set up for this product: " + "; ".join(wrong) + ". "
+            f"Run `{SETUP_COMMAND}` against this warehouse (as its admin), then retry the task."
+        )
+
+
 @contextmanager
-def dbt_as_domain_role() -> Iterator[None]:
-    """dbt started inside this block runs as the product's domain role (see profiles.yml)."""
+def dbt_as_domain_role(spec: DataProduct | None = None, warehouse: Warehouse | None = None) -> Iterator[None]:
+    """dbt started inside this block runs as the product's domain role (see profiles.yml). Given
+    the spec and the warehouse, it first checks that the platform is ready for the product
+    (`require_platform_ready`), so a half-set-up warehouse fails with the command that fixes it."""
+    if spec is not None and warehouse is not None:
+        conn = warehouse.connect()
+        try:
+            require_platform_ready(conn, spec)
+        finally:
+            conn.close()
     saved = os.environ.get(DBT_AS_DOMAIN_VARIABLE)
     os.environ[DBT_AS_DOMAIN_VARIABLE] = "1"
     try:
