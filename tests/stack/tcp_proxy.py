@@ -52,6 +52,11 @@ class PausableProxy:
     stop = pause
 
     @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._open) // 2
+
+    @property
     def paused(self) -> bool:
         return self._listener is None
 
