@@ -370,9 +370,9 @@ def test_a_failed_gate_leaves_published_data_and_grants_exactly_as_they_were(
         dag_file = str(root / "dags" / f"{key}.py")
         query(warehouse, "UPDATE customers_ops.customers SET segment = 'smb' RETURNING 1")  # new rows built
         tasks.run_models(dag_file, *PRODUCER)
-        tasks.test_models(dag_file, *PRODUCER)
+        tests = tasks.test_models(dag_file, *PRODUCER)
         with pytest.raises(RunFailed, match="governance gate blocks the publish"):
-            tasks.governance_gate(dag_file, *PRODUCER)
+            tasks.governance_gate(dag_file, *PRODUCER, tests)
         # the DAG stops here: publish never runs; consumers see exactly what they saw
         assert state() == before
     finally:
