@@ -44,10 +44,10 @@ BIN = Path(sys.executable).parent
 WORKERS = ("stack-worker-1", "stack-worker-2")
 CHECKOUT_DIRS = ("dags", "dbt", "policies")
 
-# Until tasks hand results only through XCom and the catalog (issue 11, item 3), a run's tasks must
-# share one dbt/ folder: then both workers use one checkout. DATAMESH_STACK_SHARED_CHECKOUT=0 gives
-# each worker its own copy, as in the deployed stack.
-SHARED_WORKER_CHECKOUT = os.environ.get("DATAMESH_STACK_SHARED_CHECKOUT", "1") == "1"
+# Each worker has its own checkout, as on separate hosts: a run's tasks hand results over only
+# through XCom and the catalog (issue 11, item 3). DATAMESH_STACK_SHARED_CHECKOUT=1 lets both
+# workers share one (to tell a checkout problem from another when a run fails).
+SHARED_WORKER_CHECKOUT = os.environ.get("DATAMESH_STACK_SHARED_CHECKOUT", "0") == "1"
 
 
 # Test values for .env: .env.example with its secrets replaced.
