@@ -151,17 +151,16 @@ def catalog_runs(conn, spec: DataProduct) -> list[dict]:  # type: ignore[no-unty
 
 def assert_consistent(conn, spec: DataProduct, successful_run_ids: list[str]) -> Published:  # type: ignore[no-untyped-def]
     """Nothing published lost or mixed: every output's view reads the snapshot the newest successful
-    run published, serves the rows that run counted, and each successful run is in the catalog once."""
+    run published and serves the rows that run counted, and each given successful run is in the
+    catalog exactly once."""
     state = published(conn, spec)
     assert len(set(state.snapshots.values())) == 1, f"{spec.key}: outputs read different snapshots {state.snapshots}"
-    runs = catalog_runs(conn, spec)
-    successes = [r for r in runs if r["outcome"] == "success"]
+    successes = [r for r in catalog_runs(conn, spec) if r["outcome"] == "success"]
     for run_id in successful_run_ids:
         assert [r["run_id"] for r in successes].count(run_id) == 1, f"{spec.key}: run {run_id} not in the catalog once"
-    newest = next(r for r in reversed(successes) if r["run_id"] in successful_run_ids) if successful_run_ids else None
-    if newest is not None:
-        assert set(state.snapshots.values()) == {newest["snapshot"]}, (spec.key, state.snapshots, newest)
-        assert state.rows == newest["rows"], (spec.key, state.rows, newest["rows"])
+    newest = successes[-1]
+    assert set(state.snapshots.values()) == {newest["snapshot"]}, (spec.key, state.snapshots, newest)
+    assert state.rows == newest["rows"], (spec.key, state.rows, newest["rows"])
     assert all(count > 0 for count in state.rows.values()), f"{spec.key}: empty outputs {state.rows}"
     return state
 
