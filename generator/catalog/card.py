@@ -79,6 +79,18 @@ class Card:
     changelog: list[dict[str, Any]] = field(default_factory=list)
     incidents: list[Incident] = field(default_factory=list)  # newest first
     access: dict[str, Any] = field(default_factory=dict)  # the spec's access: roles, pii_roles, ...
+    domain_owner: str | None = None  # the team owning the domain, from the registry (domains/<d>.yaml)
+    on_call: dict[str, Any] | None = None  # the domain's on-call contact, from the registry
+    chat_channel: str | None = None
+
+    @property
+    def domain_contact(self) -> str | None:
+        """'owned by <team>; on call: <email>, <channel>' when the registry is in the catalog."""
+        if self.domain_owner is None:
+            return None
+        contact = [self.on_call["email"]] if self.on_call else []
+        contact += [self.chat_channel] if self.chat_channel else []
+        return f"owned by {self.domain_owner}" + (f"; on call: {', '.join(contact)}" if contact else "")
 
     @property
     def key(self) -> str:
@@ -192,8 +204,44 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
         )
         card.inputs = [r[0] for r in cur.fetchall()]
     card.incidents = list_incidents(conn, domain, product, limit=INCIDENTS_SHOWN)
+    _apply_registry(conn, card)
     conn.rollback()
     return card
+
+
+def _apply_registry(conn: psycopg2.extensions.connection, card: Card) -> None:
+    """The owner's address, the domain's owner team, on-call and channel as the domain registry
+    says (synced into the catalog by platform setup): it wins over what the last run registered."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT owner_team, on_call, chat_channel, teams FROM {CATALOG_SCHEMA}.domains
+                WHERE name = %s AND source = 'registry'""",
+            (card.domain,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return
+    card.domain_owner, card.on_call, card.chat_channel, teams = row
+    team = next((t for t in teams if t.get("name") == card.owner_team), None)
+    if team:
+        card.owner_email = team["email"]
+
+
+def product_health(conn: psycopg2.extensions.connection) -> dict[str, dict[str, Any]]:
+    """Each registered product's health, by <domain>__<product>: last run outcome and time,
+    freshness against its SLA (age and window in hours)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT domain || '__' || product, last_outcome, last_run_at, fresh, age_hours, freshness_hours
+                FROM {CATALOG_SCHEMA}.product_health"""
+        )
+        rows = cur.fetchall()
+    conn.rollback()
+    return {
+        key: {"last_outcome": outcome, "last_run_at": at, "fresh": fresh,
+              "age_hours": None if age is None else round(float(age), 2), "freshness_hours": window}
+        for key, outcome, at, fresh, age, window in rows
+    }
 
 
 def sparkline(values: list[float]) -> str:
@@ -208,6 +256,7 @@ def format_card(card: Card) -> str:
     lines = [
         f"{card.key}  {card.version}   [{card.classification}]  tags: {', '.join(card.tags) or '-'}",
         f"owner: {card.owner_team} <{card.owner_email}>",
+        *([f"domain {card.domain}: {card.domain_contact}"] if card.domain_contact else []),
         "",
         *card.description.strip().splitlines(),
         "",
