@@ -123,7 +123,7 @@ def test_no_input_writes_the_spec_from_the_answers(mesh_with_new_products: Path)
     assert spec["owner"] == {"team": "self_serve_team", "email": "self-serve-team@company.com"}
     assert spec["classification"] == "internal"
     assert spec["schedule"] == "0 3 * * *"
-    assert spec["retention_days"] == 365 and spec["sla"] == {"freshness_hours": 26}
+    assert spec["retention_days"] == 365 and spec["sla"] == {"freshness_hours": 26, "completeness": 99.9}
     [output] = spec["outputs"]
     assert output["name"] == "first_product" and output["primary_key"] == ["id"]
     assert [(c["name"], c["type"], c.get("constraints")) for c in output["columns"]] == [

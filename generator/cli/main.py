@@ -15,6 +15,8 @@ import click
 
 from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
 from generator.cli.context import Context, pass_ctx
+from generator.cli.migrate import migrate
+from generator.cli.new import new
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
 from generator.cli.publish import rollback
@@ -359,6 +361,8 @@ cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
+cli.add_command(new)  # a new product, answers checked as typed: generator/cli/new.py
+cli.add_command(migrate)  # specs of an older spec_version: generator/cli/migrate.py
 
 
 def main() -> None:

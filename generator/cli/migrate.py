@@ -1,0 +1,7 @@
+"""placeholder"""
+import click
+
+
+@click.command("migrate")
+def migrate() -> None:
+    """placeholder"""
