@@ -38,7 +38,8 @@ def spec_files(root: Path, product: str | None) -> list[Path]:
         wanted = wanted.replace("__", "/")
         names = [n for n in names if wanted in (n, n.split("/")[1])]
         if not names:
-            raise UserError(f"{product}: no such product (its spec would be {DBT_DIR}/<domain>/<product>/{SPEC_FILENAME})")
+            where = f"{DBT_DIR}/<domain>/<product>/{SPEC_FILENAME}"
+            raise UserError(f"{product}: no such product (its spec would be {where})")
     return [root / DBT_DIR / name / SPEC_FILENAME for name in names]
 
 

@@ -156,7 +156,8 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
         product_dir.mkdir(parents=True)
         (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec), encoding="utf-8")
         replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
-        (product_dir / REPLAY_FILE).write_text(json.dumps(replay, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
+        (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
         # The `datamesh render` command, run by this Python. -P: import the installed generator, not
         # a `generator/` folder in the working directory.
         render = subprocess.run(
