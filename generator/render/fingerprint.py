@@ -8,14 +8,16 @@ A renderer that starts importing a generator module outside SOURCE_PARTS must ad
 (tests/test_incremental.py checks this). `inputs_hash` is a hash of all of them. Each generated file carries, on
 its header's meta line:
 
-    # datamesh: inputs=<hash> reads=<domain/product,...> files=<n> spec=<hash> gen=<hash> env=<hash> body=<hash>
+    # datamesh: inputs=<hash> reads=<domain/product,...> files=<n> spec=<hash> gen=<hash> env=<hash>
+    #           body=<hash>   (one line)
 
 `reads` lists the products the hash covered besides the file's own (named on the first line), so the
 hash can be recomputed from spec bytes alone, without parsing YAML; `files` is how many generated
 files the product has (a deleted one is noticed); `body` is a hash of the file's path and the rest of
 its text (a hand edit is noticed). `spec`, `gen` and `env` are the parts of `inputs` that an upgrade
 plan names as the reason a file changes (render/plan.py): the product's own spec bytes, the
-generator (source, version, libraries) and the settings; what is left is the inputs' specs. Imports nothing heavy: `datamesh check` runs this on every file.
+generator (source, version, libraries) and the settings; what is left is the inputs' specs.
+Imports nothing heavy: `datamesh check` runs this on every file.
 """
 
 from __future__ import annotations

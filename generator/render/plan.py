@@ -81,7 +81,7 @@ def upgrade_plan(root: Path) -> UpgradePlan:
         if current == text:
             continue
         by_product.setdefault(_owner(text) or MESH, []).append(_change(rel, current, text))
-    for rel, text in sorted(rendered.owned.items()):
+    for rel in sorted(rendered.owned):
         if not (root / rel).exists():
             by_product.setdefault(_owner_of_path(rel) or MESH, []).append(FileChange(rel, "skeleton"))
     for rel in stale_files(root, rendered, known.maybe_stale):
@@ -121,7 +121,7 @@ def _reason(product: str, on_disk: dict[str, str], digests: SpecDigests, changes
     olds = [(text, _NOTE.search(text.split("\n", 1)[0])) for text in on_disk.values()]
     old = next((text for text, note in olds if note and note.group(2) == product), None)
     if old is None:
-        return "; ".join(reasons + ["new product: no generated files yet"])
+        return "; ".join([*reasons, "new product: no generated files yet"])
     note = _NOTE.search(old.split("\n", 1)[0])
     meta = read_meta(old)
     now = digests.parts(product)
