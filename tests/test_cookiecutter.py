@@ -82,10 +82,13 @@ def datamesh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every folder and file under `root`, with a digest of each file: 'nothing written' is equality."""
+    """Every folder and file under `root`, with a digest of each file: 'nothing written' is equality.
+    The git-ignored caches in .datamesh/ (policy verdicts) are not the repo."""
     found = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
+        if rel.split("/")[0] == ".datamesh":
+            continue
         found[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "<dir>"
     return found
 

@@ -99,11 +99,16 @@ class Checker:
         return self._policies[domain]
 
 
-def check_all(root: Path, given: dict[str, str], echo=click.echo) -> tuple[dict[str, Any], dict[str, str]]:
+def check_all(
+    root: Path,
+    given: dict[str, str],
+    echo=click.echo,
+    run_from: str = "run datamesh new from the repo root (or pass --root)",
+) -> tuple[dict[str, Any], dict[str, str]]:
     """Every answer checked at once (the cookiecutter hook, `--no-input`): the spec to write and the
     answers, or Refused listing every problem. Nothing is written."""
     if not (root / DBT_DIR).is_dir():
-        raise Refused(f"{root} has no dbt/ folder: run from the repo root (or pass -o/--root <repo root>)")
+        raise Refused(f"{root} has no dbt/ folder: {run_from}")
     answers = np.with_defaults(given)
     spec, product, problems = np.validated(answers)
     if product is None:
@@ -224,7 +229,7 @@ def from_cookiecutter(staging: Path) -> int:
     root = Path(answers["_output_dir"]).resolve()
     given = {k: str(v) for k, v in answers.items() if k in np.KEYS}
     try:
-        spec, _ = check_all(root, given)
+        spec, _ = check_all(root, given, run_from="run cookiecutter from the repo root (or pass -o <repo root>)")
     except Refused as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
