@@ -13,8 +13,6 @@ import click
 from generator.cli.context import Context, pass_ctx
 from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import DBT_DIR, SPEC_FILENAME
-from generator.spec import migrate as migrations
-from generator.spec.model import SPEC_VERSION
 
 
 def validate_current(text: str, shown: str) -> None:
@@ -25,6 +23,8 @@ def validate_current(text: str, shown: str) -> None:
 
 
 def target_version() -> int:
+    from generator.spec.model import SPEC_VERSION
+
     return SPEC_VERSION
 
 
@@ -51,6 +51,8 @@ def migrate(ctx: Context, product: str | None, check_only: bool) -> None:
     """Rewrite specs (all, or one PRODUCT) of an older spec_version to the current one, keeping
     comments, key order and formatting. A spec that cannot be migrated is named with its field,
     and nothing is written."""
+    from generator.spec import migrate as migrations
+
     ctx.require_repo()
     target = target_version()
     pending: list[tuple[Path, migrations.Migrated]] = []

@@ -23,8 +23,9 @@ import click
 from generator.cli.context import Context, pass_ctx
 from generator.errors import CheckFailed, UserError
 from generator.layout import DAGS_DIR, DBT_DIR, SPEC_FILENAME
-from generator.spec import new_product as np
 
+# generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
+# this module through main.py and must stay light.
 REPLAY_FILE = ".cookiecutter.json"
 RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
@@ -42,6 +43,7 @@ class Checker:
 
     def problems(self, key: str, given: dict[str, str]) -> list[str]:
         """What is wrong with answer `key` (the answers before it given, the rest defaulted)."""
+        from generator.spec import new_product as np
         answers = np.with_defaults(given)
         value = answers[key]
         _, product, problems = np.validated(answers)
@@ -107,6 +109,7 @@ def check_all(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Every answer checked at once (the cookiecutter hook, `--no-input`): the spec to write and the
     answers, or Refused listing every problem. Nothing is written."""
+    from generator.spec import new_product as np
     if not (root / DBT_DIR).is_dir():
         raise Refused(f"{root} has no dbt/ folder: {run_from}")
     answers = np.with_defaults(given)
@@ -186,6 +189,8 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
 def spec_yaml(spec: dict[str, Any]) -> str:
     import yaml
 
+    from generator.spec import new_product as np
+
     class Dumper(yaml.SafeDumper):
         """safe_dump, with multi-line text as a readable `|` block (PyYAML quotes it when it must)."""
 
@@ -225,6 +230,7 @@ def summary(spec: dict[str, Any], replay_hint: str) -> str:
 
 def from_cookiecutter(staging: Path) -> int:
     """The cookiecutter hook: the answers cookiecutter wrote as JSON into its staging folder."""
+    from generator.spec import new_product as np
     answers: dict[str, Any] = json.loads((staging / "answers.json").read_text(encoding="utf-8"))
     root = Path(answers["_output_dir"]).resolve()
     given = {k: str(v) for k, v in answers.items() if k in np.KEYS}
@@ -247,6 +253,7 @@ def from_cookiecutter(staging: Path) -> int:
 
 
 def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    from generator.spec import new_product as np
     given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -278,6 +285,7 @@ def new(ctx: Context, no_input: bool, answers: tuple[str, ...]) -> None:
 
 
 def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
+    from generator.spec import new_product as np
     checker = Checker(root)
     answered: dict[str, str] = {}
     for question in np.QUESTIONS:
