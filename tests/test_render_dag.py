@@ -303,6 +303,37 @@ def test_tags_owner_and_retries_come_from_the_spec(tmp_path: Path) -> None:
     assert ast.literal_eval(args["owner"]) == "widget_team"
 
 
+def test_every_task_is_retried_and_results_travel_as_arguments(tmp_path: Path) -> None:
+    """Retries are for transient failures, on every task (the test and the gate too): deterministic
+    failures end a task without using them (tasks.fail_fast). No task reads another's files: the
+    gate gets the test task's results, the register task the results of all four before it."""
+    tree = ast.parse(render_source(BASE_SPEC, tmp_path))
+    default_args = assigned(tree, "default_args")
+    assert isinstance(default_args, ast.Dict)
+    args = {ast.literal_eval(k): v for k, v in zip(default_args.keys, default_args.values, strict=True) if k}
+    assert ast.literal_eval(args["retries"]) >= 1
+    assert ast.literal_eval(args["retry_exponential_backoff"]) > 1
+    decorators = {
+        node.name: node.decorator_list
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.decorator_list
+    }
+    assert set(decorators) == {"dbt_run", "dbt_test", "governance_gate", "publish", "catalog_register"}
+    for name, decorator_list in decorators.items():
+        for decorator in decorator_list:
+            keywords = {k.arg for k in decorator.keywords} if isinstance(decorator, ast.Call) else set()
+            assert "retries" not in keywords, f"{name} overrides the DAG's retries"
+    calls = {
+        ast.unparse(node.value.func): [ast.unparse(a) for a in node.value.args]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+        and ast.unparse(node.value.func) in ("dbt_run", "dbt_test", "governance_gate", "publish")
+    }
+    assert calls == {"dbt_run": [], "dbt_test": [], "governance_gate": ["tests"], "publish": []}
+    source = ast.unparse(tree)
+    assert "catalog_register(run, tests, gate, published)" in source
+
+
 @pytest.mark.parametrize(
     "hours,interval", [(24, "datetime.timedelta(hours=24)"), (0.5, "datetime.timedelta(hours=0.5)")]
 )

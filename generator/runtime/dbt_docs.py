@@ -1,9 +1,10 @@
 """`datamesh docs`: each product's dbt docs as one static page, and a local server for them.
 
-`dbt docs generate --static` writes target/static_index.html, a single file with the manifest and
-the warehouse catalog inlined, readable from disk. The owner and classification are in each model's
-`meta` already (render_dbt puts the spec's, which are the catalog's). The pages are copied to
-.datamesh/docs/<domain>__<product>/index.html, where the mesh report links to them.
+`dbt docs generate --static` writes static_index.html (in a scratch target folder), a single file
+with the manifest and the warehouse catalog inlined, readable from disk. The owner and
+classification are in each model's `meta` already (render_dbt puts the spec's, which are the
+catalog's). The pages are copied to .datamesh/docs/<domain>__<product>/index.html, where the mesh
+report links to them.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
     """Generate one product's static docs page; returns its path. RunFailed when dbt fails."""
     from generator.runtime import dbt_runner
 
-    dbt_runner.deps(entry.project_dir, warehouse)
-    dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"])
+    dbt_runner.ensure_packages(entry.project_dir, warehouse)
     page = docs_page(root, entry.spec.key)
     page.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(entry.project_dir / "target" / "static_index.html", page)
+    with dbt_runner.scratch_dir() as target:
+        dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"], target_dir=target)
+        shutil.copyfile(target / "static_index.html", page)
     return page
 
 
