@@ -44,6 +44,7 @@ class Checker:
     def problems(self, key: str, given: dict[str, str]) -> list[str]:
         """What is wrong with answer `key` (the answers before it given, the rest defaulted)."""
         from generator.spec import new_product as np
+
         answers = np.with_defaults(given)
         value = answers[key]
         _, product, problems = np.validated(answers)
@@ -110,6 +111,7 @@ def check_all(
     """Every answer checked at once (the cookiecutter hook, `--no-input`): the spec to write and the
     answers, or Refused listing every problem. Nothing is written."""
     from generator.spec import new_product as np
+
     if not (root / DBT_DIR).is_dir():
         raise Refused(f"{root} has no dbt/ folder: {run_from}")
     answers = np.with_defaults(given)
@@ -231,6 +233,7 @@ def summary(spec: dict[str, Any], replay_hint: str) -> str:
 def from_cookiecutter(staging: Path) -> int:
     """The cookiecutter hook: the answers cookiecutter wrote as JSON into its staging folder."""
     from generator.spec import new_product as np
+
     answers: dict[str, Any] = json.loads((staging / "answers.json").read_text(encoding="utf-8"))
     root = Path(answers["_output_dir"]).resolve()
     given = {k: str(v) for k, v in answers.items() if k in np.KEYS}
@@ -254,6 +257,7 @@ def from_cookiecutter(staging: Path) -> int:
 
 def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
     from generator.spec import new_product as np
+
     given: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -286,6 +290,7 @@ def new(ctx: Context, no_input: bool, answers: tuple[str, ...]) -> None:
 
 def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
     from generator.spec import new_product as np
+
     checker = Checker(root)
     answered: dict[str, str] = {}
     for question in np.QUESTIONS:
