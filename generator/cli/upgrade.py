@@ -21,9 +21,12 @@ def show_plan(ctx: Context, show_diff: bool = False):  # -> UpgradePlan
     for product in plan.products:
         click.echo(f"{product.product}: {product.reason}")
         for change in product.changes:
-            flag = click.style("hand edit", fg="red") if change.kind == "hand edit" else change.kind
-            click.echo(f"    {flag:12} {change.path}")
+            kind = f"{change.kind:12}"  # padded before styling: escape codes have no width
+            flag = click.style(kind, fg="red") if change.kind == "hand edit" else kind
+            click.echo(f"    {flag} {change.path}")
             if change.kind == "hand edit" or (show_diff and change.diff):
+                if change.kind == "hand edit":
+                    click.echo("        (-: the file as edited, +: what the render writes)")
                 click.echo("".join(f"        {line}" for line in change.diff.splitlines(keepends=True)))
     files = len(plan.paths())
     click.echo(
