@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import time
 from io import BytesIO
 from pathlib import Path
 
@@ -100,7 +99,6 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_a_fleet_of_200_products_upgrades_without_touching_what_teams_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = time.monotonic()
     root = build_fleet(tmp_path / "fleet")
     render_as_previous(root, monkeypatch)
     # Between the releases: teams change two specs and write their models; someone edits three
@@ -145,7 +143,6 @@ def test_a_fleet_of_200_products_upgrades_without_touching_what_teams_own(
     code, output = run(root, "check")
     assert code == 0, output
     assert upgrade_plan(root).products == []
-    assert time.monotonic() - started < 90
 
 
 def test_a_fleet_rendered_by_the_last_release_before_the_layout_change_upgrades(tmp_path: Path) -> None:
