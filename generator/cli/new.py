@@ -22,11 +22,12 @@ import click
 
 from generator.cli.context import Context, pass_ctx
 from generator.errors import CheckFailed, UserError
-from generator.layout import DAGS_DIR, DBT_DIR, SPEC_FILENAME
+from generator.layout import DAGS_DIR, DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 
 # generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
 # this module through main.py and must stay light.
 REPLAY_FILE = ".cookiecutter.json"
+DOMAIN_SCHEMA_LINE = "# yaml-language-server: $schema=../generator/schemas/domain.schema.json\n"
 RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
 
@@ -45,7 +46,7 @@ class Checker:
         """What is wrong with answer `key` (the answers before it given, the rest defaulted)."""
         from generator.spec import new_product as np
 
-        answers = np.with_defaults(given)
+        answers = np.with_defaults(given, self.root)
         value = answers[key]
         _, product, problems = np.validated(answers)
         found = list(problems.get(key, []))
@@ -55,11 +56,12 @@ class Checker:
             where = np.name_taken(self.root, value)
             if where:
                 found.append(f"name {value!r} is taken in the mesh by {where}: choose another name")
-        if key == "domain" and not found and np.registry_exists(self.root):
-            known = np.known_domains(self.root)
-            if value not in known:
+        if key == "owner_team" and not found:
+            teams = np.domain_teams(self.root, answers["domain"])
+            if teams is not None and value not in teams:
                 found.append(
-                    f"domain {value!r} is not in the domain registry (domains/*.yaml); known: {', '.join(known)}"
+                    f"owner_team {value!r} is not a team of domain {answers['domain']!r} "
+                    f"({DOMAINS_DIR}/{answers['domain']}.yaml); allowed: {', '.join(teams)}"
                 )
         if found or product is None:
             return found
@@ -114,7 +116,7 @@ def check_all(
 
     if not (root / DBT_DIR).is_dir():
         raise Refused(f"{root} has no dbt/ folder: {run_from}")
-    answers = np.with_defaults(given)
+    answers = np.with_defaults(given, root)
     spec, product, problems = np.validated(answers)
     if product is None:
         lines = [line for key in ("", *np.KEYS) for line in problems.get(key, [])]
@@ -134,9 +136,9 @@ def check_all(
             "Choose another name, or delete that product first to re-create it."
         )
     checker = Checker(root)
-    mesh_problems = [line for key in ("name", "domain") for line in checker.problems(key, answers)]
+    mesh_problems = [line for key in ("name", "owner_team") for line in checker.problems(key, answers)]
     if mesh_problems:
-        raise Refused("\n".join(mesh_problems))
+        raise Refused("\n".join(mesh_problems) + ". Nothing was written.")
     try:
         from generator.spec.mesh import load_mesh
 
@@ -162,7 +164,16 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
     dag_file = root / DAGS_DIR / f"{domain}__{name}.py"
     new_domain = not domain_dir.exists()
     new_dags_dir = not dag_file.parent.exists()
+    # A repo with a domain registry needs the new domain's file: the smallest valid one, owned by
+    # the product's team (the team completes it: members, on-call, description).
+    domain_file = root / DOMAINS_DIR / f"{domain}.yaml"
+    new_domain_file = domain_file.parent.is_dir() and not domain_file.exists()
     try:
+        if new_domain_file:
+            from generator.spec.domain import minimal_domain
+
+            data = minimal_domain(domain, spec["owner"]["team"], spec["owner"]["email"])
+            domain_file.write_text(DOMAIN_SCHEMA_LINE + _dump(data), encoding="utf-8")
         product_dir.mkdir(parents=True)
         (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec), encoding="utf-8")
         replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
@@ -180,6 +191,8 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
     except BaseException:
         # None of these existed before (checked): remove them whole, without hiding the error.
         shutil.rmtree(domain_dir if new_domain else product_dir, ignore_errors=True)
+        if new_domain_file:
+            domain_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             if new_dags_dir:
                 shutil.rmtree(dag_file.parent)
@@ -189,9 +202,13 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
 
 
 def spec_yaml(spec: dict[str, Any]) -> str:
-    import yaml
-
     from generator.spec import new_product as np
+
+    return np.SCHEMA_LINE + _dump(spec)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    import yaml
 
     class Dumper(yaml.SafeDumper):
         """safe_dump, with multi-line text as a readable `|` block (PyYAML quotes it when it must)."""
@@ -201,8 +218,7 @@ def spec_yaml(spec: dict[str, Any]) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
-    body = yaml.dump(spec, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
-    return np.SCHEMA_LINE + body
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def summary(spec: dict[str, Any], replay_hint: str) -> str:
@@ -315,6 +331,6 @@ def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
         if question.choices:
             prompt += f" ({', '.join(question.choices)})"
         answered[question.key] = click.prompt(
-            prompt, default=question.default(np.with_defaults(answered)), value_proc=accept
+            prompt, default=np.with_defaults(answered, root)[question.key], value_proc=accept
         )
     return answered

@@ -138,7 +138,7 @@ def _reason(product: str, on_disk: dict[str, str], digests: SpecDigests, changes
     reads = [r for r in meta.get("reads", "").split(",") if r]
     same_parts = meta.get("spec") == now["spec"] and meta.get("gen") == now["gen"] and meta.get("env") == now["env"]
     if same_parts and meta.get("inputs") != digests.inputs_hash(product, reads):
-        reasons.append(f"input change (a spec it reads: {', '.join(reads)})")
+        reasons.append(f"input change (a spec it reads: {', '.join(reads) or 'none'}; or its domain's registry file)")
     if any(c.kind in ("created", "removed", "skeleton") for c in changes) and not reasons:
         reasons.append("generated file missing or no longer produced")
     return "; ".join(reasons) or "header hashes differ"

@@ -89,11 +89,16 @@ ANSWER_OF_FIELD: dict[tuple[Any, ...], str] = {
 ACROSS_FIELDS = {"name", "domain", "schedule"}
 
 
-def with_defaults(given: dict[str, str]) -> dict[str, str]:
-    """Every answer: those given, and the defaults (computed from earlier answers) for the rest."""
+def with_defaults(given: dict[str, str], root: Path | None = None) -> dict[str, str]:
+    """Every answer: those given, and the defaults (computed from earlier answers) for the rest. With
+    `root`, a registered domain's owner team is the default team."""
     answers: dict[str, str] = {}
     for question in QUESTIONS:
-        answers[question.key] = given[question.key] if question.key in given else question.default(answers)
+        if question.key in given:
+            answers[question.key] = given[question.key]
+            continue
+        registered = domain_teams(root, answers["domain"]) if root and question.key == "owner_team" else None
+        answers[question.key] = registered[0] if registered else question.default(answers)
     return answers
 
 
@@ -183,6 +188,18 @@ def known_domains(root: Path) -> list[str]:
         for d in base.iterdir()
         if d.is_dir() and d.name != PLATFORM_PACKAGE_DIR and any(d.glob(f"*/{SPEC_FILENAME}"))
     )
+
+
+def domain_teams(root: Path, domain: str) -> list[str] | None:
+    """The teams that may own the domain's products, owner team first, when domains/<domain>.yaml
+    exists; None for a domain the registry does not have (yet)."""
+    from generator.spec.domain import load_domain
+
+    path = root / DOMAINS_DIR / f"{domain}.yaml"
+    if not path.is_file():
+        return None
+    registered = load_domain(path, f"{DOMAINS_DIR}/{domain}.yaml")
+    return [registered.owner_team, *(t for t in registered.team_names if t != registered.owner_team)]
 
 
 def registry_exists(root: Path) -> bool:
