@@ -165,3 +165,23 @@ def test_the_questions_are_the_cookiecutter_templates(repo: Path) -> None:
     assert defaults["output_name"] == "n1"
     for key in ("schedule", "freshness_hours", "retention_days"):
         assert defaults[key] == template[key]
+
+
+def test_a_registered_domain_proposes_its_owner_team_and_refuses_others(repo: Path) -> None:
+    before = snapshot(repo)
+    refused = run_new(repo, "--no-input", "name=price_history", "domain=products", "owner_team=products_team")
+    assert refused.returncode == 2
+    assert "owner_team 'products_team' is not a team of domain 'products' (domains/products.yaml); allowed: catalog" in (
+        refused.stderr
+    )
+    assert snapshot(repo) == before
+    made = run_new(repo, "--no-input", "name=price_history", "domain=products")
+    assert made.returncode == 0, made.stderr
+    spec = yaml.safe_load((repo / "dbt/products/price_history/data_product.yaml").read_text())
+    assert spec["owner"]["team"] == "catalog"
+
+
+def test_a_new_domain_gets_a_minimal_registry_file(repo: Path) -> None:
+    made = run_new(repo, "--no-input", "name=first_one", "domain=brand_new")
+    assert made.returncode == 0, made.stderr
+    assert (repo / "domains/brand_new.yaml").is_file()
