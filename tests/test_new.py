@@ -171,9 +171,8 @@ def test_a_registered_domain_proposes_its_owner_team_and_refuses_others(repo: Pa
     before = snapshot(repo)
     refused = run_new(repo, "--no-input", "name=price_history", "domain=products", "owner_team=products_team")
     assert refused.returncode == 2
-    assert "owner_team 'products_team' is not a team of domain 'products' (domains/products.yaml); allowed: catalog" in (
-        refused.stderr
-    )
+    expected = "owner_team 'products_team' is not a team of domain 'products' (domains/products.yaml); allowed: catalog"
+    assert expected in refused.stderr
     assert snapshot(repo) == before
     made = run_new(repo, "--no-input", "name=price_history", "domain=products")
     assert made.returncode == 0, made.stderr
