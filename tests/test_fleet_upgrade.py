@@ -146,8 +146,10 @@ def test_a_fleet_of_200_products_upgrades_without_touching_what_teams_own(
 
 
 def test_a_fleet_rendered_by_the_last_release_before_the_layout_change_upgrades(tmp_path: Path) -> None:
+    # Its generator, and its policies (the release reads them when it renders).
     archive = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "archive", LAST_RELEASE_BEFORE_LAYOUT, "generator"], capture_output=True
+        ["git", "-C", str(REPO_ROOT), "archive", LAST_RELEASE_BEFORE_LAYOUT, "generator", "policies"],
+        capture_output=True,
     )
     if archive.returncode != 0:
         pytest.skip(f"commit {LAST_RELEASE_BEFORE_LAYOUT} is not in this clone")
@@ -155,12 +157,16 @@ def test_a_fleet_rendered_by_the_last_release_before_the_layout_change_upgrades(
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
         tar.extractall(old, filter="data")
     root = build_fleet(tmp_path / "fleet")
+    shutil.rmtree(root / "policies")
+    shutil.copytree(old / "policies", root / "policies")
     rendered_old = subprocess.run(
         [sys.executable, "-P", "-c", "import sys; from generator.cli import main; sys.argv[0] = 'datamesh'; main()",
          "--root", str(root), "render"],
         env={**os.environ, "PYTHONPATH": str(old)}, capture_output=True, text=True, timeout=300,
     )
     assert rendered_old.returncode == 0, rendered_old.stderr
+    shutil.rmtree(root / "policies")  # the policies move on with this release (they are not rendered)
+    shutil.copytree(REPO_ROOT / "policies", root / "policies")
     before = files(root)
     plan = upgrade_plan(root)
     products = [p for p in plan.products if p.product != MESH]

@@ -136,9 +136,9 @@ def check_all(
             "Choose another name, or delete that product first to re-create it."
         )
     checker = Checker(root)
-    mesh_problems = [line for key in ("name", "owner_team") for line in checker.problems(key, answers)]
-    if mesh_problems:
-        raise Refused("\n".join(mesh_problems) + ". Nothing was written.")
+    taken = checker.problems("name", answers)
+    if taken:
+        raise Refused("\n".join(taken) + ". Nothing was written.")
     try:
         from generator.spec.mesh import load_mesh
 
@@ -151,6 +151,9 @@ def check_all(
             "the answers break blocking governance policies; nothing was written:\n"
             + "\n".join(f"  {line}" for line in blocking)
         )
+    outside = checker.problems("owner_team", answers)
+    if outside:
+        raise Refused("\n".join(outside) + ". Nothing was written.")
     for line in checker.warnings(product):
         echo(f"warning: {line}")
     return spec, answers
