@@ -82,10 +82,13 @@ def datamesh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every folder and file under `root`, with a digest of each file: 'nothing written' is equality."""
+    """Every folder and file under `root`, with a digest of each file: 'nothing written' is equality.
+    The git-ignored caches in .datamesh/ (policy verdicts) are not the repo."""
     found = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
+        if rel.split("/")[0] == ".datamesh":
+            continue
         found[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "<dir>"
     return found
 
@@ -123,7 +126,7 @@ def test_no_input_writes_the_spec_from_the_answers(mesh_with_new_products: Path)
     assert spec["owner"] == {"team": "self_serve_team", "email": "self-serve-team@company.com"}
     assert spec["classification"] == "internal"
     assert spec["schedule"] == "0 3 * * *"
-    assert spec["retention_days"] == 365 and spec["sla"] == {"freshness_hours": 26}
+    assert spec["retention_days"] == 365 and spec["sla"] == {"freshness_hours": 26, "completeness": 99.9}
     [output] = spec["outputs"]
     assert output["name"] == "first_product" and output["primary_key"] == ["id"]
     assert [(c["name"], c["type"], c.get("constraints")) for c in output["columns"]] == [

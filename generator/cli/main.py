@@ -18,9 +18,12 @@ from generator.cli.catalog import docs, impact, lineage, report, search, show, s
 from generator.cli.console import console
 from generator.cli.context import Context, pass_ctx
 from generator.cli.domains import domains
+from generator.cli.migrate import migrate
+from generator.cli.new import new
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
 from generator.cli.publish import rollback
+from generator.cli.upgrade import show_plan, upgrade
 from generator.cli.usage import usage_group
 from generator.cli.validation_cache import Judged, ValidationCache, Verdict
 from generator.errors import CheckFailed, UserError
@@ -222,8 +225,12 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
 @click.option("--check", "check_only", is_flag=True, help="Write nothing; fail if files would change.")
 @click.option("--diff", "show_diff", is_flag=True, help="With --check: show what would change.")
 @click.option("--full", is_flag=True, help="Render every product, even those whose hashes are unchanged.")
+@click.option(
+    "--plan", "plan_only", is_flag=True,
+    help="Write nothing: per product, the generated files that would change and why (hand edits shown).",
+)
 @pass_ctx
-def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool, full: bool) -> None:
+def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool, full: bool, plan_only: bool) -> None:
     """Render dbt projects and DAGs from the specs (all, or one PRODUCT).
 
     A product is rendered again only when something its files depend on changed (its spec, its
@@ -232,6 +239,9 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool,
     from generator.render.mesh import remember_schema
     from generator.render.write import apply
 
+    if plan_only:
+        show_plan(ctx, show_diff)
+        return
     if check_only:
         _check(ctx, product, show_diff, full)
         return
@@ -365,6 +375,9 @@ cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
+cli.add_command(new)  # a new product, answers checked as typed: generator/cli/new.py
+cli.add_command(migrate)  # specs of an older spec_version: generator/cli/migrate.py
+cli.add_command(upgrade)  # the upgrade plan, then the upgrade: generator/cli/upgrade.py
 cli.add_command(usage_group)  # reads measured by PostgreSQL: generator/cli/usage.py
 cli.add_command(domains)  # the domain registry: generator/cli/domains.py
 cli.add_command(grants_group)  # access without a data build: generator/cli/access.py

@@ -9,12 +9,16 @@ A renderer that starts importing a generator module outside SOURCE_PARTS must ad
 (tests/test_incremental.py checks this). `inputs_hash` is a hash of all of them. Each generated file carries, on
 its header's meta line:
 
-    # datamesh: inputs=<hash> reads=<domain/product,...> files=<n> body=<hash>
+    # datamesh: inputs=<hash> reads=<domain/product,...> files=<n> spec=<hash> gen=<hash> env=<hash>
+    #           body=<hash>   (one line)
 
 `reads` lists the products the hash covered besides the file's own (named on the first line), so the
 hash can be recomputed from spec bytes alone, without parsing YAML; `files` is how many generated
 files the product has (a deleted one is noticed); `body` is a hash of the file's path and the rest of
-its text (a hand edit is noticed). Imports nothing heavy: `datamesh check` runs this on every file.
+its text (a hand edit is noticed). `spec`, `gen` and `env` are the parts of `inputs` that an upgrade
+plan names as the reason a file changes (render/plan.py): the product's own spec bytes, the
+generator (source, version, libraries) and the settings; what is left is the inputs' specs.
+Imports nothing heavy: `datamesh check` runs this on every file.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ LIBRARIES = ("PyYAML", "Jinja2", "pydantic")
 # Environment settings written into generated files (see render/airflow_dag.py, card_links).
 SETTINGS = ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL")
 # The meta keys this module writes, in this order.
-KEYS = ("inputs", "reads", "files", "body")
+KEYS = ("inputs", "reads", "files", "spec", "gen", "env", "body")
 HASH_CHARS = 16  # 64 bits: ample to tell versions of one file apart
 
 
@@ -61,6 +65,11 @@ def generator_fingerprint() -> str:
                 digest.update(path.relative_to(package).as_posix().encode() + b"\0")
                 digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def part_hash(text: str) -> str:
+    """A short hash of one part of the inputs, for the header (see `SpecDigests.parts`)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
 
 
 def settings_fingerprint(environ: dict[str, str] | None = None) -> str:
@@ -93,6 +102,14 @@ class SpecDigests:
                 self._known[product] = "missing"
         return self._known[product]
 
+    def parts(self, product: str) -> dict[str, str]:
+        """The hashes of the parts of `product`'s inputs hash that an upgrade plan tells apart."""
+        return {
+            "spec": self.of(product)[:HASH_CHARS],
+            "gen": part_hash(generator_fingerprint()),
+            "env": part_hash(settings_fingerprint()),
+        }
+
     def of_domain(self, domain: str) -> str:
         """The sha256 of the domain's registry file (domains/<domain>.yaml), 'missing' without one."""
         key = f"{DOMAINS_DIR}/{domain}"
@@ -121,9 +138,11 @@ def body_hash(path: str, text: str) -> str:
     return hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()[:HASH_CHARS]
 
 
-def stamp(path: str, text: str, inputs: str, reads: list[str], files: int) -> str:
+def stamp(
+    path: str, text: str, inputs: str, reads: list[str], files: int, parts: dict[str, str] | None = None
+) -> str:
     return add_meta(
-        text, inputs=inputs, reads=",".join(reads), files=str(files), body=body_hash(path, text)
+        text, inputs=inputs, reads=",".join(reads), files=str(files), **(parts or {}), body=body_hash(path, text)
     )
 
 

@@ -45,9 +45,11 @@ def stamped(files: Rendered, entry: ProductEntry, digests: SpecDigests) -> Rende
     render/fingerprint.py): the key of incremental render, check and validate."""
     spec = entry.spec
     reads = sorted({f"{i.domain}/{i.product}" for i in spec.inputs.products})
-    inputs = digests.inputs_hash(f"{spec.domain}/{spec.name}", reads)
+    name = f"{spec.domain}/{spec.name}"
+    inputs = digests.inputs_hash(name, reads)
     count = len(files.generated)
-    generated = {path: stamp(path, text, inputs, reads, count) for path, text in files.generated.items()}
+    parts = digests.parts(name)
+    generated = {path: stamp(path, text, inputs, reads, count, parts) for path, text in files.generated.items()}
     return Rendered(generated=generated, owned=files.owned)
 
 

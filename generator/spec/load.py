@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from generator.errors import Problem, SpecError
-from generator.spec.model import DataProduct
+from generator.spec.model import SPEC_VERSION, DataProduct
 from generator.spec.problems import (
     YAML_LOADER,
     Loc,
@@ -49,6 +49,10 @@ def parse_spec(text: str, shown: str) -> DataProduct:
         raise SpecError([yaml_problem(shown, exc)]) from exc
     if not isinstance(data, dict):
         raise SpecError([Problem(shown, "", "the spec must be a YAML mapping of fields", 1)])
+    version = data.get("spec_version")
+    if type(version) is int and version != SPEC_VERSION:
+        # Another version's fields mean other things: say which version it is, and nothing else.
+        raise SpecError([Problem(shown, "spec_version", _other_version(version), _line_of(text, "spec_version"))])
     try:
         return DataProduct.model_validate(data)
     except ValidationError as exc:
@@ -61,3 +65,22 @@ def parse_spec(text: str, shown: str) -> DataProduct:
 def _problem(shown: str, err: Any, data: Any, lines: dict[Loc, int]) -> Problem:
     loc = error_loc(err)
     return Problem(shown, readable_path(loc, data), error_message(err, _WORDING), nearest_line(loc, lines))
+
+
+def _other_version(version: int) -> str:
+    if version < SPEC_VERSION:
+        return (
+            f"this spec is version {version}; this generator reads version {SPEC_VERSION}: run "
+            "`datamesh migrate` to rewrite it (comments and formatting are kept)"
+        )
+    return (
+        f"{version} is newer than this generator reads (up to {SPEC_VERSION}): upgrade datamesh (the "
+        "generator) to read it"
+    )
+
+
+def _line_of(text: str, key: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith(f"{key}:"):
+            return number
+    return None

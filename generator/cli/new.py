@@ -1,0 +1,339 @@
+"""`datamesh new`: create a data product, each answer checked as it is typed.
+
+The one implementation of "answers -> checked spec -> written and rendered product": the cookiecutter
+template's hook calls `from_cookiecutter` here, `datamesh new` calls `check_all` and `create`. Each
+answer is checked at its question by the spec's own rules (generator/spec/new_product.py: the
+model's validators on a candidate spec), the mesh (a name already taken), the domain registry and
+the blocking static policies of the candidate's domain that read that answer's field (a retention
+below finance's seven years is refused at the retention question).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from generator.cli.context import Context, pass_ctx
+from generator.errors import CheckFailed, UserError
+from generator.layout import DAGS_DIR, DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
+
+# generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
+# this module through main.py and must stay light.
+REPLAY_FILE = ".cookiecutter.json"
+DOMAIN_SCHEMA_LINE = "# yaml-language-server: $schema=../generator/schemas/domain.schema.json\n"
+RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
+
+
+class Refused(UserError):
+    """The answers cannot become a product; the message says which answer and why."""
+
+
+class Checker:
+    """Checks answers against the spec, the mesh, the registry and the domain's policies."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._policies: dict[str, Any] = {}
+
+    def problems(self, key: str, given: dict[str, str]) -> list[str]:
+        """What is wrong with answer `key` (the answers before it given, the rest defaulted)."""
+        from generator.spec import new_product as np
+
+        answers = np.with_defaults(given, self.root)
+        value = answers[key]
+        _, product, problems = np.validated(answers)
+        found = list(problems.get(key, []))
+        if key in np.ACROSS_FIELDS:
+            found += problems.get("", [])
+        if key == "name" and not found:
+            where = np.name_taken(self.root, value)
+            if where:
+                found.append(f"name {value!r} is taken in the mesh by {where}: choose another name")
+        if key == "owner_team" and not found:
+            teams = np.domain_teams(self.root, answers["domain"])
+            if teams is not None and value not in teams:
+                found.append(
+                    f"owner_team {value!r} is not a team of domain {answers['domain']!r} "
+                    f"({DOMAINS_DIR}/{answers['domain']}.yaml); allowed: {', '.join(teams)}"
+                )
+        if found or product is None:
+            return found
+        field = next(q.field for q in np.QUESTIONS if q.key == key)
+        return [f"{key} {value!r}: {line}" for line in self.blocking(product, field)]
+
+    def blocking(self, product: Any, field: str | None = None) -> list[str]:
+        """The blocking static policies the candidate fails: all, or those reading `field`."""
+        from generator.governance.policies import evaluate_spec
+
+        policies = self.policies(product.domain)
+        reading = {
+            p.name
+            for p in policies.policies
+            if field is None or f"product.{field}" in f"{p.model.when} {p.model.assert_}"
+        }
+        return [
+            f"[{f.policy}] {f.message}"
+            for f in evaluate_spec(policies, product)
+            if not f.passed and f.enforcement == "blocking" and f.policy in reading
+        ]
+
+    def warnings(self, product: Any) -> list[str]:
+        from generator.governance.policies import evaluate_spec
+
+        return [
+            f"[{f.policy}] {f.message}"
+            for f in evaluate_spec(self.policies(product.domain), product)
+            if not f.passed and f.enforcement != "blocking"
+        ]
+
+    def policies(self, domain: str) -> Any:
+        if domain not in self._policies:
+            from generator.governance.policies import load_policies
+
+            try:
+                self._policies[domain] = load_policies(self.root, domain)
+            except UserError as exc:
+                raise Refused(f"the repo's policies have problems; fix them first.\n{exc}") from None
+        return self._policies[domain]
+
+
+def check_all(
+    root: Path,
+    given: dict[str, str],
+    echo=click.echo,
+    run_from: str = "run datamesh new from the repo root (or pass --root)",
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every answer checked at once (the cookiecutter hook, `--no-input`): the spec to write and the
+    answers, or Refused listing every problem. Nothing is written."""
+    from generator.spec import new_product as np
+
+    if not (root / DBT_DIR).is_dir():
+        raise Refused(f"{root} has no dbt/ folder: {run_from}")
+    answers = np.with_defaults(given, root)
+    spec, product, problems = np.validated(answers)
+    if product is None:
+        lines = [line for key in ("", *np.KEYS) for line in problems.get(key, [])]
+        raise Refused(
+            f"{len(lines)} answer(s) break the data product spec's rules; nothing was written:\n"
+            + "\n".join(f"  {line}" for line in lines)
+        )
+    existing = [
+        path
+        for path in (root / DBT_DIR / product.domain / product.name, root / DAGS_DIR / f"{product.key}.py")
+        if path.exists()
+    ]
+    if existing:
+        shown = ", ".join(str(p.relative_to(root)) for p in existing)
+        raise Refused(
+            f"{product.domain}/{product.name} exists already ({shown}); nothing was written. "
+            "Choose another name, or delete that product first to re-create it."
+        )
+    checker = Checker(root)
+    taken = checker.problems("name", answers)
+    if taken:
+        raise Refused("\n".join(taken) + ". Nothing was written.")
+    try:
+        from generator.spec.mesh import load_mesh
+
+        load_mesh(root)
+    except UserError as exc:
+        raise Refused(f"the repo's specs have problems; fix them first.\n{exc}") from None
+    blocking = checker.blocking(product)
+    if blocking:
+        raise Refused(
+            "the answers break blocking governance policies; nothing was written:\n"
+            + "\n".join(f"  {line}" for line in blocking)
+        )
+    outside = checker.problems("owner_team", answers)
+    if outside:
+        raise Refused("\n".join(outside) + ". Nothing was written.")
+    for line in checker.warnings(product):
+        echo(f"warning: {line}")
+    return spec, answers
+
+
+def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
+    """Write the spec and the answers, render the product; on any failure remove what was written."""
+    domain, name = spec["domain"], spec["name"]
+    domain_dir = root / DBT_DIR / domain
+    product_dir = domain_dir / name
+    dag_file = root / DAGS_DIR / f"{domain}__{name}.py"
+    new_domain = not domain_dir.exists()
+    new_dags_dir = not dag_file.parent.exists()
+    # A repo with a domain registry needs the new domain's file: the smallest valid one, owned by
+    # the product's team (the team completes it: members, on-call, description).
+    domain_file = root / DOMAINS_DIR / f"{domain}.yaml"
+    new_domain_file = domain_file.parent.is_dir() and not domain_file.exists()
+    try:
+        if new_domain_file:
+            from generator.spec.domain import minimal_domain
+
+            data = minimal_domain(domain, spec["owner"]["team"], spec["owner"]["email"])
+            domain_file.write_text(DOMAIN_SCHEMA_LINE + _dump(data), encoding="utf-8")
+        product_dir.mkdir(parents=True)
+        (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec), encoding="utf-8")
+        replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
+        replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
+        (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
+        # The `datamesh render` command, run by this Python. -P: import the installed generator, not
+        # a `generator/` folder in the working directory.
+        render = subprocess.run(
+            [sys.executable, "-P", "-c", RUN_DATAMESH, "--root", str(root), "render", f"{domain}/{name}"],
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+        )
+        if render.returncode != 0:
+            raise RuntimeError(f"`datamesh render {domain}/{name}` failed (exit {render.returncode})")
+    except BaseException:
+        # None of these existed before (checked): remove them whole, without hiding the error.
+        shutil.rmtree(domain_dir if new_domain else product_dir, ignore_errors=True)
+        if new_domain_file:
+            domain_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if new_dags_dir:
+                shutil.rmtree(dag_file.parent)
+            else:
+                dag_file.unlink(missing_ok=True)
+        raise
+
+
+def spec_yaml(spec: dict[str, Any]) -> str:
+    from generator.spec import new_product as np
+
+    return np.SCHEMA_LINE + _dump(spec)
+
+
+def _dump(data: dict[str, Any]) -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        """safe_dump, with multi-line text as a readable `|` block (PyYAML quotes it when it must)."""
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def summary(spec: dict[str, Any], replay_hint: str) -> str:
+    """The files written and the next three steps (the skeleton's empty output is the first)."""
+    domain, name, output = spec["domain"], spec["name"], spec["outputs"][0]["name"]
+    base = f"{DBT_DIR}/{domain}/{name}"
+    files = [
+        (f"{base}/{SPEC_FILENAME}", "the spec: yours to edit (columns, inputs, access, ...)"),
+        (f"{base}/models/{output}.sql", "the model: replace the skeleton query"),
+        (f"{base}/{REPLAY_FILE}", f"your answers: {replay_hint}"),
+        (f"{DAGS_DIR}/{domain}__{name}.py", "the DAG (generated)"),
+    ]
+    width = max(len(path) for path, _ in files)
+    lines = [f"\nCreated data product {domain}/{name}:"]
+    lines += [f"  {path.ljust(width)}  {what}" for path, what in files]
+    lines += [
+        "Next:",
+        f"  1. Write your query in {base}/models/{output}.sql. The skeleton returns no rows, and the gate's",
+        "     output_not_empty policy blocks the first publish until the model returns rows.",
+        f"  2. Describe the real columns, inputs and access in {base}/{SPEC_FILENAME}, then",
+        f"     `datamesh render {domain}/{name}` and `datamesh validate {domain}/{name}`.",
+        f"  3. Run it once end to end with `datamesh demo --product {domain}/{name}`, then commit the spec,",
+        "     the model and the rendered files together (CI runs `datamesh check`).",
+    ]
+    return "\n".join(lines)
+
+
+def from_cookiecutter(staging: Path) -> int:
+    """The cookiecutter hook: the answers cookiecutter wrote as JSON into its staging folder."""
+    from generator.spec import new_product as np
+
+    answers: dict[str, Any] = json.loads((staging / "answers.json").read_text(encoding="utf-8"))
+    root = Path(answers["_output_dir"]).resolve()
+    given = {k: str(v) for k, v in answers.items() if k in np.KEYS}
+    try:
+        spec, _ = check_all(root, given, run_from="run cookiecutter from the repo root (or pass -o <repo root>)")
+    except Refused as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        create(root, spec, {**given, **{k: v for k, v in answers.items() if k not in np.KEYS}})
+    except Exception as exc:  # noqa: BLE001 - any failure rolls back; the message says what failed
+        print(f"Error: {exc}\nNothing was kept: the repo is as it was.", file=sys.stderr)
+        return 1
+    shutil.rmtree(staging)
+    print(summary(spec, "`cookiecutter --replay-file` re-creates the product"))
+    return 0
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def _parse_pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    from generator.spec import new_product as np
+
+    given: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in np.KEYS:
+            raise Refused(f"{pair!r}: give answers as key=value, with key one of {', '.join(np.KEYS)}")
+        given[key] = value
+    return given
+
+
+@click.command("new")
+@click.option("--no-input", "no_input", is_flag=True, help="Ask nothing: the ANSWERS given, defaults for the rest.")
+@click.argument("answers", nargs=-1)
+@pass_ctx
+def new(ctx: Context, no_input: bool, answers: tuple[str, ...]) -> None:
+    """Create a data product: ten questions, each answer checked as it is typed.
+
+    ANSWERS are key=value pairs (name=orders_daily domain=sales ...); with --no-input the rest take
+    their defaults and every answer is checked at once. Nothing is written until all pass."""
+    ctx.require_repo()
+    given = _parse_pairs(answers)
+    if not no_input:
+        given = _ask(ctx.root, given)
+    spec, answers_all = check_all(ctx.root, given)
+    try:
+        create(ctx.root, spec, answers_all)
+    except Exception as exc:  # noqa: BLE001 - rolled back; say what failed
+        raise CheckFailed(f"{exc}\nNothing was kept: the repo is as it was.") from None
+    click.echo(summary(spec, "`cookiecutter --replay-file` re-creates the product"))
+
+
+def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
+    from generator.spec import new_product as np
+
+    checker = Checker(root)
+    answered: dict[str, str] = {}
+    for question in np.QUESTIONS:
+        if question.key in given:
+            answered[question.key] = given[question.key]
+            continue
+        prompt = question.prompt
+        if question.key == "domain":
+            known = np.known_domains(root)
+            if known:
+                prompt += f" [known: {', '.join(known)}]"
+
+        def accept(text: str, key: str = question.key, choices: tuple[str, ...] = question.choices) -> str:
+            value = text.strip() if key != "description" else text
+            if choices and value not in choices:
+                raise click.UsageError(f"{key} {value!r} is not one of {', '.join(choices)}")
+            problems = checker.problems(key, {**answered, key: value})
+            if problems:
+                raise click.UsageError("; ".join(problems))
+            return value
+
+        if question.choices:
+            prompt += f" ({', '.join(question.choices)})"
+        answered[question.key] = click.prompt(
+            prompt, default=np.with_defaults(answered, root)[question.key], value_proc=accept
+        )
+    return answered
