@@ -63,6 +63,13 @@ PRODUCT_CHANGES: list[tuple[str, Any]] = [
     ("sla.freshness_hours", 1), ("sla.freshness_hours", 0.5), ("sla", {"freshness_hours": 0.5, "completeness": 99.9}),
     ("has_pii", None), ("has_pii", "yes"), ("major", 2.0),
     ("access.pii_roles", []), ("changelog", []),
+    # deprecations as product_facts shows them: notice long enough, too short, unknown
+    ("deprecations", [{"major": 0, "serve_until": "2026-12-31", "note": None, "announced_on": "2026-10-01",
+                       "notice_days": 91}]),
+    ("deprecations", [{"major": 0, "serve_until": "2026-10-10", "note": "Move.", "announced_on": "2026-10-01",
+                       "notice_days": 9}]),
+    ("deprecations", [{"major": 0, "serve_until": "2026-12-31", "note": None, "announced_on": None,
+                       "notice_days": None}]),
 ]
 OUTPUT_CHANGES: list[tuple[str, Any]] = [("primary_key", []), ("primary_key", None), ("name", None)]
 COLUMN_CHANGES: list[tuple[str, Any]] = [
@@ -88,8 +95,14 @@ RUN_COLUMNS = [
     for rows, nulls, pct in [(10, 0, 100.0), (10, 1, 90.0), (0, 0, None), (10, 0, 100), (10, 0, "100")]
 ]
 INPUTS = [
-    {"domain": "d", "product": "p", "output": "o", "major": 1, "last_published_at": None, "age_hours": age}
+    {"domain": "d", "product": "p", "output": "o", "major": 1, "last_published_at": None, "age_hours": age,
+     "deprecated": False, "serve_until": None, "days_left": None, "note": None}
     for age in [None, 0.5, 2.0, 30.0, 2, "1"]
+] + [
+    # an input whose producer deprecated its major: days left, none, past its date; with or without a note
+    {"domain": "d", "product": "p", "output": "o", "major": 1, "last_published_at": None, "age_hours": 2.0,
+     "deprecated": True, "serve_until": "2026-12-31", "days_left": days, "note": note}
+    for days, note in itertools.product([40, 0, -3, 12.5], [None, "Move to v2."])
 ]
 CHANGES = [
     {"kind": "type_changed", "output": "o", "column": "c", "detail": "x", "breaking": breaking,
