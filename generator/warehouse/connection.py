@@ -103,13 +103,23 @@ def from_airflow_connection(environ: Mapping[str, str]) -> Warehouse | None:
         return None
     try:
         from airflow.sdk import Connection
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from airflow.sdk.exceptions import AirflowNotFoundException, AirflowSecretsBackendAccessDenied
     except ImportError:  # an install without Airflow (a slim CLI image): PG* it is
         return None
     try:
         conn = Connection.get(CONN_ID)
     except AirflowNotFoundException:
         return None
+    except AirflowSecretsBackendAccessDenied:
+        # A deadline callback runs outside any task, and Airflow 3.3's Execution API refuses it
+        # connections. The deployment's own variable still names the warehouse (compose sets it);
+        # without one, the PG* variables do.
+        value = environ.get(CONN_VARIABLE, "").strip()
+        if not value:
+            return None
+        conn = Connection.from_json(value, conn_id=CONN_ID) if value.startswith("{") else Connection.from_uri(
+            value, conn_id=CONN_ID
+        )
     # Anything else (a malformed variable, an unreachable API server) is raised: falling back to
     # another server would run the pipeline against the wrong warehouse.
     return warehouse_from_connection(conn)
