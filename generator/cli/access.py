@@ -4,8 +4,6 @@ without a data build, the spec staying its only source. Registered in main.py.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import click
@@ -14,22 +12,10 @@ from generator.cli.context import Context, pass_ctx
 from generator.errors import UserError
 
 if TYPE_CHECKING:  # the spec model and psycopg2 are imported by the commands that run, not by `datamesh check`
-    import psycopg2.extensions
 
     from generator.spec.mesh import Mesh, ProductEntry
 
 
-@contextmanager
-def _catalog(ctx: Context) -> Iterator[psycopg2.extensions.connection]:
-    from generator.catalog import store
-    from generator.warehouse.connection import from_environment
-
-    conn = from_environment(ctx.root).connect()
-    try:
-        store.ensure_current(conn)
-        yield conn
-    finally:
-        conn.close()
 
 
 @click.group("grants")
@@ -48,7 +34,7 @@ def grants_sync(ctx: Context, product: str | None, dry_run: bool) -> None:
     from generator.platform.grants import sync
 
     entries = ctx.mesh().select(product)
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         result = sync(conn, entries, dry_run=dry_run)
     for change in result.changes:
         click.echo(f"{'would ' if dry_run else ''}{change.action:6} {change.description}")
@@ -75,7 +61,7 @@ def access_request(ctx: Context, product: str, role: str, reason: str, output: s
     from generator.catalog.access_requests import request_access
 
     entry = ctx.mesh().select(product)[0]
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         made = request_access(conn, entry.spec, role, reason, output)
     click.echo(
         f"access request {made.id}: {made.role} -> {entry.spec.domain}/{entry.spec.name} (pending). "
@@ -95,7 +81,7 @@ def access_approve(ctx: Context, request_id: int, write: bool, note: str | None)
     from generator.spec.edit import add_reader, unified_diff
 
     mesh = ctx.mesh()
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         request = get_request(conn, request_id)
         entry = _entry(mesh, request.domain, request.product)
         field, name = request.access_field
@@ -124,7 +110,7 @@ def access_deny(ctx: Context, request_id: int, note: str | None) -> None:
     from generator.catalog.access_requests import decide, get_request
 
     mesh = ctx.mesh()
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         request = get_request(conn, request_id)
         entry = _entry(mesh, request.domain, request.product)
         decided = decide(conn, request, entry.spec, mesh.domain(request.domain), approve=False, note=note)
@@ -140,7 +126,7 @@ def access_list(ctx: Context, product: str | None, status: str | None) -> None:
     from generator.catalog.access_requests import list_requests
 
     key = ctx.mesh().select(product)[0].spec.key if product else None
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         requests = list_requests(conn, status, key)
     for r in requests:
         decided = f" by {r.decided_by}" if r.decided_by else ""
@@ -159,7 +145,7 @@ def access_history(ctx: Context, product: str | None, fmt: str) -> None:
     from generator.catalog.access_requests import grant_history
 
     spec = ctx.mesh().select(product)[0].spec if product else None
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         entries = grant_history(conn, spec.domain if spec else None, spec.name if spec else None)
     if fmt == "json":
         click.echo(json.dumps(entries, default=str, indent=2))

@@ -9,8 +9,6 @@ Registered in cli.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,22 +17,10 @@ import click
 from generator.errors import UserError
 
 if TYPE_CHECKING:
-    import psycopg2.extensions
 
     from generator.cli.context import Context
 
 
-@contextmanager
-def _catalog(ctx: Context) -> Iterator[psycopg2.extensions.connection]:
-    from generator.catalog import store
-    from generator.warehouse.connection import from_environment
-
-    conn = from_environment(ctx.root).connect()
-    try:
-        store.ensure_current(conn)
-        yield conn
-    finally:
-        conn.close()
 
 
 @click.command()
@@ -71,7 +57,7 @@ def search(
     from generator.catalog.search import search as run_search
 
     filters = Filters(domain, tag, classification, min_score, freshness)
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         hits = run_search(conn, " ".join(words), filters, limit, sort)
     click.echo(format_table(hits))
 
@@ -85,7 +71,7 @@ def show(ctx: Context, product: str) -> None:
     from generator.catalog.lineage import parse_target
 
     domain, name, _ = parse_target(product)
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         click.echo(format_card(load_card(conn, domain, name)))
 
 
@@ -102,7 +88,7 @@ def lineage(ctx: Context, target: str, direction: str | None, fmt: str) -> None:
     from generator.catalog import lineage as lin
 
     level = "output" if lin.parse_target(target)[2] else "product"
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         graph = lin.load_graph(conn, level)  # type: ignore[arg-type]
     node = lin.node_of(graph, target)
     if fmt != "tree":
@@ -134,7 +120,7 @@ def impact(ctx: Context, output: str, major: int | None) -> None:
     domain, product, name = lin.parse_target(output)
     if name is None:
         raise UserError(f"{output!r}: impact needs an output, as <domain>/<product>.<output>")
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         found = lin.impact_report(conn, domain, product, name, major)
     click.echo(lin.describe_impact(found))
     if found.hits:
@@ -165,7 +151,7 @@ def subscribe(
     domain, product, name = parse_target(output)
     if name is None:
         raise UserError(f"{output!r}: subscribe to an output, as <domain>/<product>.<output>")
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         if remove:
             done = store.unsubscribe(conn, consumer, domain, product, name)
             click.echo(
@@ -190,7 +176,7 @@ def report(ctx: Context, output: Path | None) -> None:
     """Write one static HTML page for the whole mesh and print where it is."""
     from generator.report.mesh_report import build_report, product_keys
 
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         total = len(product_keys(conn))
         with click.progressbar(
             length=total, label="reading the catalog", file=click.get_text_stream("stderr")

@@ -6,6 +6,8 @@ importing cli.py, which imports them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,8 @@ from generator.errors import UserError
 from generator.layout import DBT_DIR
 
 if TYPE_CHECKING:
+    import psycopg2.extensions
+
     from generator.spec.mesh import Mesh
 
 
@@ -30,6 +34,19 @@ class Context:
 
         self.require_repo()
         return load_mesh(self.root)
+
+    @contextmanager
+    def catalog(self) -> Iterator[psycopg2.extensions.connection]:
+        """A connection to the warehouse with its catalog brought up to date (or told why not)."""
+        from generator.catalog import store
+        from generator.warehouse.connection import from_environment
+
+        conn = from_environment(self.root).connect()
+        try:
+            store.ensure_current(conn)
+            yield conn
+        finally:
+            conn.close()
 
     def require_repo(self) -> None:
         if not (self.root / DBT_DIR).is_dir():

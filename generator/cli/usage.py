@@ -11,7 +11,6 @@ import json
 
 import click
 
-from generator.cli.catalog import _catalog
 from generator.cli.context import Context
 
 
@@ -27,7 +26,7 @@ def enable(ctx: Context) -> None:
     logged (or nothing to do with pg_stat_statements). Run again when a consumer login is added."""
     from generator.catalog import usage
 
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         setup = usage.enable_logging(conn)
     if setup.method == "pg_stat_statements":
         click.echo("pg_stat_statements is installed: reads are counted from it, nothing to change")
@@ -44,7 +43,7 @@ def collect(ctx: Context, log_file: str | None) -> None:
     """Record in the catalog the reads PostgreSQL recorded since the last collect."""
     from generator.catalog import usage
 
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         found = usage.collect(conn, log_file)
     click.echo(f"{found.reads} new read record(s) from {found.method} ({found.source})")
 
@@ -59,7 +58,7 @@ def show(ctx: Context, product: str | None, days: int, as_json: bool) -> None:
     from generator.catalog import usage
 
     domain, name = product.split("/", 1) if product and "/" in product else (None, product)
-    with _catalog(ctx) as conn:
+    with ctx.catalog() as conn:
         found = usage.usage_by_product(conn, days, domain, name)
     rows = sorted(found.values(), key=lambda u: (-u.reads, u.domain, u.product))
     if as_json:
