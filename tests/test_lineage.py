@@ -213,3 +213,35 @@ def test_impact_through_the_cli_takes_a_major(two_majors, empty_db, repo_root, m
         "a breaking change to p/src.main v1 hits 2 product(s): c/old, d/after_old; 1 subscriber(s): v1 deck; "
         "not hit, as they read another major: v2: c/new, v2 deck"
     )
+
+
+def test_a_products_neighbourhood_read_alone_is_the_same_graph_as_cut_from_the_whole_mesh(diamond):
+    from generator.catalog.lineage import load_neighbourhood
+    from generator.errors import NotFound
+    from generator.report.mesh_report import neighbours
+
+    # edges among the neighbours too: the deck also reads b/left (a producer of d/sink), and
+    # f/late reads a product never registered
+    store.subscribe(diamond, DECK, "b", "left", "main")
+    register_run(diamond, make_spec("f", "late", reads=[("d", "sink", "main"), ("z", "ghost", "main")]))
+    whole = load_graph(diamond)
+    products = [n for n in whole.labels if not n.startswith("subscriber:") and n != "z/ghost"]
+    assert len(products) == 6
+    for node in products:
+        domain, product = node.split("/")
+        near, cut = load_neighbourhood(diamond, domain, product), neighbours(whole, node)
+        assert (near.labels, near.edge_labels, near.up, near.down) == (
+            cut.labels,
+            cut.edge_labels,
+            cut.up,
+            cut.down,
+        ), node
+    assert load_neighbourhood(diamond, "d", "sink").edges() == [
+        ("b/left", "d/sink"),
+        ("b/left", f"subscriber:{DECK}"),
+        ("c/right", "d/sink"),
+        ("d/sink", "f/late"),
+        ("d/sink", f"subscriber:{DECK}"),
+    ]
+    with pytest.raises(NotFound, match="no product z/ghost in the catalog"):
+        load_neighbourhood(diamond, "z", "ghost")

@@ -67,3 +67,12 @@ def products_with_docs(conn: psycopg2.extensions.connection) -> dict[str, dateti
         found = dict(cur.fetchall())
     conn.rollback()
     return found
+
+
+def docs_built_at(conn: psycopg2.extensions.connection, domain: str, product: str) -> datetime | None:
+    """When the product's page was built; None when it has none (a page links its docs only then)."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT built_at FROM {_TABLE} WHERE domain = %s AND product = %s", (domain, product))
+        row = cur.fetchone()
+    conn.rollback()
+    return None if row is None else row[0]

@@ -135,6 +135,53 @@ def load_graph(conn: psycopg2.extensions.connection, level: Level = "product") -
     return graph
 
 
+def load_neighbourhood(conn: psycopg2.extensions.connection, domain: str, product: str) -> Graph:
+    """The product-level graph of one product's neighbourhood: what it reads, who reads it (products
+    and subscribers), and the edges among those. The same graph as `neighbours(load_graph(conn), node)`
+    (generator.report.mesh_report), read from the catalog's indexes instead of the whole mesh: a page
+    at 10,000 products loads a few rows, not 10,000. NotFound when the product is not registered."""
+    node = f"{domain}/{product}"
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""WITH near (domain, name) AS (
+                    SELECT %(d)s, %(p)s
+                    UNION SELECT producer_domain, producer_product FROM {CATALOG_SCHEMA}.lineage
+                           WHERE consumer_domain = %(d)s AND consumer_product = %(p)s
+                    UNION SELECT consumer_domain, consumer_product FROM {CATALOG_SCHEMA}.lineage
+                           WHERE producer_domain = %(d)s AND producer_product = %(p)s)
+                SELECT 'node', n.domain, n.name, pr.current_version, NULL, NULL
+                  FROM near n LEFT JOIN {CATALOG_SCHEMA}.products pr ON pr.domain = n.domain AND pr.name = n.name
+                UNION ALL
+                SELECT 'edge', l.producer_domain, l.producer_product, l.consumer_domain, l.consumer_product,
+                       l.producer_output
+                  FROM near c JOIN {CATALOG_SCHEMA}.lineage l
+                    ON l.consumer_domain = c.domain AND l.consumer_product = c.name
+                 WHERE (l.producer_domain, l.producer_product) IN (SELECT domain, name FROM near)
+                UNION ALL
+                SELECT 'subscription', s.domain, s.product, s.consumer, s.output, s.major::text
+                  FROM near n JOIN {CATALOG_SCHEMA}.subscriptions s ON s.domain = n.domain AND s.product = n.name
+                 WHERE s.consumer IN (SELECT consumer FROM {CATALOG_SCHEMA}.subscriptions
+                                       WHERE domain = %(d)s AND product = %(p)s)""",
+            {"d": domain, "p": product},
+        )
+        rows = cur.fetchall()
+    conn.rollback()
+    versions = {f"{r[1]}/{r[2]}": r[3] for r in rows if r[0] == "node"}
+    if versions.get(node) is None:
+        raise NotFound(f"no product {node} in the catalog (has it been registered by a run?)")
+    graph = Graph()
+    for key, version in sorted(versions.items()):
+        graph.add_node(key, f"{key} {version}" if version is not None else None)
+    for kind, a, b, c, d, e in rows:
+        if kind == "edge":
+            graph.add_edge(f"{a}/{b}", f"{c}/{d}", e)
+        elif kind == "subscription":
+            graph.add_node(SUBSCRIBER + c, f"{c} (subscriber)")
+            graph.add_edge(f"{a}/{b}", SUBSCRIBER + c, f"{d} v{e}")
+    graph.majors = {key: _major(version) for key, version in versions.items() if version is not None}
+    return graph
+
+
 def _major(version: str) -> int:
     return int(version.split(".", 1)[0])
 

@@ -103,50 +103,61 @@ def search(
             f"give one, or only filters ({FILTER_OPTIONS}) to list the products they let through"
         )
     params: dict[str, object] = {"q": tsquery, "limit": limit, "days": USAGE_DAYS}
-    # Conditions on the product row (served by the GIN index and the table) ...
-    on_product = ["TRUE"]
+    # Every filter applies to the product row and its run summary (0008: kept by triggers on runs),
+    # so the candidates are found in one pass over the products, served by their GIN indexes.
+    where = ["TRUE"]
     if tsquery:
-        on_product.append("p.search_document @@ to_tsquery('english', %(q)s)")
+        where.append("p.search_document @@ to_tsquery('english', %(q)s)")
     if filters.domain:
-        on_product.append("p.domain = %(domain)s")
+        where.append("p.domain = %(domain)s")
         params["domain"] = filters.domain
     if filters.tag:
-        on_product.append("%(tag)s = ANY (p.tags)")
+        where.append("p.tags @> ARRAY[%(tag)s]::text[]")
         params["tag"] = filters.tag
     if filters.classification:
-        on_product.append("p.classification = %(classification)s")
+        where.append("p.classification = %(classification)s")
         params["classification"] = filters.classification
-    # ... and on its health, which costs a look at its runs: only for products that matched.
-    on_health = ["TRUE"]
     if filters.min_quality is not None:
-        on_health.append("h.quality_score >= %(min_quality)s")
+        where.append("s.quality_score >= %(min_quality)s")
         params["min_quality"] = filters.min_quality
     if filters.freshness:
-        on_health.append("h.fresh" if filters.freshness == "fresh" else "NOT h.fresh")
-    rank = f"ts_rank('{RANK_WEIGHTS}', p.search_document, to_tsquery('english', %(q)s))" if tsquery else "0"
-    # Without health filters the best `limit` matches are known before any run is looked at.
-    order = "rank DESC, reads DESC" if sort == "relevance" else "reads DESC, rank DESC"
-    early_limit = "" if len(on_health) > 1 else f"ORDER BY {order}, p.domain, p.name LIMIT %(limit)s"
+        fresh = f"{CATALOG_SCHEMA}.is_fresh(s.last_success_at, (p.sla->>'freshness_hours')::float8)"
+        where.append(fresh if filters.freshness == "fresh" else f"NOT {fresh}")
+    rank = f"ts_rank('{RANK_WEIGHTS}', p.search_document, to_tsquery('english', %(q)s))" if tsquery else "0::real"
+    # Reads (an index lookup per product) only break ties of rank: ordered by relevance, they are
+    # looked up only for candidates ranked at least as high as the `limit`-th best. By use, for all.
+    if sort == "relevance":
+        order = "rank DESC, reads DESC"
+        contenders = (
+            "WHERE c.rank >= (SELECT coalesce(min(rank), 0) FROM "
+            "(SELECT rank FROM candidates ORDER BY rank DESC LIMIT %(limit)s) best)"
+        )
+    else:
+        order, contenders = "reads DESC, rank DESC", ""
     query = f"""
-        WITH matched AS (
-            SELECT p.domain, p.name, p.current_version, p.owner_team, p.description, p.classification,
-                   p.tags, {rank} AS rank,
-                   (SELECT coalesce(sum(r.reads), 0) FROM {CATALOG_SCHEMA}.view_reads r
-                     WHERE r.domain = p.domain AND r.product = p.name AND NOT r.refused
-                       AND r.at > now() - make_interval(days => %(days)s)) AS reads,
-                   ARRAY(SELECT 'v' || (d->>'major') || ' until ' || (d->>'serve_until')
-                           FROM jsonb_array_elements(p.spec->'deprecations') d) AS deprecated
+        WITH candidates AS MATERIALIZED (
+            SELECT p.domain, p.name, {rank} AS rank
             FROM {CATALOG_SCHEMA}.products p
-            WHERE {" AND ".join(on_product)}
-            {early_limit})
+            LEFT JOIN {CATALOG_SCHEMA}.run_summary s ON s.domain = p.domain AND s.product = p.name
+            WHERE {" AND ".join(where)}),
+        best AS (
+            SELECT c.domain, c.name, c.rank,
+                   (SELECT coalesce(sum(r.reads), 0) FROM {CATALOG_SCHEMA}.view_reads r
+                     WHERE r.domain = c.domain AND r.product = c.name AND NOT r.refused
+                       AND r.at > now() - make_interval(days => %(days)s)) AS reads
+            FROM candidates c
+            {contenders}
+            ORDER BY {order}, c.domain, c.name
+            LIMIT %(limit)s)
         SELECT p.domain, p.name, p.current_version, p.owner_team, p.description, p.classification,
-               p.tags, p.rank, h.freshness_hours, h.last_success_at, h.age_hours, h.fresh, h.quality_score,
-               p.reads, p.deprecated
-        FROM matched p
-        JOIN {CATALOG_SCHEMA}.product_health h ON h.domain = p.domain AND h.product = p.name
-        WHERE {" AND ".join(on_health)}
-        ORDER BY {order.replace("rank", "p.rank").replace("reads", "p.reads")}, p.domain, p.name
-        LIMIT %(limit)s"""
+               p.tags, b.rank, h.freshness_hours, h.last_success_at, h.age_hours, h.fresh, h.quality_score,
+               b.reads,
+               ARRAY(SELECT 'v' || (d->>'major') || ' until ' || (d->>'serve_until')
+                       FROM jsonb_array_elements(p.spec->'deprecations') d)
+        FROM best b
+        JOIN {CATALOG_SCHEMA}.products p ON p.domain = b.domain AND p.name = b.name
+        JOIN {CATALOG_SCHEMA}.product_health h ON h.domain = b.domain AND h.product = b.name
+        ORDER BY {order.replace("rank", "b.rank").replace("reads", "b.reads")}, b.domain, b.name"""
     with conn.cursor() as cur:
         cur.execute(query, params)
         rows = cur.fetchall()
@@ -171,6 +182,15 @@ def search(
         )
         for r in rows
     ]
+
+
+def catalog_extent(conn: psycopg2.extensions.connection) -> tuple[list[str], int]:
+    """The domains that have products (the search form's choices) and how many products there are."""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT domain, count(*) FROM {CATALOG_SCHEMA}.products GROUP BY domain ORDER BY domain")
+        rows = cur.fetchall()
+    conn.rollback()
+    return [r[0] for r in rows], sum(r[1] for r in rows)
 
 
 def freshness_text(fresh: bool, age_hours: float | None, sla_hours: float) -> str:

@@ -3,7 +3,7 @@
 summarize(findings)         per policy: evaluated, passed, warned or blocked, with messages
 quality_score(spec, tests)  0-100 from the weighted results of dbt's tests and quality rules
 record(conn, ...)           one row of datamesh_catalog.compliance_records (migration 0003)
-latest(conn)                the newest gate and static record of every product, for the report
+latest(conn)                the newest gate and static record of every product (or of a domain's)
 """
 
 from __future__ import annotations
@@ -131,26 +131,43 @@ def record(
     return row
 
 
-def latest(conn: psycopg2.extensions.connection, history: int = 5) -> list[dict[str, Any]]:
+def latest(
+    conn: psycopg2.extensions.connection,
+    history: int = 5,
+    domain: str | None = None,
+    product: str | None = None,
+) -> list[dict[str, Any]]:
     """Per product: its newest gate record, its newest static record, and its last `history`
-    quality scores (newest first). Products with no record at all are left out."""
+    quality scores (newest first). Products with no record at all are left out. `domain` (and
+    `product`) narrow it to one domain (one product), read from the records' index, not filtered
+    from the whole mesh's."""
     with transaction(conn) as cur:
         cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.compliance_records",))
         if cur.fetchone()[0] is None:
             return []
+    where = ["TRUE"]
+    if domain is not None:
+        where.append("domain = %(domain)s")
+    if product is not None:
+        where.append("product = %(product)s")
+    chosen = " AND ".join(where)
+    params = {"domain": domain, "product": product}
     with transaction(conn) as cur:
         cur = conn.cursor(cursor_factory=RealDictCursor)
         cur.execute(
             f"""SELECT DISTINCT ON (domain, product, moment) *
                   FROM {CATALOG_SCHEMA}.compliance_records
-                 ORDER BY domain, product, moment, evaluated_at DESC, id DESC"""
+                 WHERE {chosen}
+                 ORDER BY domain, product, moment, evaluated_at DESC, id DESC""",
+            params,
         )
         rows = cur.fetchall()
         cur.execute(
             f"""SELECT domain, product, array_agg(quality_score ORDER BY evaluated_at DESC, id DESC) AS scores
                   FROM {CATALOG_SCHEMA}.compliance_records
-                 WHERE moment = 'gate' AND quality_score IS NOT NULL
-                 GROUP BY domain, product"""
+                 WHERE moment = 'gate' AND quality_score IS NOT NULL AND {chosen}
+                 GROUP BY domain, product""",
+            params,
         )
         scores = {
             (r["domain"], r["product"]): [float(s) for s in r["scores"][:history]] for r in cur.fetchall()
@@ -168,3 +185,21 @@ def latest(conn: psycopg2.extensions.connection, history: int = 5) -> list[dict[
     for key, entry in products.items():
         entry["scores"] = scores.get(key, [])
     return [products[k] for k in sorted(products)]
+
+
+def compliance_domains(conn: psycopg2.extensions.connection) -> list[str]:
+    """The domains that have compliance records, in order: one index probe per domain (a skip scan
+    written as a recursive query), however many records the domains hold."""
+    with transaction(conn) as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.compliance_records",))
+        if cur.fetchone()[0] is None:
+            return []
+        cur.execute(
+            f"""WITH RECURSIVE d (domain) AS (
+                    SELECT min(domain) FROM {CATALOG_SCHEMA}.compliance_records
+                    UNION ALL
+                    SELECT (SELECT min(c.domain) FROM {CATALOG_SCHEMA}.compliance_records c WHERE c.domain > d.domain)
+                      FROM d WHERE d.domain IS NOT NULL)
+                SELECT domain FROM d WHERE domain IS NOT NULL"""
+        )
+        return [r[0] for r in cur.fetchall()]

@@ -102,7 +102,7 @@ def quality(conn: Catalog, domain: str, product: str) -> Quality:
 def compliance(conn: Catalog, domain: str | None = None) -> list[dict[str, Any]]:
     from generator.governance.compliance import latest
 
-    return [e for e in latest(conn) if domain is None or e["domain"] == domain]
+    return latest(conn, domain=domain)
 
 
 @router.get("/products/{domain}/{product}/compliance", summary="A product's latest compliance records")
@@ -110,7 +110,7 @@ def product_compliance(conn: Catalog, domain: str, product: str) -> dict[str, An
     from generator.governance.compliance import latest
 
     load_card(conn, domain, product)
-    found = [e for e in latest(conn) if (e["domain"], e["product"]) == (domain, product)]
+    found = latest(conn, domain=domain, product=product)
     return found[0] if found else {"domain": domain, "product": product, "gate": None, "static": None, "scores": []}
 
 

@@ -19,15 +19,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from generator.catalog import lineage as lin
 from generator.catalog.card import load_card, load_runs
-from generator.catalog.docs_pages import products_with_docs
+from generator.catalog.docs_pages import docs_built_at
 from generator.catalog.incidents import list_incidents
-from generator.catalog.search import Filters, freshness_text, search
+from generator.catalog.search import Filters, catalog_extent, freshness_text, search
 from generator.errors import UserError
 from generator.plugin.api import Catalog
 from generator.plugin.auth import can_read
 from generator.plugin.charts import freshness_layout
 from generator.render.templating import environment
-from generator.report.mesh_report import card_view, neighbours
+from generator.report.mesh_report import card_view
 from generator.report.svg import sparkline_layout
 
 router = APIRouter(dependencies=[can_read], include_in_schema=False)
@@ -61,6 +61,21 @@ def product_links(base: str, graph: lin.Graph) -> dict[str, str]:
     return {n: f"{base}/products/{n}" for n in graph.labels if not lin.is_subscriber(n)}
 
 
+def product_view(base: str, conn: Catalog, domain: str, product: str) -> dict:
+    """The report's card of one product with its neighbourhood (`near`), read for this product only:
+    a page costs the same at 10 products as at 10,000."""
+    card = load_card(conn, domain, product)
+    near = lin.load_neighbourhood(conn, domain, product)
+    view = card_view(
+        card,
+        near,
+        docs_href=f"{base}/api/products/{card.key}/docs",
+        docs_ready=docs_built_at(conn, domain, product) is not None,
+        links=product_links(base, near),
+    )
+    return {**view, "near": near}
+
+
 @router.get("/", response_class=RedirectResponse)
 def home(request: Request) -> RedirectResponse:
     return RedirectResponse(f"{base_url(request)}/mesh")
@@ -76,19 +91,11 @@ def mesh_page(
 ) -> HTMLResponse:
     base = base_url(request)
     hits = search(conn, q, filters, HITS_SHOWN)
-    graph = lin.load_graph(conn, "product")
-    node = lin.node_of(graph, focus) if focus else (hits[0].key if hits else None)
+    node = focus or (hits[0].key if hits else None)
     focused = None
     if node is not None:
         domain, product, _ = lin.parse_target(node)
-        card = load_card(conn, domain, product)
-        focused = card_view(
-            card,
-            graph,
-            docs_href=f"{base}/api/products/{card.key}/docs",
-            docs_ready=card.key in products_with_docs(conn),
-            links=product_links(base, neighbours(graph, node)),
-        )
+        focused = product_view(base, conn, domain, product)
     shown_filters = {
         "q": q,
         "domain": filters.domain or "",
@@ -98,6 +105,7 @@ def mesh_page(
         "freshness": filters.freshness or "",
     }
     query = {k: v for k, v in shown_filters.items() if v}
+    domains, product_count = catalog_extent(conn)
     return render(
         "mesh.html.j2",
         base=base,
@@ -112,9 +120,9 @@ def mesh_page(
         ],
         limit=HITS_SHOWN,
         filters=shown_filters,
-        domains=sorted({n.split("/", 1)[0] for n in graph.labels if not lin.is_subscriber(n)}),
+        domains=domains,
         classifications=CLASSIFICATIONS,
-        product_count=sum(not lin.is_subscriber(n) for n in graph.labels),
+        product_count=product_count,
         focused=focused,
     )
 
@@ -122,16 +130,8 @@ def mesh_page(
 @router.get("/products/{domain}/{product}", response_class=HTMLResponse)
 def product_page(request: Request, conn: Catalog, domain: str, product: str) -> HTMLResponse:
     base = base_url(request)
-    card = load_card(conn, domain, product)
-    graph = lin.load_graph(conn, "product")
-    near = neighbours(graph, card.key)
-    view = card_view(
-        card,
-        graph,
-        docs_href=f"{base}/api/products/{card.key}/docs",
-        docs_ready=card.key in products_with_docs(conn),
-        links=product_links(base, near),
-    )
+    view = product_view(base, conn, domain, product)
+    card, near = view["card"], view["near"]
     runs = load_runs(conn, domain, product, RUNS_SHOWN)
     scores = [r.quality_score for r in reversed(runs) if r.quality_score is not None]
     return render(
@@ -150,18 +150,17 @@ def product_page(request: Request, conn: Catalog, domain: str, product: str) -> 
 
 @router.get("/compliance", response_class=HTMLResponse)
 def compliance_page(request: Request, conn: Catalog, domain: str | None = None) -> HTMLResponse:
-    from generator.governance.compliance import latest
+    from generator.governance.compliance import compliance_domains, latest
     from generator.report.compliance_page import layout
 
-    entries = latest(conn)
-    domains = sorted({e["domain"] for e in entries})
+    domains = compliance_domains(conn)
     chosen = domain or (domains[0] if domains else None)
     return render(
         "compliance_domain.html.j2",
         base=base_url(request),
         domains=domains,
         domain=chosen,
-        **layout([e for e in entries if e["domain"] == chosen]),
+        **layout(latest(conn, domain=chosen) if chosen else []),
     )
 
 
