@@ -323,3 +323,63 @@ def test_subscribe_checks_the_output_and_is_idempotent(conn):
         conn,
         "SELECT action FROM datamesh_catalog.audit_log WHERE action IN ('subscribe', 'unsubscribe') ORDER BY id",
     ) == [("subscribe",), ("subscribe",), ("unsubscribe",)]
+
+
+HEALTH = "SELECT last_run_id, last_outcome, quality_score, fresh FROM datamesh_catalog.product_health"
+
+
+def test_health_follows_every_write_to_runs_inserts_updates_and_deletes(conn):
+    """product_health reads a summary the triggers on runs keep (0008): whoever writes runs."""
+    store.migrate(conn)
+    spec = make_spec("sales", "orders")
+    register_run(conn, spec, "scheduled__1", score=90)
+    register_run(conn, spec, "scheduled__2")  # no score: the latest score is still 90
+    assert rows(conn, HEALTH) == [("scheduled__2", "success", 90, True)]
+
+    store.record_failed_run(conn, "sales", "orders", "scheduled__3", "dbt_build", "boom")
+    assert rows(conn, HEALTH) == [("scheduled__3", "failed", 90, True)]  # fresh: the last success counts
+    execute(conn, "UPDATE datamesh_catalog.runs SET ended_at = now() - interval '30 hours'")
+    assert rows(conn, HEALTH)[0][3] is False  # stale: SLA 24 h
+    execute(conn, "UPDATE datamesh_catalog.runs SET ended_at = now() - interval '1 hour' WHERE run_id = 'scheduled__1'")
+    assert rows(conn, HEALTH) == [("scheduled__1", "success", 90, True)]  # an older run is the newest now
+    execute(conn, "DELETE FROM datamesh_catalog.runs WHERE run_id = 'scheduled__1'")
+    assert rows(conn, HEALTH)[0][:3] in [("scheduled__2", "success", None), ("scheduled__3", "failed", None)]
+    execute(conn, "DELETE FROM datamesh_catalog.runs")
+    assert rows(conn, HEALTH) == [(None, None, None, False)]
+    assert rows(conn, "SELECT count(*) FROM datamesh_catalog.run_summary") == [(0,)]
+
+
+def test_two_writers_of_one_products_runs_leave_the_newer_run_as_its_last(empty_db: Warehouse):
+    """The writer that commits last computed its summary from what it saw: it waits for the other's
+    commit and looks again, so an older run committed last does not hide a newer one."""
+    first, second, reader = (empty_db.connect() for _ in range(3))
+    store.migrate(first)
+    register_run(first, make_spec("sales", "orders"), "scheduled__0")
+    insert = (
+        "INSERT INTO datamesh_catalog.runs (domain, product, run_id, outcome, ended_at) "
+        "VALUES ('sales', 'orders', %s, 'success', now() + %s * interval '1 minute')"
+    )
+    with first.cursor() as cur:
+        cur.execute(insert, ("newer", 10))  # not committed yet
+    done = threading.Event()
+
+    def older() -> None:
+        with second.cursor() as cur:
+            cur.execute(insert, ("older", 5))  # waits for the first writer
+        second.commit()
+        done.set()
+
+    thread = threading.Thread(target=older)
+    thread.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    for _ in range(100):
+        if rows(reader, waiting) == [(1,)]:
+            break
+        threading.Event().wait(0.1)
+    assert rows(reader, waiting) == [(1,)] and not done.is_set()
+    first.commit()
+    thread.join(30)
+    assert done.is_set()
+    assert rows(reader, "SELECT last_run_id FROM datamesh_catalog.product_health") == [("newer",)]
+    for connection in (first, second, reader):
+        connection.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import urllib.error
@@ -223,6 +224,26 @@ def test_openapi_documents_the_api(server, tokens):
         "/api/products/{domain}/{product}/contract",
     } <= set(spec["paths"])
     assert "/mesh" not in spec["paths"]  # pages are not API
+
+
+def test_the_swagger_ui_loads_nothing_from_outside_the_api_server(server):
+    """The docs page works offline: every script, stylesheet and icon it names is served here."""
+    status, html, headers = call(server, "/datamesh/docs")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "SwaggerUIBundle" in html and "url: '/datamesh/openapi.json'" in html
+    assert "cdn." not in html and "fastapi.tiangolo.com" not in html
+    named = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert not [u for u in named if re.match(r"(https?:)?//", u)], named
+    assets = {  # what the page names -> the content type and text each must answer with
+        "/datamesh/static/swagger-ui/swagger-ui-bundle.js": ("text/javascript", "SwaggerUIBundle"),
+        "/datamesh/static/swagger-ui/swagger-ui.css": ("text/css", ".swagger-ui"),
+    }
+    assert sorted(u for u in named if not u.startswith("data:")) == sorted(assets)
+    for url, (kind, text) in assets.items():
+        status, body, headers = call(server, url)
+        assert status == 200 and headers["content-type"].startswith(kind) and text in body, url
+    status, _, _ = call(server, "/datamesh/static/swagger-ui/secrets.txt")
+    assert status == 404
 
 
 def test_pages_render_the_catalog(server, tokens):

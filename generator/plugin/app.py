@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 
 from generator import __version__
 from generator.errors import NotFound, UserError
-from generator.plugin import api, pages
+from generator.plugin import api, pages, swagger
 from generator.plugin.catalog_access import CatalogPool
 from generator.warehouse.connection import Warehouse
 
@@ -33,13 +33,14 @@ def create_app(warehouse: Warehouse | None = None) -> FastAPI:
         title="datamesh catalog",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # swagger.py serves /docs with its assets, not from a CDN
         openapi_url="/openapi.json",
         redoc_url=None,
     )
     app.state.pool = CatalogPool(warehouse)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(swagger.router)
     app.add_exception_handler(NotFound, _not_found)
     app.add_exception_handler(UserError, _bad_request)
     app.add_exception_handler(RequestValidationError, _malformed)

@@ -42,7 +42,10 @@ class CatalogPool:
         return self._warehouse
 
     def _open(self) -> psycopg2.extensions.connection:
-        conn = self.warehouse.connect()
+        # Autocommit: a request's reads need no transaction of their own, and psycopg2 would spend a
+        # round trip on BEGIN and one on ROLLBACK per library call (a page makes several). Writes
+        # open theirs (warehouse.transaction).
+        conn = self.warehouse.connect(autocommit=True)
         if not self._checked:
             with self._lock:
                 if not self._checked:

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 from console_server import ConsoleServer
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Response,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1440, "height": 900}
@@ -158,3 +167,23 @@ def test_compliance_per_domain_and_a_dags_product_tab(page, console, screenshots
     expect(page.locator("h1")).to_have_text("finance/revenue_metrics")
     page.screenshot(path=screenshots / "6-dag-tab.png", full_page=True)
     watch.assert_clean("compliance and the DAG tab")
+
+
+def test_the_api_docs_render_with_nothing_from_outside_the_api_server(page, console, screenshots):
+    page, watch = page
+    outside: list[str] = []
+
+    def only_the_api_server(route: Route) -> None:
+        if route.request.url.startswith(console.url):
+            route.continue_()
+        else:  # a CDN, say: offline it would not answer either
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_api_server)
+    page.goto(f"{console.url}/datamesh/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("datamesh catalog")
+    expect(page.locator(".opblock-summary-path", has_text="/api/products/{domain}/{product}/lineage")).to_be_visible()
+    page.screenshot(path=screenshots / "7-api-docs.png")
+    assert outside == []
+    watch.assert_clean("API docs")
