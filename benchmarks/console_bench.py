@@ -32,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "benchmarks"), str(REPO_ROOT / "tests")]
 
 from console_server import start_console  # noqa: E402
-from search_bench import QUERIES, fill, percentile  # noqa: E402
+from search_bench import QUERIES, fill, load_average, percentile  # noqa: E402
 
 from generator.catalog import store  # noqa: E402
 from generator.catalog.search import search as search_library  # noqa: E402
@@ -101,7 +101,7 @@ def bench(server: Warehouse, products: int, repeat: int, home: Path) -> None:
         print(f"\n{products} products filled in {time.perf_counter() - started:.1f}s; starting the api-server ...")
         started = time.perf_counter()
         console = start_console(home, db)
-        print(f"api-server up in {time.perf_counter() - started:.0f}s")
+        print(f"api-server up in {time.perf_counter() - started:.0f}s; {load_average()}")
         token = console.token("viewer")
         client = http.client.HTTPConnection(urlsplit(console.url).netloc, timeout=60)
         search: dict[str, list[float]] = {}
@@ -144,6 +144,7 @@ def bench(server: Warehouse, products: int, repeat: int, home: Path) -> None:
             timed(client, path, token)
             timings[kind] = [timed(client, path, token) for _ in range(max(5, repeat // 2))]
         report(f"pages, {products} products", timings)
+        print(f"  {load_average()}")
         client.close()
     finally:
         if console:

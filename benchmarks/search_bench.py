@@ -105,6 +105,11 @@ def fill(conn, products: int) -> None:  # type: ignore[no-untyped-def]
     conn.commit()
 
 
+def load_average() -> str:
+    """The machine's load while timing: figures from a shared 2-core machine mean little without it."""
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores"
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -145,6 +150,7 @@ def main() -> None:
                 timings.setdefault(kind, []).append((time.perf_counter() - t0) * 1000)
             print(f"  {kind:14} {text or '-':24} {len(hits):3} hits")
         every = [t for values in timings.values() for t in values]
+        print(load_average())
         print(f"{'queries':14} {'n':>5} {'p50 ms':>8} {'p95 ms':>8}")
         for kind, values in [*timings.items(), ("all", every)]:
             print(
