@@ -232,6 +232,12 @@ def test_records_are_kept_per_evaluation_and_reported(warehouse: Warehouse, tmp_
         row = compliance.record(conn, spec, "gate", bad, run_id="run_2", score=75.5)
         compliance.record(conn, spec, "static", good)
         entries = [e for e in compliance.latest(conn) if e["domain"] == "commerce"]
+        # one domain's (or product's) entries, read for it alone, are the same entries
+        assert compliance.latest(conn, domain="commerce") == entries
+        assert compliance.latest(conn, domain="commerce", product="orders") == entries
+        assert compliance.latest(conn, domain="commerce", product="nothing") == []
+        assert "commerce" in compliance.compliance_domains(conn)
+        assert compliance.compliance_domains(conn) == sorted({e["domain"] for e in compliance.latest(conn)})
     finally:
         conn.close()
     assert row["verdict"] == "block" and row["policies_blocked"] == 1
