@@ -191,3 +191,14 @@ def test_the_cards_sample_query_runs_for_a_reader_not_cleared_for_pii(conn, empt
             rows(as_them, "SELECT * FROM customers__customer_profiles__v1.customers_dim")
     finally:
         as_them.close()
+
+
+def test_a_reader_granted_before_the_run_summary_existed_still_searches(conn, reader, as_reader, repo_root):
+    """Migration 0008 adds the table search reads: whoever could read the products may read it."""
+    store.migrate(conn, target=7)
+    grant(conn, reader, READER_GRANTS)
+    register_example_mesh(conn, repo_root)  # migrates to the newest
+    assert "customers/customer_profiles" in ok(as_reader("search", "customer", "--fresh"))
+    assert rows(conn, "SELECT has_table_privilege(%s, 'datamesh_catalog.run_summary', 'INSERT')", reader) == [
+        (False,)
+    ]

@@ -19,8 +19,9 @@ CREATE TABLE datamesh_catalog.run_summary (
 -- lookups each), set-based so a bulk insert costs one pass. Concurrent writers of one product's runs
 -- take turns on its summary row (inserted if missing, then locked); the recomputing statement then
 -- runs with a fresh snapshot (READ COMMITTED, VOLATILE function) and sees the other writer's run.
+-- SECURITY DEFINER (the catalog's owner): a role allowed to write runs needs no right on the summary.
 CREATE FUNCTION datamesh_catalog.refresh_run_summary(p_keys jsonb) RETURNS void
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     INSERT INTO datamesh_catalog.run_summary (domain, product)
     SELECT DISTINCT e->>0, e->>1 FROM jsonb_array_elements(p_keys) e ORDER BY 1, 2
@@ -87,6 +88,20 @@ CREATE TRIGGER runs_summary_truncate AFTER TRUNCATE ON datamesh_catalog.runs
 
 SELECT datamesh_catalog.refresh_run_summary(
     (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_array(domain, product)), '[]') FROM datamesh_catalog.runs));
+
+-- Whoever may read the products may read their summary (search reads it): a reader granted
+-- "SELECT ON ALL TABLES" before this migration keeps every read command.
+DO $$
+DECLARE
+    reader text;
+BEGIN
+    FOR reader IN SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END  -- quoted as needed
+                    FROM pg_class c, aclexplode(c.relacl) a
+                   WHERE c.oid = 'datamesh_catalog.products'::regclass AND a.privilege_type = 'SELECT'
+                     AND a.grantee <> c.relowner LOOP
+        EXECUTE 'GRANT SELECT ON datamesh_catalog.run_summary TO ' || reader;
+    END LOOP;
+END $$;
 
 -- Fresh: the last success ended within the SLA's freshness window. One definition for the view and
 -- for search's filter (a one-line SQL function: the planner inlines it).
