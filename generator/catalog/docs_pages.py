@@ -60,15 +60,6 @@ def load_docs_page(conn: psycopg2.extensions.connection, domain: str, product: s
     return DocsPage(domain, product, row[0], bytes(row[1]), row[2])
 
 
-def products_with_docs(conn: psycopg2.extensions.connection) -> dict[str, datetime]:
-    """'domain/product' -> when its page was built, for every product that has one."""
-    with conn.cursor() as cur:
-        cur.execute(f"SELECT domain || '/' || product, built_at FROM {_TABLE}")
-        found = dict(cur.fetchall())
-    conn.rollback()
-    return found
-
-
 def docs_built_at(conn: psycopg2.extensions.connection, domain: str, product: str) -> datetime | None:
     """When the product's page was built; None when it has none (a page links its docs only then)."""
     with conn.cursor() as cur:
