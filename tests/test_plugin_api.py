@@ -55,7 +55,7 @@ def call(
     data = None
     if body is not None:
         data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-    request = urllib.request.Request(server.url + path, data, headers, method="POST" if body else "GET")
+    request = urllib.request.Request(server.url + path, data, headers, method="GET" if body is None else "POST")
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=30) as answer:
@@ -177,6 +177,68 @@ def test_subscribing_needs_more_than_a_read_only_role(server, tokens):
         server, f"{API}/products/finance/revenue_metrics/outputs/nope/subscriptions", tokens["op"], body
     )
     assert status == 404 and "has no output 'nope'; it has: daily_revenue" in answer["detail"]
+
+
+def test_access_is_requested_and_decided_by_the_owning_teams_airflow_user(server, tokens, catalog_db, repo_root):
+    """customers/customer_profiles is owned by team customer_data; amara is its member (her `login`
+    in domains/customers.yaml), priya a member of another domain, op of none."""
+    role = "console_newcomer"
+    with closing(catalog_db.connect(autocommit=True)) as admin, admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    amara, priya = server.token("amara"), server.token("priya")
+    spec_file = repo_root / "dbt/customers/customer_profiles/data_product.yaml"
+    before = spec_file.read_bytes()
+    path = f"{API}/products/customers/customer_profiles/access-requests"
+    body = {"role": role, "reason": "churn study", "output": "customers_dim"}
+
+    # asking is a write: a read-only user may not
+    assert call(server, path, tokens["viewer"], body)[:2] == (403, {"detail": "Forbidden"})
+    for where, sent, status, message in [
+        (f"{API}/products/nope/nothing/access-requests", body, 404, "no product nope/nothing"),
+        (path, {**body, "output": "nope"}, 404, "has no output 'nope'; it has: customers_dim"),
+        (path, {**body, "role": "console_ghost"}, 400, "role 'console_ghost' does not exist"),
+        (path, {**body, "role": "analyst"}, 400, "'analyst' may read customers/customer_profiles already"),
+    ]:
+        got, answer, _ = call(server, where, tokens["op"], sent)
+        assert got == status and message in answer["detail"], (sent, answer)
+    status, made, _ = call(server, path, tokens["op"], body)
+    assert status == 201, made
+    assert (made["status"], made["requested_by"], made["role"]) == ("pending", "airflow:op", role)
+    first = made["id"]
+
+    # deciding: only a member of the owning team, by the Airflow user; the others change nothing
+    for token in (tokens["op"], priya):
+        status, answer, _ = call(server, f"{API}/access-requests/{first}/approve", token, {"note": "ok"})
+        assert status == 403, answer
+        assert "team 'customer_data', which owns customers/customer_profiles" in answer["detail"]
+        assert "amara.okafor@company.com" in answer["detail"] and "your Airflow user name" in answer["detail"]
+    assert call(server, f"{API}/access-requests/{first}/approve", tokens["viewer"], {})[:2] == (
+        403, {"detail": "Forbidden"})
+    status, pending, _ = call(server, f"{API}/access-requests?status=pending&domain=customers", tokens["viewer"])
+    assert status == 200 and first in [r["id"] for r in pending]
+
+    status, decided, _ = call(server, f"{API}/access-requests/{first}/approve", amara, {"note": "for Q3"})
+    assert status == 200, decided
+    assert decided["request"]["status"] == "approved"
+    assert decided["request"]["decided_by"] == "amara.okafor@company.com"
+    assert decided["spec_file"] == "dbt/customers/customer_profiles/data_product.yaml"
+    assert "+++ b/dbt/customers/customer_profiles/data_product.yaml" in decided["diff"]
+    assert f"+  roles: [analyst, data_scientist, customer_support, {role}]" in decided["diff"]
+    assert spec_file.read_bytes() == before  # a diff for review, never an edit on the server
+    with closing(catalog_db.connect()) as conn, conn.cursor() as cur:  # the audit log keeps the diff
+        cur.execute("SELECT actor, details FROM datamesh_catalog.audit_log WHERE action = 'approve' "
+                    "AND (details->>'request')::bigint = %s", (first,))
+        (actor, details), = cur.fetchall()
+    assert actor == "airflow:amara" and details["diff"] == decided["diff"] and details["note"] == "for Q3"
+    status, answer, _ = call(server, f"{API}/access-requests/{first}/deny", amara, {})
+    assert status == 400 and "was approved by amara.okafor@company.com already" in answer["detail"]
+
+    status, second, _ = call(server, path, tokens["op"], {**body, "reason": "again"})
+    status, denied, _ = call(server, f"{API}/access-requests/{second['id']}/deny", amara, {"note": "use v2"})
+    assert status == 200 and denied["request"]["status"] == "denied" and denied["diff"] == ""
+    assert call(server, f"{API}/access-requests/999999/approve", amara, {})[0] == 404
 
 
 def test_fab_viewer_may_read_but_not_subscribe():

@@ -53,11 +53,13 @@ class Team(_Model):
 
 class Member(_Model):
     name: Text = Field(description="The person's name.")
-    email: Email = Field(description="The person's address; also who they are when they approve.")
+    email: Email = Field(description="The person's address; also who they are when they approve (when an "
+                         "Airflow or OS user name is this address).")
     login: str | None = Field(
         default=None,
-        description="Their database or operating-system user (what `datamesh access approve` sees), "
-        "when it is not their email address.",
+        description="The user name they log in with, when it is not their email address: on the CLI "
+        "their database or operating-system user, in the console (its API) their Airflow user name. "
+        "Access decisions match it (or the email) to who is asking.",
     )
     team: MeshName = Field(description="One of the domain's teams.")
     roles: list[Text] = Field(default_factory=list, description="What they do: lead, engineer, analyst, ...")
