@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from generator.layout import PLATFORM_DAG_ID
 from generator.render.airflow_dag import published_asset
 from generator.spec.mesh import load_mesh
 
@@ -41,13 +42,14 @@ for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "fileloc": dag.fileloc,
         "schedule": dag.schedule if isinstance(dag.schedule, str) else [asset(a) for a in dag.schedule],
+        "start_date": dag.start_date.isoformat() if dag.start_date else None,
         "tags": sorted(dag.tags),
         "owner": dag.owner,
         "owner_links": dag.owner_links,
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
         "doc_md": dag.doc_md,
-        "on_failure_callback": f"{callback.__module__}.{callback.__qualname__}",
+        "on_failure_callback": f"{callback.__module__}.{callback.__qualname__}" if callback else None,
         "deadlines": [
             {
                 "name": d.name,
@@ -106,7 +108,21 @@ def dag_of(dagbag: dict[str, Any], key: str) -> dict[str, Any]:
 def test_every_dag_file_loads_without_errors(dagbag: dict[str, Any]) -> None:
     assert dagbag["import_errors"] == {}
     assert dagbag["warnings"] == {}
-    assert sorted(dagbag["dags"]) == sorted(e.spec.key for e in MESH.products)
+    assert sorted(dagbag["dags"]) == sorted([PLATFORM_DAG_ID, *(e.spec.key for e in MESH.products)])
+
+
+@pytest.mark.integration
+def test_the_platform_dag_collects_usage_and_sends_deadline_notices_daily(dagbag: dict[str, Any]) -> None:
+    dag = dag_of(dagbag, PLATFORM_DAG_ID)
+    assert Path(dag["fileloc"]).name == "datamesh_platform.py"
+    assert (dag["schedule"], dag["catchup"], dag["max_active_runs"]) == ("@daily", False, 1)
+    assert dag["tags"] == ["datamesh", "platform"] and dag["deadlines"] == []
+    assert "usage" in dag["doc_md"] and "deprecation" in dag["doc_md"]
+    # independent tasks: a failing collect never holds the notices back
+    assert {t["task_id"]: t["upstream"] for t in dag["tasks"]} == {"usage": [], "deprecation_deadlines": []}
+    for t in dag["tasks"]:
+        assert (t["pool"], t["retries"], t["outlets"]) == ("warehouse", 2, [])
+        assert t["execution_timeout_s"] == 3600
 
 
 @pytest.mark.integration

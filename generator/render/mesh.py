@@ -1,5 +1,6 @@
-"""Render stage: the selected products' dbt projects and DAGs, plus the JSON Schemas of the spec and
-of the domain registry file.
+"""Render stage: the selected products' dbt projects and DAGs, plus the files of the whole mesh that no
+spec produces: the JSON Schemas of the spec and of the domain registry file, and the platform's
+maintenance DAG. Those change only with the generator.
 
 Imports nothing heavy at the top: `datamesh check` on an unchanged mesh loads this module and
 renders nothing (see render/incremental.py).
@@ -12,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from generator.layout import CACHE_DIR, DAGS_DIR, DBT_DIR
+from generator.layout import CACHE_DIR, DAGS_DIR, DBT_DIR, PLATFORM_DAG
 from generator.render.fingerprint import SpecDigests, generator_fingerprint, stamp
 from generator.render.rendered import Rendered, generated_note
 
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 SCHEMA_PATH = "generator/schemas/data_product.schema.json"
 DOMAIN_SCHEMA_PATH = "generator/schemas/domain.schema.json"
-SCHEMA_PATHS = (SCHEMA_PATH, DOMAIN_SCHEMA_PATH)
+# The mesh-wide files: rendered together, when the generator changed (a memo says when it did not).
+SCHEMA_PATHS = (SCHEMA_PATH, DOMAIN_SCHEMA_PATH, PLATFORM_DAG)
 # The JSON Schema has no header line to hold its hash: the last one rendered is remembered here.
 SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 
@@ -58,7 +60,12 @@ def render_all(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
 
 
 def schemas() -> Rendered:
-    return Rendered(generated={SCHEMA_PATH: json_schema(), DOMAIN_SCHEMA_PATH: domain_json_schema()})
+    """The mesh-wide files (SCHEMA_PATHS)."""
+    from generator.render.platform_dag import platform_dag
+
+    return Rendered(
+        generated={SCHEMA_PATH: json_schema(), DOMAIN_SCHEMA_PATH: domain_json_schema(), PLATFORM_DAG: platform_dag()}
+    )
 
 
 def stale_scope(mesh: Mesh, entries: list[ProductEntry]) -> list[str]:

@@ -115,7 +115,7 @@ def _change(rel: str, current: str | None, text: str) -> FileChange:
 def _reason(product: str, on_disk: dict[str, str], digests: SpecDigests, changes: list[FileChange]) -> str:
     """One line: why this product's files change, from the header of one of its files on disk."""
     if product == MESH:
-        return "the spec's JSON Schema changed with the generator"
+        return "the mesh-wide files (JSON Schemas, the platform DAG) changed with the generator"
     reasons: list[str] = []
     if any(c.kind == "hand edit" for c in changes):
         reasons.append("generated file edited by hand")

@@ -249,8 +249,10 @@ def _notify_after_publish(conn: Any, spec: Any, published: dict) -> None:
 
         from generator.runtime import notify
 
+        today = dt.date.today()
         consumers = notify.consumers_of(conn, spec)
-        notify.send_all(notify.publish_notices(spec, published, consumers, dt.date.today()))
+        notify.send_all(notify.publish_notices(spec, published, consumers))
+        notify.send_deadline_notices(conn, notify.endings_of(spec, today), today)
     except Exception:
         log.exception("%s: could not send the notices of the publish", spec.key)
 
