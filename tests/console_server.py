@@ -2,8 +2,9 @@
 
 Started as `airflow api-server` in a subprocess, on a fresh Airflow home (SQLite metadata) whose
 plugins folder holds one line importing the plugin (the package's entry point registers it once
-the project is installed; this works from a checkout too). The simple auth manager logs in three
-users, one per role the tests need (and two domain members); their generated passwords are read back from Airflow's file.
+the project is installed; this works from a checkout too). The simple auth manager logs in one user
+per role the tests need, and two domain members; their generated passwords are read back from
+Airflow's file.
 """
 
 from __future__ import annotations

@@ -99,6 +99,9 @@ def has_pg_stat_statements(cur: Cursor) -> bool:
 
 def consumer_logins(cur: Cursor) -> list[str]:
     """Login roles, not superusers, that may use at least one product's published schema."""
+    cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.products",))
+    if cur.fetchone()[0] is None:  # no catalog yet (a dry run before the first migration): no products
+        return []
     cur.execute(
         f"""SELECT DISTINCT r.rolname
               FROM pg_roles r
