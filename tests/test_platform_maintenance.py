@@ -122,3 +122,32 @@ def test_the_daily_job_enables_and_collects_usage(db, monkeypatch):
     assert usage.product_usage(admin, "pcons", spec.name).by_role == {ANALYST: 2}
     assert maintenance.collect_usage(DAG_FILE)["collected"] == 0  # idempotent
     admin.close()
+
+
+def test_airflow_runs_the_platform_dag_and_it_tells_the_consumers(db, receivers, tmp_path):  # noqa: F811
+    """The generated DAG file, run whole by `airflow dags test` (metadata on SQLite, the catalog on
+    PostgreSQL): both tasks succeed, the notice arrives, and the run is recorded in the catalog."""
+    from generator.dev import airflow_local
+
+    channels, mails, posts = receivers
+    name = f"dag{next(_names)}"
+    ship(db, product("1.0.0", name))
+    admin = db.connect()
+    store.subscribe(admin, "ops_board", "pcons", name, "daily", contact="ops@example.com")
+    until = dt.date.today() + dt.timedelta(days=3)
+    ship(db, product("2.0.0", name, deprecations=[{"major": 1, "serve_until": until.isoformat()}]))
+    env = airflow_local.airflow_env(REPO_ROOT, db, home=tmp_path / "airflow")
+    env.update({notify.SMTP_VARIABLE: f"{channels.smtp_host}:{channels.smtp_port}",
+                notify.WEBHOOK_VARIABLE: channels.webhook or ""})
+    airflow_local.migrate(env)
+
+    result = airflow_local.dags_test(env, "datamesh_platform", tmp_path / "platform.log")
+    assert result.ok, result.log.read_text(encoding="utf-8")[-5000:]
+    assert [p["details"]["consumer"] for p in posts] == ["subscriber ops_board"] and len(mails) == 1
+    assert f"pcons/{name} v1 ends in 3 day(s)" in posts[0]["text"]
+    with admin.cursor() as cur:
+        cur.execute("SELECT count(*) FROM datamesh_catalog.audit_log WHERE action = 'notify' AND product = %s", (name,))
+        assert cur.fetchone() == (1,)
+        cur.execute("SELECT count(*) FROM datamesh_catalog.usage_positions")  # the collect ran, and kept its place
+        assert cur.fetchone()[0] >= 1
+    admin.close()
