@@ -116,16 +116,10 @@ def _list(ctx: Context, fmt: str, no_health: bool) -> None:
 
 
 def _health(ctx: Context) -> dict[str, dict[str, Any]]:
-    from generator.catalog import store
     from generator.catalog.card import product_health
-    from generator.warehouse.connection import from_environment
 
-    conn = from_environment(ctx.root).connect()
-    try:
-        store.ensure_current(conn)
+    with ctx.catalog() as conn:
         return product_health(conn)
-    finally:
-        conn.close()
 
 
 def _status(found: dict[str, Any] | None) -> str:
