@@ -20,7 +20,7 @@ from generator.layout import DOMAINS_DIR
 @pass_ctx
 def domains(ctx: Context, fmt: str, no_health: bool) -> None:
     """Domains (domains/<domain>.yaml) with their owner, on-call, products and the products' health:
-    last run outcome and freshness against the SLA, from the catalog."""
+    last run outcome and freshness against the SLA, from the catalog. `domains new` registers one."""
     if click.get_current_context().invoked_subcommand is None:
         _list(ctx, fmt, no_health)
 
@@ -35,9 +35,11 @@ def domains(ctx: Context, fmt: str, no_health: bool) -> None:
 def new_domain(
     ctx: Context, name: str, owner_team: str, email: str, description: str | None, bounded_context: str | None
 ) -> None:
-    """Register domain NAME: write domains/NAME.yaml, the smallest valid registry file, owned by
-    --owner-team. Complete it by hand (members, on-call, teams). Nothing is written if an answer breaks
-    the registry's rules or the file exists."""
+    """Register a domain: write domains/NAME.yaml, owned by --owner-team.
+
+    The smallest valid registry file, checked by the registry's own rules; complete it by hand
+    (description, members, on-call, more teams). A product's domain must be registered before
+    `datamesh new` accepts it. Nothing is written if an argument breaks the rules or the file exists."""
     from generator.spec.domain import domain_file, new_domain_text
     from generator.spec.mesh import spec_paths
 
