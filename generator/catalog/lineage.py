@@ -418,10 +418,8 @@ def output_inputs_from_manifest(
     result = {}
     for output in spec.outputs:
         # A versioned model (render/dbt_metadata.py) is model.<project>.<name>.v<major>.
-        node_id = next(
-            (i for i in (f"model.{spec.key}.{output.name}.v{spec.major}", f"model.{spec.key}.{output.name}") if i in nodes),
-            "",
-        )
+        candidates = (f"model.{spec.key}.{output.name}.v{spec.major}", f"model.{spec.key}.{output.name}")
+        node_id = next((i for i in candidates if i in nodes), "")
         if not node_id:
             return None  # not this spec's manifest: do not guess
         result[output.name] = sorted(reads(node_id, set()))

@@ -14,7 +14,7 @@ import click
 from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
 from generator.cli.context import Context, pass_ctx
 from generator.cli.platform import platform_group
-from generator.cli.policy import compliance_group, policy
+from generator.cli.policy import compliance_group, diff, policy
 from generator.cli.publish import rollback
 from generator.errors import CheckFailed, UserError
 from generator.layout import find_root
@@ -216,6 +216,7 @@ cli.add_command(docs)
 cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
+cli.add_command(diff)  # breaking changes before merge: generator/governance/diff.py
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
 
 

@@ -1,4 +1,5 @@
-"""`datamesh policy check` (static governance, what CI runs) and `datamesh compliance report`.
+"""`datamesh policy check` (static governance, what CI runs), `datamesh compliance report` and
+`datamesh diff` (breaking changes since a git ref).
 
 Exit codes of `policy check`: 0 every policy passed, 1 a blocking violation, 2 bad input (a broken
 spec or policy file, nothing evaluated), 4 warnings only (0 with --warnings-ok). A domain policy file
@@ -136,3 +137,45 @@ def report(ctx: Context, html: Path | None) -> None:
     if html:
         write_compliance_page(entries, html)
         click.echo(f"wrote {html}")
+
+
+@click.command("diff")
+@click.option(
+    "--against",
+    "ref",
+    required=True,
+    help="The git ref the change is judged against: a branch (origin/main), tag or commit.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, json for tools, junit (XML) for CI test reports.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@pass_ctx
+def diff(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
+    """Judge the contract changes since a git ref with the gate's compatibility rules.
+
+    Exit 0: no breaking change without a major bump; 1: at least one; 2: bad input (an unknown
+    ref, a broken spec or policy file).
+    """
+    import json
+
+    from generator.governance.diff import as_junit, as_text, diff_against
+
+    report = diff_against(ctx.root, ctx.mesh(), ref)
+    if fmt == "json":
+        text = json.dumps(report.as_dict(), indent=2) + "\n"
+    elif fmt == "junit":
+        text = as_junit(report)
+    else:
+        text = as_text(report)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if report.blocking:
+        raise CheckFailed(f"{report.blocking} breaking change(s) without a major version bump since {ref}")
