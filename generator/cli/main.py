@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import sys
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
+from generator.cli.catalog import docs, echo_json, impact, lineage, output_format, report, search, show, subscribe
 from generator.cli.context import Context, pass_ctx
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, diff, policy
 from generator.cli.publish import rollback
-from generator.errors import CheckFailed, UserError
+from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import find_root
 from generator.spec.mesh import Mesh, ProductEntry
 
@@ -42,12 +43,25 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 @cli.command()
 @click.argument("product", required=False)
+@output_format("text")
 @pass_ctx
-def validate(ctx: Context, product: str | None) -> None:
+def validate(ctx: Context, product: str | None, fmt: str) -> None:
     """Check specs (all, or one PRODUCT) and their static policies. Writes nothing."""
-    mesh = ctx.mesh()
+    try:
+        mesh = ctx.mesh()
+    except SpecError as exc:
+        if fmt == "json":  # the problems as data too; still exit 2
+            echo_json({"products": [], "problems": [asdict(p) for p in exc.problems]})
+        raise
+    judged = _static_findings(ctx, mesh, mesh.select(product))
+    if fmt == "json":
+        echo_json({"products": [_validation(entry, findings) for entry, findings in judged]})
+        blocked = sum(any(f.enforcement == "blocking" for f in findings) for _, findings in judged)
+        if blocked:
+            raise CheckFailed(f"{blocked} product(s) violate blocking policies")
+        return
     blocked = 0
-    for entry, findings in _static_findings(ctx, mesh, mesh.select(product)):
+    for entry, findings in judged:
         blocking = [f for f in findings if f.enforcement == "blocking"]
         blocked += bool(blocking)
         mark = click.style("FAIL", fg="red") if blocking else click.style("  ok", fg="green")
@@ -55,6 +69,20 @@ def validate(ctx: Context, product: str | None) -> None:
         _echo_findings(findings)
     if blocked:
         raise CheckFailed(f"{blocked} product(s) violate blocking policies")
+
+
+def _validation(entry: ProductEntry, findings: list) -> dict:  # type: ignore[type-arg]
+    """One product of `validate --format json` (docs/interop.md)."""
+    return {
+        "product": f"{entry.spec.domain}/{entry.spec.name}",
+        "version": entry.spec.version,
+        "spec": entry.shown,
+        "ok": not any(f.enforcement == "blocking" for f in findings),
+        "findings": [
+            {"policy": f.policy, "enforcement": f.enforcement, "subject": f.subject, "message": f.message}
+            for f in findings
+        ],
+    }
 
 
 def _static_findings(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from generator.cli.catalog import echo_json, output_format
 from generator.cli.context import Context, pass_ctx
 from generator.errors import CheckFailed, UserError
 
@@ -121,8 +122,9 @@ def compliance_group() -> None:
 @click.option(
     "--html", "html", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML report."
 )
+@output_format("text")
 @pass_ctx
-def report(ctx: Context, html: Path | None) -> None:
+def report(ctx: Context, html: Path | None, fmt: str) -> None:
     """Every product's last gate verdict, policy counts, messages and quality scores."""
     from generator.governance import compliance, policy_report
     from generator.report.compliance_page import write_compliance_page
@@ -133,7 +135,10 @@ def report(ctx: Context, html: Path | None) -> None:
         entries = compliance.latest(conn)
     finally:
         conn.close()
-    click.echo(policy_report.report_text(entries), nl=False)
+    if fmt == "json":
+        echo_json({"products": entries})
+    else:
+        click.echo(policy_report.report_text(entries), nl=False)
     if html:
         write_compliance_page(entries, html)
         click.echo(f"wrote {html}")
