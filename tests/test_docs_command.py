@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from psycopg2 import sql
+
+from generator.dev.demo_data import seed_operational_data
+from generator.platform.publish import publish
+from generator.platform.setup import setup_platform
+from generator.runtime import dbt_runner
+from generator.spec.mesh import load_mesh
 from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
@@ -78,3 +86,48 @@ def test_docs_are_served_on_localhost(repo_copy: Path, warehouse: Warehouse) -> 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def publish_example_mesh(root: Path, warehouse: Warehouse) -> None:
+    """Every example product built by dbt on the demo data and published, producers first."""
+    mesh = load_mesh(root)
+    conn = warehouse.connect(autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for role in ("analyst", "data_scientist", "customer_support"):
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        seed_operational_data(conn)
+    finally:
+        conn.close()
+    setup_platform(warehouse, mesh.products)
+    for entry in mesh.products:
+        dbt_runner.run(entry.project_dir, warehouse)
+        conn = warehouse.connect()
+        try:
+            publish(conn, entry.spec)
+        finally:
+            conn.close()
+
+
+def test_docs_describe_the_published_outputs_with_their_warehouse_types(
+    repo_copy: Path, warehouse: Warehouse
+) -> None:
+    """catalog.json is built against the published schema: every output, every column, typed."""
+    publish_example_mesh(repo_copy, warehouse)
+    done = subprocess.run(
+        [DATAMESH, "--root", str(repo_copy), "docs"], capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for entry in load_mesh(repo_copy).products:
+        spec = entry.spec
+        nodes = json.loads((entry.project_dir / "target" / "catalog.json").read_text())["nodes"]
+        for output in spec.outputs:
+            node = nodes[f"model.{spec.key}.{output.name}.v{spec.major}"]
+            assert node["metadata"]["schema"] == spec.published_schema
+            assert node["metadata"]["name"] == output.name
+            assert node["metadata"]["type"] == "VIEW"  # what consumers read
+            columns = {name: column["type"] for name, column in node["columns"].items()}
+            assert list(columns) == [c.name for c in output.columns], spec.key
+            assert all(columns.values()), columns

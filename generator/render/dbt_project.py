@@ -42,6 +42,9 @@ DOMAIN_ROLE_SWITCH = '{{{{ "{role}" if env_var("DATAMESH_DBT_AS_DOMAIN", "") == 
 # The profile's targets: dbt by hand uses the default, `dev`; the runtime passes --target pipeline.
 DEV_TARGET = "dev"
 PIPELINE_TARGET = "pipeline"
+# `datamesh docs` only: the models' schema is the published one, where the views consumers read
+# carry the outputs' names, so dbt docs' catalog shows what consumers see. Never run models on it.
+DOCS_TARGET = "docs"
 DEV_SCHEMA_VARIABLE = "DATAMESH_DEV_SCHEMA"  # the personal part of the dev schema; default: $USER
 
 
@@ -125,6 +128,7 @@ def _profiles(spec: DataProduct) -> dict[str, Any]:
                     "role": DOMAIN_ROLE_SWITCH.format(role=f"domain_{spec.domain}"),
                     "threads": 4,
                 },
+                DOCS_TARGET: {**_connection(), "schema": spec.published_schema, "threads": 4},
             },
         }
     }

@@ -1,9 +1,13 @@
 """`datamesh docs`: each product's dbt docs as one static page, and a local server for them.
 
 `dbt docs generate --static` writes target/static_index.html, a single file with the manifest and
-the warehouse catalog inlined, readable from disk. The owner and classification are in each model's
-`meta` already (render_dbt puts the spec's, which are the catalog's). The pages are copied to
-.datamesh/docs/<domain>__<product>/index.html, where the mesh report links to them.
+the warehouse catalog inlined, readable from disk. It runs on the profile's `docs` target, whose
+schema is the product's published one (`<key>__v<major>`): the views consumers read, under the
+outputs' names, so catalog.json has every output with its warehouse types (the build schema is
+renamed away by each publish). Before the first publish the catalog is empty. The owner and
+classification are in each model's `meta` already (render_dbt puts the spec's, which are the
+catalog's). The pages are copied to .datamesh/docs/<domain>__<product>/index.html, where the mesh
+report links to them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from generator.layout import DOCS_DIR, docs_page
+from generator.render.dbt_project import DOCS_TARGET
 from generator.spec.mesh import ProductEntry
 from generator.warehouse.connection import Warehouse
 
@@ -24,7 +29,7 @@ def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
     from generator.runtime import dbt_runner
 
     dbt_runner.deps(entry.project_dir, warehouse)
-    dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"])
+    dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"], target=DOCS_TARGET)
     page = docs_page(root, entry.spec.key)
     page.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(entry.project_dir / "target" / "static_index.html", page)

@@ -136,7 +136,7 @@ def parse(project_dir: Path, warehouse: Warehouse) -> None:
 
 
 def invoke(
-    project_dir: Path, warehouse: Warehouse, args: list[str], step: str | None = None
+    project_dir: Path, warehouse: Warehouse, args: list[str], step: str | None = None, target: str = "pipeline"
 ) -> RunSummary:
     """Run one dbt command in `project_dir`; stream its output to the log; RunFailed on failure."""
     project_dir = project_dir.resolve()
@@ -151,7 +151,7 @@ def invoke(
         *args,
         "--project-dir", str(project_dir),
         "--profiles-dir", str(project_dir),
-        "--target", "pipeline",  # the build schema (render/dbt_project.py PIPELINE_TARGET); by hand: dev
+        "--target", target,  # pipeline: the build schema (render/dbt_project.py PIPELINE_TARGET); by hand: dev
     ]
     env = {
         **os.environ,
