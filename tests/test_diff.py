@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -10,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import REPO, datamesh
+from generator.catalog import store
+from generator.spec.mesh import load_mesh
+from generator.warehouse.connection import Warehouse
+from tests.catalog_helpers import register_run
+from tests.test_cli import DATAMESH, REPO, datamesh
 
 ORDERS = "dbt/commerce/orders/data_product.yaml"
 
@@ -119,3 +124,26 @@ def test_an_unknown_ref_is_bad_input(mesh_repo: Path) -> None:
     done = datamesh("diff", "--against", "origin/nowhere", root=mesh_repo)
     assert done.returncode == 2
     assert "'origin/nowhere' is not a commit" in done.stderr
+
+
+def test_with_subscribers_the_catalogs_readers_are_named_too(mesh_repo: Path, warehouse: Warehouse) -> None:
+    orders = load_mesh(mesh_repo).select("commerce/orders")[0].spec
+    conn = warehouse.connect()
+    try:
+        store.migrate(conn)
+        register_run(conn, orders, "diff-test")
+        store.subscribe(conn, "churn_dashboard", "commerce", "orders", "orders_fact", 1, None, None)
+    finally:
+        conn.close()
+    edit(mesh_repo, ORDERS, "type: numeric(12,2)", "type: numeric(14,2)")
+    env = {**os.environ, **warehouse.env()}
+    done = subprocess.run(
+        [DATAMESH, "--root", str(mesh_repo), "diff", "--against", "main", "--subscribers", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (change,) = json.loads(done.stdout)["products"][0]["changes"]
+    assert change["consumers"] == ["sales/sales_orders_analytical", "subscriber:churn_dashboard"]

@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from psycopg2 import sql
 
 from generator.dev.demo_data import seed_operational_data

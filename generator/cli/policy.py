@@ -160,8 +160,14 @@ def report(ctx: Context, html: Path | None, fmt: str) -> None:
     help="text for a terminal, json for tools, junit (XML) for CI test reports.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@click.option(
+    "--subscribers",
+    "with_subscribers",
+    is_flag=True,
+    help="Also name the catalog's subscribers each change hits (needs the warehouse `datamesh db url` names).",
+)
 @pass_ctx
-def diff(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
+def diff(ctx: Context, ref: str, fmt: str, output: Path | None, with_subscribers: bool) -> None:
     """Judge the contract changes since a git ref with the gate's compatibility rules.
 
     Exit 0: no breaking change without a major bump; 1: at least one; 2: bad input (an unknown
@@ -169,9 +175,19 @@ def diff(ctx: Context, ref: str, fmt: str, output: Path | None) -> None:
     """
     import json
 
-    from generator.governance.diff import as_junit, as_text, diff_against
+    from generator.governance.diff import as_junit, as_text, catalog_subscribers, diff_against
 
-    report = diff_against(ctx.root, ctx.mesh(), ref)
+    mesh = ctx.mesh()
+    subscribers = None
+    if with_subscribers:
+        from generator.warehouse.connection import from_environment
+
+        conn = from_environment(ctx.root).connect()
+        try:
+            subscribers = catalog_subscribers(conn)
+        finally:
+            conn.close()
+    report = diff_against(ctx.root, mesh, ref, subscribers)
     if fmt == "json":
         text = json.dumps(report.as_dict(), indent=2) + "\n"
     elif fmt == "junit":

@@ -7,8 +7,10 @@ as committed at a git ref (`git show <ref>:<path>`), so CI sees a breaking chang
 that makes it, not at the first run after deploy. Same diff, same policies, same messages.
 
 Each change names the consumers it hits: the mesh's products whose inputs read the changed output
-at the major version the ref published. A product that is new since the ref is reported as added;
-one that is gone as removed (every published major it served goes with it, so that is breaking).
+at the major version the ref published and, when asked (`--subscribers`, a reachable warehouse), the
+catalog's subscribers of that output and major, as `subscriber:<name>`. A product that is new since
+the ref is reported as added; one that is gone as removed (every published major it served goes
+with it, so that is breaking).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import yaml
 from generator.errors import UserError
 from generator.governance import compatibility
 from generator.governance.policies import evaluate_changes, load_all_policies
-from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.layout import CATALOG_SCHEMA, DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
 from generator.spec.mesh import Mesh
 
 Verdict = Literal["blocking", "allowed", "compatible"]
+# (domain, product, output, major) -> the names of the catalog's subscribers reading it
+Subscribers = dict[tuple[str, str, str, int], list[str]]
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,24 @@ def specs_at(root: Path, ref: str) -> tuple[str, dict[str, str]]:
 # --- judging -----------------------------------------------------------------------------------------
 
 
-def diff_against(root: Path, mesh: Mesh, ref: str) -> DiffReport:
+def catalog_subscribers(conn: Any) -> Subscribers:
+    """The catalog's subscriptions (consumers outside the mesh); none before the catalog exists."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.subscriptions",))
+        if cur.fetchone()[0] is None:
+            return {}
+        cur.execute(
+            f"SELECT domain, product, output, major, consumer FROM {CATALOG_SCHEMA}.subscriptions "
+            "ORDER BY consumer"
+        )
+        found: Subscribers = {}
+        for domain, product, output, major, consumer in cur.fetchall():
+            found.setdefault((domain, product, output, major), []).append(consumer)
+    conn.rollback()
+    return found
+
+
+def diff_against(root: Path, mesh: Mesh, ref: str, subscribers: Subscribers | None = None) -> DiffReport:
     """Every product spec changed since `ref`, each difference judged by the change policies."""
     commit, old_texts = specs_at(root, ref)
     loaded = load_all_policies(root, {e.spec.domain for e in mesh.products})
@@ -173,6 +194,7 @@ def diff_against(root: Path, mesh: Mesh, ref: str) -> DiffReport:
             warnings = [f.message for f in findings if f.enforcement != "blocking"]
             verdict: Verdict = "blocking" if blocking else "allowed" if change.breaking else "compatible"
             readers = _readers(mesh, spec.domain, spec.name, change.output, change.previous_major)
+            readers += _subscribed(subscribers, spec.domain, spec.name, change.output, change.previous_major)
             judged.append(
                 JudgedChange(
                     change.kind, change.output, change.column, change.detail, change.breaking, verdict,
@@ -189,7 +211,8 @@ def diff_against(root: Path, mesh: Mesh, ref: str) -> DiffReport:
         detail = (
             f"product {label}: removed; every major version it published is no longer built or served"
         )
-        removed = JudgedChange("product_removed", None, None, detail, True, "blocking", [], [
+        subscribed = _subscribed(subscribers, domain, name, None, int(previous["version"].split(".")[0]))
+        removed = JudgedChange("product_removed", None, None, detail, True, "blocking", subscribed, [
             f"{label} {previous['version']} is removed: readers of its published schemas outside the mesh "
             "(catalog subscriptions, dashboards) lose them; check `datamesh impact` for each output first"
         ])
@@ -220,6 +243,19 @@ def _readers(mesh: Mesh, domain: str, product: str, output: str | None, major: i
             for i in e.spec.inputs.products
         )
     )
+
+
+def _subscribed(
+    subscribers: Subscribers | None, domain: str, product: str, output: str | None, major: int
+) -> list[str]:
+    """`subscriber:<name>` for each catalog subscriber of `output` (any, when None) at `major`."""
+    names = {
+        name
+        for (d, p, o, m), found in (subscribers or {}).items()
+        if (d, p, m) == (domain, product, major) and output in (None, o)
+        for name in found
+    }
+    return [f"subscriber:{name}" for name in sorted(names)]
 
 
 # --- formats -----------------------------------------------------------------------------------------
