@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from generator.catalog import store
 from generator.dev.demo_data import seed_operational_data
 from generator.platform.publish import publish
 from generator.platform.setup import setup_platform
 from generator.runtime import dbt_runner
 from generator.spec.mesh import load_mesh
 from generator.warehouse.connection import Warehouse
+from tests.catalog_helpers import register_run
 
 pytestmark = pytest.mark.integration
 
@@ -107,8 +109,18 @@ def publish_example_mesh(root: Path, warehouse: Warehouse) -> None:
 def test_docs_describe_the_published_outputs_with_their_warehouse_types(
     repo_copy: Path, warehouse: Warehouse
 ) -> None:
-    """catalog.json is built against the published schema: every output, every column, typed."""
+    """catalog.json is built against the published schema: every output, every column, typed. A
+    subscriber registered in the catalog shows as an exposure of the docs (never of the render)."""
     publish_example_mesh(repo_copy, warehouse)
+    profiles = load_mesh(repo_copy).select("customers/customer_profiles")[0].spec
+    conn = warehouse.connect()
+    try:
+        store.migrate(conn)
+        register_run(conn, profiles, "docs-test")
+        store.subscribe(conn, "Churn {{ board }}", "customers", "customer_profiles", "customers_dim", None,
+                        "crm-team@company.com", "weekly churn review")
+    finally:
+        conn.close()
     done = subprocess.run(
         [DATAMESH, "--root", str(repo_copy), "docs"], capture_output=True, text=True, timeout=900, check=False
     )
@@ -124,3 +136,9 @@ def test_docs_describe_the_published_outputs_with_their_warehouse_types(
             columns = {name: column["type"] for name, column in node["columns"].items()}
             assert list(columns) == [c.name for c in output.columns], spec.key
             assert all(columns.values()), columns
+    project = load_mesh(repo_copy).select("customers/customer_profiles")[0].project_dir
+    exposures = json.loads((project / "target" / "manifest.json").read_text())["exposures"]
+    churn = exposures["exposure.customers__customer_profiles.subscriber__churn_board"]
+    assert churn["label"] == "Churn {{ board }}" and churn["owner"]["name"] == "crm-team@company.com"
+    assert churn["depends_on"]["nodes"] == ["model.customers__customer_profiles.customers_dim.v1"]
+    assert not (project / "models" / "_datamesh_subscribers.yml").exists()  # docs only, then gone

@@ -8,20 +8,36 @@ renamed away by each publish). Before the first publish the catalog is empty. Th
 classification are in each model's `meta` already (render_dbt puts the spec's, which are the
 catalog's). The pages are copied to .datamesh/docs/<domain>__<product>/index.html, where the mesh
 report links to them.
+
+The consuming products of the mesh are exposures of the rendered project already; consumers outside
+the mesh (the catalog's subscriptions) are known only to the catalog, so they are added here, for
+the docs only: a YAML file of exposures written beside the models before `dbt docs generate` and
+removed after it, never rendered (a render does not read the warehouse).
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import logging
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from generator.layout import DOCS_DIR, docs_page
-from generator.render.dbt_project import DOCS_TARGET
+import psycopg2
+import yaml
+
+from generator.layout import CATALOG_SCHEMA, DOCS_DIR, docs_page
+from generator.render.dbt_project import DOCS_TARGET, jinja_literal
 from generator.spec.mesh import ProductEntry
+from generator.spec.model import DataProduct
 from generator.warehouse.connection import Warehouse
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBERS_FILE = "models/_datamesh_subscribers.yml"  # exists only while `dbt docs generate` runs
 
 
 def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
@@ -29,11 +45,68 @@ def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
     from generator.runtime import dbt_runner
 
     dbt_runner.deps(entry.project_dir, warehouse)
-    dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"], target=DOCS_TARGET)
+    extra = entry.project_dir / SUBSCRIBERS_FILE
+    exposures = subscriber_exposures(warehouse, entry.spec)
+    if exposures:
+        extra.write_text(yaml.safe_dump({"version": 2, "exposures": exposures}, sort_keys=False), encoding="utf-8")
+    try:
+        dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"], target=DOCS_TARGET)
+    finally:
+        extra.unlink(missing_ok=True)
     page = docs_page(root, entry.spec.key)
     page.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(entry.project_dir / "target" / "static_index.html", page)
     return page
+
+
+def subscriber_exposures(warehouse: Warehouse, spec: DataProduct) -> list[dict[str, Any]]:
+    """One dbt exposure per catalog subscriber of the product's current major. None when there is
+    no catalog yet, or the connecting role may not read it (the docs are built all the same)."""
+    try:
+        conn = warehouse.connect()
+    except psycopg2.Error as exc:
+        log.warning("no catalog subscribers in the docs: %s", exc)
+        return []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.subscriptions",))
+            if cur.fetchone()[0] is None:
+                return []
+            cur.execute(
+                f"""SELECT consumer, array_agg(output ORDER BY output), max(contact), max(purpose)
+                      FROM {CATALOG_SCHEMA}.subscriptions
+                     WHERE domain = %s AND product = %s AND major = %s
+                     GROUP BY consumer ORDER BY consumer""",
+                (spec.domain, spec.name, spec.major),
+            )
+            rows = cur.fetchall()
+    except psycopg2.Error as exc:
+        log.warning("no catalog subscribers in the docs: %s", exc)
+        return []
+    finally:
+        conn.close()
+    exposures: list[dict[str, Any]] = []
+    taken: set[str] = set()
+    for consumer, outputs, contact, purpose in rows:
+        name = "subscriber__" + (re.sub(r"[^a-z0-9]+", "_", consumer.lower()).strip("_") or "unnamed")
+        while name in taken:  # two names that differ only in punctuation
+            name += "_"
+        taken.add(name)
+        known = [o for o in outputs if spec.output(o) is not None]
+        if not known:
+            continue
+        exposures.append(
+            {
+                "name": name,
+                "label": jinja_literal(consumer),
+                "type": "application",
+                "description": jinja_literal(purpose or f"{consumer}: a subscriber registered in the catalog."),
+                "owner": {"name": jinja_literal(contact or consumer)},
+                "depends_on": [f"ref('{o}', v={spec.major})" for o in known],
+                "config": {"meta": {"datamesh_subscriber": jinja_literal(consumer)}},
+            }
+        )
+    return exposures
 
 
 def generate_all(
