@@ -22,12 +22,16 @@ demo: $(BIN)/datamesh
 	$(BIN)/datamesh demo
 
 # Two workers (the machines have two cores); each test file stays on one worker, and each worker
-# has its own embedded PostgreSQL.
+# has its own embedded PostgreSQL. pytest-randomly shuffles the order of the files and of the tests
+# in each file (the same seed on both workers), so a test that only passes after another fails here.
+# Not -q: the header names the seed. Repeat an order with `pytest --randomly-seed=N` (the same files);
+# `-p no:randomly` runs the files and tests in the order they are written.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks
+	$(BIN)/lint-imports --no-logo --no-cache
 
 clean:
 	-$(BIN)/datamesh db stop

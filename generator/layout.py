@@ -24,7 +24,7 @@ AIRFLOW_HOME_DIR = f"{WORK_DIR}/airflow"  # the project-local Airflow home (SQLi
 DOCS_DIR = f"{WORK_DIR}/docs"  # each product's dbt docs: <key>/index.html
 REPORT_FILE = f"{WORK_DIR}/report/index.html"  # the static mesh report
 LOG_DIR = f"{WORK_DIR}/logs"  # the demo's per-product logs
-CACHE_DIR = f"{WORK_DIR}/cache"  # results worth keeping between processes (the CEL fast path's verdicts)
+CACHE_DIR = f"{WORK_DIR}/cache"  # results worth keeping between processes (CEL verdicts, validate, the schema memo)
 
 # --- fixed names in the warehouse ----------------------------------------------------------------
 CATALOG_SCHEMA = "datamesh_catalog"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import socket
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from generator.errors import RunFailed
 from generator.runtime import dbt_runner
 from generator.warehouse.connection import Warehouse
 
@@ -44,7 +45,7 @@ def make_project(root: Path, schema: str, files: dict[str, str]) -> Path:
     return project
 
 
-def test_run_and_test_keep_each_steps_run_results_and_deps_runs_only_when_needed(
+def test_run_and_test_leave_the_checkout_untouched_and_deps_runs_only_when_needed(
     tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
 ):
     # a local package, installed offline by `dbt deps`
@@ -70,18 +71,39 @@ def test_run_and_test_keep_each_steps_run_results_and_deps_runs_only_when_needed
     ran = dbt_runner.run(project, warehouse)
     tested = dbt_runner.test(project, warehouse)
 
-    assert ran.counts == {"pass": 1, "warn": 0, "fail": 0, "error": 0, "skip": 0}
-    assert tested.counts["pass"] == 2 and not tested.failing
-    run_results = json.loads((project / "target" / "run_results_run.json").read_text())
-    assert [r["unique_id"] for r in run_results["results"]] == ["model.tiny.numbers"]
-    assert dbt_runner.summarize(dbt_runner.load_run_results(project, "test")).counts["pass"] == 2
+    assert ran.summary.counts == {"pass": 1, "warn": 0, "fail": 0, "error": 0, "skip": 0}
+    assert tested.summary.counts["pass"] == 2 and not tested.summary.failing
+    assert [r["unique_id"] for r in ran.run_results["results"]] == ["model.tiny.numbers"]
+    compact = dbt_runner.compact_run_results(tested.run_results)
+    assert sorted(r["status"] for r in compact["results"]) == ["pass", "pass"]
+    assert all(set(r) >= {"unique_id", "status", "failures", "message", "execution_time"} for r in compact["results"])
+    assert len(json.dumps(compact)) < 2_000  # small enough for XCom
+    # dbt's target/ and logs/ went to scratch folders: only the packages were installed here
+    assert sorted(p.name for p in project.iterdir()) == [
+        "dbt_packages", "dbt_project.yml", "models", "package-lock.yml", "packages.yml", "profiles.yml"
+    ]
     commands = [r.getMessage() for r in caplog.records if r.getMessage().startswith("$ dbt")]
     assert [c.split("  (")[0] for c in commands] == ["$ dbt deps", "$ dbt run", "$ dbt test"]
     assert any("Completed successfully" in r.getMessage() for r in caplog.records)  # dbt's output is logged
 
     (project / "packages.yml").write_text("packages:\n  - local: ../pkg\n# changed\n")
-    assert dbt_runner.deps(project, warehouse) is True
-    assert dbt_runner.deps(project, warehouse) is False
+    assert dbt_runner.install_packages(project, warehouse) is True
+    assert dbt_runner.install_packages(project, warehouse) is False
+
+
+def test_prepared_partial_parse_state_is_reused_by_each_command(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+):
+    project = make_project(tmp_path, "runner_parse", {"models/one.sql": "select 1 as n"})
+    dbt_runner.prepare(project, warehouse)  # at deploy time: target/partial_parse.msgpack
+    assert (project / "target" / dbt_runner.PARTIAL_PARSE_FILE).is_file()
+    caplog.set_level(logging.INFO, logger="generator.dbt")
+    caplog.clear()  # prepare's own (full) parse
+
+    dbt_runner.run(project, warehouse)
+
+    output = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Unable to do partial parsing" not in output, output
 
 
 def test_a_failing_model_raises_with_dbts_error(tmp_path: Path, warehouse: Warehouse):
@@ -94,15 +116,54 @@ def test_a_failing_model_raises_with_dbts_error(tmp_path: Path, warehouse: Wareh
         },
     )
 
-    with pytest.raises(RunFailed) as caught:
+    with pytest.raises(dbt_runner.DbtFailed) as caught:
         dbt_runner.run(project, warehouse)
 
     message = str(caught.value)
     assert "broken" in message
     assert 'column "no_such_column" does not exist' in message
-    summary = dbt_runner.summarize(dbt_runner.load_run_results(project, "run"))
+    assert caught.value.transient is False  # a retry would fail the same way
+    summary = dbt_runner.summarize(caught.value.run_results)
     assert summary.counts["pass"] == 1 and summary.counts["error"] == 1
     assert [n.name for n in summary.failing] == ["broken"]
+
+
+def test_a_compilation_error_is_not_transient(tmp_path: Path, warehouse: Warehouse):
+    project = make_project(tmp_path, "runner_compile", {"models/typo.sql": "select * from {{ ref('nowhere') }}"})
+
+    with pytest.raises(dbt_runner.DbtFailed) as caught:
+        dbt_runner.run(project, warehouse)
+
+    assert "nowhere" in str(caught.value)
+    assert caught.value.transient is False
+
+
+def test_an_unreachable_warehouse_is_transient(tmp_path: Path, warehouse: Warehouse):
+    project = make_project(tmp_path, "runner_down", {"models/one.sql": "select 1 as n"})
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = dataclasses.replace(warehouse, host="127.0.0.1", port=port)
+
+    with pytest.raises(dbt_runner.DbtFailed) as caught:
+        dbt_runner.run(project, down)
+
+    assert caught.value.transient is True, str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "output,transient",
+    [
+        ('connection to server at "127.0.0.1", port 1 failed: Connection refused', True),
+        ("server closed the connection unexpectedly\n\tThis probably means the server terminated", True),
+        ("canceling statement due to lock timeout", True),
+        ('permission denied for schema "x__build"', False),
+        ('role "domain_shop" does not exist', False),
+        ('Compilation Error in model one: syntax error', False),
+    ],
+)
+def test_dbt_output_classifier(output: str, transient: bool):
+    assert dbt_runner.is_transient(output) is transient
 
 
 def test_a_failing_test_raises_naming_the_test(tmp_path: Path, warehouse: Warehouse):
@@ -122,9 +183,11 @@ def test_a_failing_test_raises_naming_the_test(tmp_path: Path, warehouse: Wareho
     )
     dbt_runner.run(project, warehouse)
 
-    with pytest.raises(RunFailed, match=r"unique_dupes_n"):
+    with pytest.raises(dbt_runner.DbtFailed, match=r"unique_dupes_n") as caught:
         dbt_runner.test(project, warehouse)
 
-    summary = dbt_runner.summarize(dbt_runner.load_run_results(project, "test"))
+    assert caught.value.transient is False
+    summary = dbt_runner.summarize(caught.value.run_results)
     assert summary.counts["fail"] == 1
-    assert (project / "target" / "run_results_run.json").is_file()  # the run step's results survive
+    [failed] = dbt_runner.compact_run_results(caught.value.run_results)["results"]
+    assert failed["status"] == "fail" and failed["failures"] == 1

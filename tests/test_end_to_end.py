@@ -42,7 +42,9 @@ def demo_run(mesh_root: Path, warehouse: Warehouse) -> subprocess.CompletedProce
     """`datamesh demo`, the README's main command, on a scratch copy of the repo."""
     datamesh = str(Path(sys.executable).with_name("datamesh"))
     return subprocess.run(
-        [datamesh, "--root", str(mesh_root), "demo"], capture_output=True, text=True, timeout=1200
+        # the session's warehouse is a scratch server (PGHOST names it): the demo may seed it
+        [datamesh, "--root", str(mesh_root), "demo", "--seed-demo-data"], capture_output=True, text=True,
+        timeout=1200,
     )
 
 

@@ -154,7 +154,7 @@ def test_which_output_reads_which_input_comes_from_dbt_manifest(tmp_path: Path):
     }
     (tmp_path / "target").mkdir()
     (tmp_path / "target" / "manifest.json").write_text(json.dumps(manifest))
-    assert output_inputs_from_manifest(tmp_path, spec) == {
+    assert output_inputs_from_manifest(tmp_path / "target", spec) == {
         "main": [("b", "left", "main")],
         "agg": [("b", "left", "main"), ("c", "right", "main")],
     }

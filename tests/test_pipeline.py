@@ -1,10 +1,11 @@
 """The DAG's stages end to end on the example product customers/customer_profiles, for real:
 dbt against the session's PostgreSQL, publish, catalog. Runs on a copy of the repo's dbt/ and
-policies/ (DATAMESH_ROOT), so dbt's target/ folders never touch the working tree."""
+policies/ (DATAMESH_ROOT), so dbt's packages never touch the working tree."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,9 +13,10 @@ import pytest
 from psycopg2 import sql
 
 from generator.dev.demo_data import seed_operational_data
-from generator.errors import RunFailed
+from generator.errors import RunFailed, SpecError
+from generator.layout import CACHE_DIR
 from generator.platform.setup import setup_platform
-from generator.runtime import callbacks, tasks
+from generator.runtime import callbacks, dbt_runner, tasks
 from generator.spec.mesh import load_mesh
 from generator.warehouse.connection import Warehouse
 
@@ -85,19 +87,17 @@ def test_run_test_publish_register_then_a_failing_run_is_recorded(root: Path, wa
 
     ran = tasks.run_models(dag_file, DOMAIN, PRODUCT)
     tests = tasks.test_models(dag_file, DOMAIN, PRODUCT)
-    if importlib.util.find_spec("generator.governance.gate"):
-        gate = tasks.governance_gate(dag_file, DOMAIN, PRODUCT)
-        assert gate["blocking"] == 0 and gate["verdict"] in ("pass", "warn")
-    else:  # the governance engineer's module has not landed yet
-        gate = {"verdict": "pass", "blocking": 0, "warnings": 0, "messages": []}
+    gate = tasks.governance_gate(dag_file, DOMAIN, PRODUCT, tests)
+    assert gate["blocking"] == 0 and gate["verdict"] in ("pass", "warn")
     published = tasks.publish_outputs(dag_file, DOMAIN, PRODUCT)
     registered = tasks.register_in_catalog(
-        dag_file, DOMAIN, PRODUCT, "manual__test_1", tests, gate, published
+        dag_file, DOMAIN, PRODUCT, "manual__test_1", tests, gate, published, run=ran
     )
 
     assert ran["pass"] == 1 and ran["error"] == 0
     assert tests["passed"] >= 3 and tests["failed"] == tests["errored"] == 0
-    assert (root / f"dbt/{DOMAIN}/{PRODUCT}/target/run_results_test.json").is_file()
+    assert len(tests["run_results"]["results"]) == tests["passed"]  # what the gate judged
+    assert not (root / f"dbt/{DOMAIN}/{PRODUCT}/target").exists()  # dbt wrote into scratch folders
     customers = query(warehouse, "SELECT count(DISTINCT customer_id) FROM customers_ops.customers")[0][0]
     assert published["schema"] == f"{KEY}__v1"
     assert published["rows"] == {"customers_dim": customers} and customers > 0
@@ -184,6 +184,78 @@ def test_a_failing_dbt_test_still_leaves_its_compliance_record_and_score(root: P
     ), message
     assert "did not pass (status fail" in message
     assert score is not None and 0 < float(score) < 100
+
+
+def break_other_products(root: Path, repo_root: Path) -> None:
+    """Another product's spec with a bad classification, a third's cut off halfway through an edit."""
+    for domain, product in (("commerce", "orders"), ("marketing", "campaign_performance")):
+        shutil.copytree(repo_root / f"dbt/{domain}/{product}", root / f"dbt/{domain}/{product}",
+                        ignore=shutil.ignore_patterns("target", "dbt_packages", "logs", "package-lock.yml"))
+    orders = root / "dbt/commerce/orders/data_product.yaml"
+    orders.write_text(orders.read_text().replace("classification: confidential", "classification: top-secret"))
+    campaigns = root / "dbt/marketing/campaign_performance/data_product.yaml"
+    text = campaigns.read_text()
+    campaigns.write_text(text[: len(text) // 2] + "\n  - name: [unclosed\n")
+
+
+def files_of(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder with its size and time, but the per-host cache (layout.CACHE_DIR: the
+    policy engine keeps verdicts there when it may write, and nothing depends on finding them)."""
+    cache = root / CACHE_DIR
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p != cache.parent and cache not in (p, *p.parents)
+    }
+
+
+def test_each_stage_runs_on_its_own_read_only_checkout_whatever_other_specs_say(
+    root: Path, repo_root: Path, tmp_path: Path, warehouse: Warehouse, monkeypatch: pytest.MonkeyPatch
+):
+    """As on Celery workers on several hosts: each stage gets a checkout of its own, read-only
+    (as in a deployed image, where the dbt packages were installed when deploying), and only the
+    return values of the stages before it, through JSON (XCom). Two other products' specs are
+    broken: this product's run does not notice."""
+    dag_file = prepare(root, warehouse)
+    break_other_products(root, repo_root)
+    with pytest.raises(SpecError):
+        load_mesh(root)  # the whole mesh no longer loads ...
+    dbt_runner.install_packages(root / f"dbt/{DOMAIN}/{PRODUCT}", warehouse)  # deploy time
+    for folder, _, files in os.walk(root):
+        for name in [*files, "."]:
+            os.chmod(Path(folder) / name, os.stat(Path(folder) / name).st_mode & 0o555)
+
+    def on_a_worker(stage: str, *args: object) -> dict:
+        checkout = tmp_path / f"worker-{stage}"
+        shutil.copytree(root, checkout)  # keeps the read-only modes
+        monkeypatch.setenv(tasks.ROOT_VARIABLE, str(checkout))
+        before = files_of(checkout)
+        result = getattr(tasks, stage)(str(checkout / Path(dag_file).relative_to(root)), DOMAIN, PRODUCT, *args)
+        assert files_of(checkout) == before, f"{stage} wrote into its checkout"
+        return json.loads(json.dumps(result))  # XCom keeps JSON
+
+    try:
+        ran = on_a_worker("run_models")
+        tests = on_a_worker("test_models")
+        gate = on_a_worker("governance_gate", tests)
+        published = on_a_worker("publish_outputs")
+        registered = on_a_worker("register_in_catalog", "manual__workers", tests, gate, published, ran)
+    finally:
+        for folder, _, files in os.walk(tmp_path):
+            for name in [*files, "."]:
+                path = Path(folder) / name
+                if not path.is_symlink():
+                    os.chmod(path, os.stat(path).st_mode | 0o200)
+
+    # ... but this product's run does, start to end
+    assert ran["output_inputs"] == {"customers_dim": []}  # it reads sources only
+    assert gate["blocking"] == 0
+    assert published["schema"] == f"{KEY}__v1" and published["rows"]["customers_dim"] > 0
+    assert registered["run_id"] == "manual__workers"
+    assert query(
+        warehouse,
+        "SELECT outcome, tests_passed FROM datamesh_catalog.runs WHERE run_id = 'manual__workers'",
+    ) == [("success", tests["passed"])]
 
 
 def test_record_failure_never_raises(caplog: pytest.LogCaptureFixture):

@@ -24,6 +24,7 @@ from generator.render.airflow_dag import (
     dag_path,
     render_dag,
 )
+from generator.render.fingerprint import unstamped  # the header's hashes: `datamesh check` tests them
 from generator.spec.load import parse_spec
 from generator.spec.mesh import Mesh, ProductEntry, load_mesh
 
@@ -133,7 +134,7 @@ def test_committed_dags_match_the_render_of_the_example_specs(mesh: Mesh) -> Non
         for rel, text in render_dag(entry, mesh).generated.items():
             committed = REPO_ROOT / rel
             actual = committed.with_name(committed.name + ".actual")
-            if not committed.exists() or committed.read_text(encoding="utf-8") != text:
+            if not committed.exists() or unstamped(committed.read_text(encoding="utf-8")) != text:
                 actual.write_text(text, encoding="utf-8")
                 mismatched.append(rel)
             else:
@@ -300,6 +301,37 @@ def test_tags_owner_and_retries_come_from_the_spec(tmp_path: Path) -> None:
     assert isinstance(default_args, ast.Dict)
     args = {ast.literal_eval(k): v for k, v in zip(default_args.keys, default_args.values, strict=True) if k}
     assert ast.literal_eval(args["owner"]) == "widget_team"
+
+
+def test_every_task_is_retried_and_results_travel_as_arguments(tmp_path: Path) -> None:
+    """Retries are for transient failures, on every task (the test and the gate too): deterministic
+    failures end a task without using them (tasks.fail_fast). No task reads another's files: the
+    gate gets the test task's results, the register task the results of all four before it."""
+    tree = ast.parse(render_source(BASE_SPEC, tmp_path))
+    default_args = assigned(tree, "default_args")
+    assert isinstance(default_args, ast.Dict)
+    args = {ast.literal_eval(k): v for k, v in zip(default_args.keys, default_args.values, strict=True) if k}
+    assert ast.literal_eval(args["retries"]) >= 1
+    assert ast.literal_eval(args["retry_exponential_backoff"]) > 1
+    decorators = {
+        node.name: node.decorator_list
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.decorator_list
+    }
+    assert set(decorators) == {"dbt_run", "dbt_test", "governance_gate", "publish", "catalog_register"}
+    for name, decorator_list in decorators.items():
+        for decorator in decorator_list:
+            keywords = {k.arg for k in decorator.keywords} if isinstance(decorator, ast.Call) else set()
+            assert "retries" not in keywords, f"{name} overrides the DAG's retries"
+    calls = {
+        ast.unparse(node.value.func): [ast.unparse(a) for a in node.value.args]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+        and ast.unparse(node.value.func) in ("dbt_run", "dbt_test", "governance_gate", "publish")
+    }
+    assert calls == {"dbt_run": [], "dbt_test": [], "governance_gate": ["tests"], "publish": []}
+    source = ast.unparse(tree)
+    assert "catalog_register(run, tests, gate, published)" in source
 
 
 @pytest.mark.parametrize(

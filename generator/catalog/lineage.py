@@ -414,11 +414,12 @@ def format_impact(hits: Iterable[Impacted]) -> str:
 
 
 def output_inputs_from_manifest(
-    project_dir: Path, spec: DataProduct
+    target_dir: Path, spec: DataProduct
 ) -> dict[str, list[tuple[str, str, str]]] | None:
     """For each output, the input products' outputs its model reads (through other models of the
-    project too), from target/manifest.json. None when there is no manifest to read."""
-    path = project_dir / "target" / "manifest.json"
+    project too), from the manifest.json in `target_dir` (the dbt run task's scratch target
+    folder: the task passes the result on in its return value). None when there is none to read."""
+    path = target_dir / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

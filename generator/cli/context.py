@@ -7,12 +7,15 @@ importing cli.py, which imports them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from generator.errors import UserError
 from generator.layout import DBT_DIR
-from generator.spec.mesh import Mesh, load_mesh
+
+if TYPE_CHECKING:
+    from generator.spec.mesh import Mesh
 
 
 class Context:
@@ -21,12 +24,19 @@ class Context:
         self.debug = debug
 
     def mesh(self) -> Mesh:
+        # Imported here: the spec model (pydantic) is the heaviest import, and an incremental
+        # `check` on an unchanged mesh never needs it.
+        from generator.spec.mesh import load_mesh
+
+        self.require_repo()
+        return load_mesh(self.root)
+
+    def require_repo(self) -> None:
         if not (self.root / DBT_DIR).is_dir():
             raise UserError(
                 f"{self.root} has no dbt/ folder: run datamesh from the repo root, or pass --root "
                 "(or set DATAMESH_ROOT)"
             )
-        return load_mesh(self.root)
 
 
 pass_ctx = click.make_pass_decorator(Context)

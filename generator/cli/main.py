@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,9 +18,13 @@ from generator.cli.context import Context, pass_ctx
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, diff, policy
 from generator.cli.publish import rollback
+from generator.cli.validation_cache import Judged, ValidationCache, Verdict
 from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import find_root
-from generator.spec.mesh import Mesh, ProductEntry
+from generator.render.rendered import Rendered
+
+if TYPE_CHECKING:
+    from generator.spec.mesh import Mesh, ProductEntry
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,60 +51,140 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 @output_format("text")
 @pass_ctx
 def validate(ctx: Context, product: str | None, fmt: str) -> None:
-    """Check specs (all, or one PRODUCT) and their static policies. Writes nothing."""
+    """Check specs (all, or one PRODUCT) and their static policies. Writes nothing.
+
+    Products whose spec, inputs' specs, policies and generator are unchanged since the last run
+    print the findings remembered then (.datamesh/cache/validate.json)."""
     try:
-        mesh = ctx.mesh()
+        verdicts = _verdicts(ctx, product)
     except SpecError as exc:
         if fmt == "json":  # the problems as data too; still exit 2
             echo_json({"products": [], "problems": [asdict(p) for p in exc.problems]})
         raise
-    judged = _static_findings(ctx, mesh, mesh.select(product))
     if fmt == "json":
-        echo_json({"products": [_validation(entry, findings) for entry, findings in judged]})
-        blocked = sum(any(f.enforcement == "blocking" for f in findings) for _, findings in judged)
+        echo_json({"products": [_validation(name, verdict) for name, verdict in verdicts.items()]})
+        blocked = sum(any(f.enforcement == "blocking" for f in v.findings) for v in verdicts.values())
         if blocked:
             raise CheckFailed(f"{blocked} product(s) violate blocking policies")
         return
     blocked = 0
-    for entry, findings in judged:
-        blocking = [f for f in findings if f.enforcement == "blocking"]
+    for name, verdict in verdicts.items():
+        blocking = [f for f in verdict.findings if f.enforcement == "blocking"]
         blocked += bool(blocking)
         mark = click.style("FAIL", fg="red") if blocking else click.style("  ok", fg="green")
-        click.echo(f"{mark}  {entry.spec.domain}/{entry.spec.name} {entry.spec.version}  ({entry.shown})")
-        _echo_findings(findings)
+        click.echo(f"{mark}  {name} {verdict.version}  ({verdict.shown})")
+        _echo_findings(verdict.findings)
     if blocked:
         raise CheckFailed(f"{blocked} product(s) violate blocking policies")
 
 
-def _validation(entry: ProductEntry, findings: list) -> dict:  # type: ignore[type-arg]
+def _validation(name: str, verdict: Verdict) -> dict:  # type: ignore[type-arg]
     """One product of `validate --format json` (docs/interop.md)."""
     return {
-        "product": f"{entry.spec.domain}/{entry.spec.name}",
-        "version": entry.spec.version,
-        "spec": entry.shown,
-        "ok": not any(f.enforcement == "blocking" for f in findings),
+        "product": name,
+        "version": verdict.version,
+        "spec": verdict.shown,
+        "ok": not any(f.enforcement == "blocking" for f in verdict.findings),
         "findings": [
-            {"policy": f.policy, "enforcement": f.enforcement, "subject": f.subject, "message": f.message}
-            for f in findings
+            {"policy": f.policy, "enforcement": f.enforcement, "message": f.message} for f in verdict.findings
         ],
     }
 
 
-def _static_findings(
-    ctx: Context, mesh: Mesh, entries: list[ProductEntry]
-) -> list[tuple[ProductEntry, list]]:
-    """The failed static policy findings of each product (policies/ global + its domain's). Every
-    policy file is loaded once, and checked, before any product is evaluated; a domain file that
-    applies to no product is reported as a warning (see `policies.load_all_policies`)."""
-    from generator.governance.policies import evaluate_spec, load_all_policies
+def _verdicts(ctx: Context, product: str | None) -> dict[str, Verdict]:
+    """Each product's verdict, in dependency order: from the cache where its key still matches,
+    else from its spec, parsed and evaluated now. With PRODUCT: that product's, evaluated now."""
+    if product:
+        mesh = ctx.mesh()
+        return {
+            f"{e.spec.domain}/{e.spec.name}": _verdict(e, findings)
+            for e, findings in _static_findings(ctx, _domains(mesh), mesh.select(product))
+        }
+    from generator.render.fingerprint import SpecDigests
+    from generator.render.incremental import product_names
 
-    loaded = load_all_policies(ctx.root, {e.spec.domain for e in mesh.products})
-    for warning in loaded.warnings:
+    ctx.require_repo()
+    products = product_names(ctx.root)
+    cache = ValidationCache(ctx.root)
+    digests = SpecDigests(ctx.root)
+    verdicts: dict[str, Verdict] = {}
+    graph: dict[str, set[str]] = {}  # product -> the products it reads
+    for name in products:
+        reads = cache.reads(name)
+        cached = cache.verdict(name, digests.inputs_hash(name, reads)) if reads is not None else None
+        if cached is not None and reads is not None:
+            verdicts[name], graph[name] = cached, set(reads)
+    domains = sorted({name.split("/")[0] for name in products})
+    warnings = cache.warnings.get(",".join(domains))
+    stale = [name for name in products if name not in verdicts]
+    if stale or warnings is None:
+        from generator.spec.mesh import load_products
+
+        _, entries = load_products(ctx.root, stale, {name: graph[name] for name in verdicts})
+        loaded = _policies(ctx, domains)
+        warnings = cache.warnings[",".join(domains)] = list(loaded.warnings)
+        for entry, findings in _judge(loaded, entries):
+            name = f"{entry.spec.domain}/{entry.spec.name}"
+            reads = sorted({f"{i.domain}/{i.product}" for i in entry.spec.inputs.products})
+            graph[name] = set(reads)
+            verdicts[name] = _verdict(entry, findings)
+            cache.remember(name, digests.inputs_hash(name, reads), reads, verdicts[name])
+    for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    cache.save(products)
+    return {name: verdicts[name] for name in _dependency_order(graph)}
+
+
+def _verdict(entry: ProductEntry, findings: list) -> Verdict:
+    judged = [Judged(f.policy, f.enforcement, f.message) for f in findings]
+    return Verdict(entry.spec.version, entry.shown, judged)
+
+
+def _dependency_order(graph: dict[str, set[str]]) -> list[str]:
+    from graphlib import TopologicalSorter
+
+    sorter = TopologicalSorter(graph)
+    sorter.prepare()  # the specs were cross-checked: no cycle
+    ordered: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered += ready
+        sorter.done(*ready)
+    return [name for name in ordered if name in graph]
+
+
+def _domains(mesh: Mesh) -> list[str]:
+    return sorted({e.spec.domain for e in mesh.products})
+
+
+def _policies(ctx: Context, domains: list[str]):  # -> MeshPolicies (imported late: CEL is heavy)
+    """Every policy file, loaded and checked once (see `policies.load_all_policies`)."""
+    from generator.governance.policies import load_all_policies
+
+    return load_all_policies(ctx.root, domains)
+
+
+def _judge(loaded, entries: list[ProductEntry]) -> list[tuple[ProductEntry, list]]:
+    from generator.governance.policies import evaluate_spec
+
     return [
         (entry, [f for f in evaluate_spec(loaded.for_domain(entry.spec.domain), entry.spec) if not f.passed])
         for entry in entries
     ]
+
+
+def _static_findings(
+    ctx: Context, domains: list[str], entries: list[ProductEntry]
+) -> list[tuple[ProductEntry, list]]:
+    """The failed static policy findings of each product (policies/ global + its domain's). Every
+    policy file is loaded once, and checked, before any product is evaluated; a domain file that
+    applies to no product is reported as a warning (see `policies.load_all_policies`)."""
+    if not entries:
+        return []
+    loaded = _policies(ctx, domains)
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return _judge(loaded, entries)
 
 
 def _echo_findings(findings: list, err: bool = False) -> None:
@@ -108,35 +193,85 @@ def _echo_findings(findings: list, err: bool = False) -> None:
         click.echo(f"      {level}: [{finding.policy}] {finding.message}", err=err)
 
 
+@dataclass
+class _Render:
+    """What a render produces now, and where files it produced before may have gone stale."""
+
+    rendered: Rendered
+    scope: list[str]
+    entries: list[ProductEntry]  # the products rendered now
+    domains: list[str]  # every domain of the mesh (for the policy loader's warnings)
+    products: int  # products covered: every product of the mesh, or the one selected
+    current: int = 0  # generated files skipped: their headers' hashes show them current
+
+
+def _render(ctx: Context, product: str | None, full: bool) -> _Render:
+    """With PRODUCT or --full: every selected product, from its parsed spec. Otherwise only the
+    products whose inputs hash changed (render/incremental.py), and the JSON Schema if it did."""
+    from generator.render.mesh import (
+        SCHEMA_PATH,
+        render_all,
+        render_products,
+        schema_unless_current,
+        stale_scope,
+    )
+
+    if product or full:
+        mesh = ctx.mesh()
+        entries = mesh.select(product)
+        rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
+        return _Render(rendered, stale_scope(mesh, entries), entries, _domains(mesh), len(entries))
+    from generator.render.incremental import plan
+
+    ctx.require_repo()
+    known = plan(ctx.root)
+    entries: list[ProductEntry] = []
+    rendered = schema_unless_current(ctx.root)
+    if known.dirty:
+        from generator.spec.mesh import load_products
+
+        mesh, entries = load_products(ctx.root, known.dirty, {n: known.reads[n] for n in known.clean})
+        rendered = rendered.merge(render_products(mesh, entries))
+    domains = sorted({name.split("/")[0] for name in known.products})
+    current = known.current + (SCHEMA_PATH not in rendered.generated)
+    return _Render(rendered, known.maybe_stale, entries, domains, len(known.products), current)
+
+
 @cli.command()
 @click.argument("product", required=False)
 @click.option("--check", "check_only", is_flag=True, help="Write nothing; fail if files would change.")
 @click.option("--diff", "show_diff", is_flag=True, help="With --check: show what would change.")
+@click.option("--full", is_flag=True, help="Render every product, even those whose hashes are unchanged.")
 @pass_ctx
-def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool) -> None:
-    """Render dbt projects and DAGs from the specs (all, or one PRODUCT)."""
-    from generator.render.mesh import render_all, render_products, stale_scope
+def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool, full: bool) -> None:
+    """Render dbt projects and DAGs from the specs (all, or one PRODUCT).
+
+    A product is rendered again only when something its files depend on changed (its spec, its
+    inputs' specs, the generator, the card-link settings) or a file was edited or removed: each
+    generated file's header holds the hash it was rendered from."""
+    from generator.render.mesh import remember_schema
     from generator.render.write import apply
 
-    mesh = ctx.mesh()
-    entries = mesh.select(product)
     if check_only:
-        _check(ctx, mesh, entries, show_diff)
+        _check(ctx, product, show_diff, full)
         return
-    # Policies are evaluated here too, and reported, but do not stop the render: the DAG's gate
-    # enforces them at publish, and CI's `datamesh policy check` before merge.
-    judged = _static_findings(ctx, mesh, entries)
-    rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
-    report = apply(ctx.root, rendered, stale_scope(mesh, entries))
+    plan = _render(ctx, product, full)
+    # Policies are evaluated here too, for the products rendered now, and reported, but do not
+    # stop the render: the DAG's gate enforces them at publish, and CI's `datamesh policy check`.
+    judged = _static_findings(ctx, plan.domains, plan.entries)
+    report = apply(ctx.root, plan.rendered, plan.scope)
+    remember_schema(ctx.root, plan.rendered)
     for rel in report.written:
         click.echo(f"wrote    {rel}")
     for rel in report.created:
         click.echo(f"created  {rel}  (yours from now on: never overwritten)")
     for rel in report.removed:
         click.echo(f"removed  {rel}  (no spec produces it any more)")
+    unchanged = len(report.unchanged) + plan.current
     click.echo(
-        f"{len(entries)} product(s): {len(report.written)} written, {len(report.unchanged)} unchanged, "
-        f"{len(report.created)} created, {len(report.kept)} user-owned kept, {len(report.removed)} removed"
+        f"{plan.products} product(s), {len(plan.entries)} rendered: {len(report.written)} written, "
+        f"{unchanged} unchanged, {len(report.created)} created, {len(report.kept)} user-owned kept, "
+        f"{len(report.removed)} removed"
     )
     for entry, findings in judged:
         blocking = sum(f.enforcement == "blocking" for f in findings)
@@ -150,27 +285,31 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool)
 @cli.command()
 @click.argument("product", required=False)
 @click.option("--quiet", is_flag=True, help="Only the summary, no diff.")
+@click.option("--full", is_flag=True, help="Render every product to compare, even those whose hashes match.")
 @pass_ctx
-def check(ctx: Context, product: str | None, quiet: bool) -> None:
-    """Fail (exit 1) with a diff when committed generated files are stale: the CI drift gate."""
-    mesh = ctx.mesh()
-    _check(ctx, mesh, mesh.select(product), show_diff=not quiet)
+def check(ctx: Context, product: str | None, quiet: bool, full: bool) -> None:
+    """Fail (exit 1) with a diff when committed generated files are stale: the CI drift gate.
+
+    Products whose files' header hashes match their specs are not rendered: a hand edit shows as a
+    body hash that no longer matches, and that product is rendered to show the diff."""
+    _check(ctx, product, not quiet, full)
 
 
-def _check(ctx: Context, mesh: Mesh, entries: list, show_diff: bool) -> None:
-    from generator.render.mesh import render_all, render_products, stale_scope
+def _check(ctx: Context, product: str | None, show_diff: bool, full: bool) -> None:
+    from generator.render.mesh import remember_schema
     from generator.render.write import drift
 
-    full = len(entries) == len(mesh.products)
-    rendered = render_all(mesh, entries) if full else render_products(mesh, entries)
-    changes = drift(ctx.root, rendered, stale_scope(mesh, entries))
+    plan = _render(ctx, product, full)
+    changes = drift(ctx.root, plan.rendered, plan.scope)
     for change in changes:
         click.echo(f"{change.kind:8} {change.path}")
         if show_diff:
             click.echo(change.diff)
     if changes:
         raise CheckFailed(f"{len(changes)} generated file(s) are stale: run `datamesh render` and commit")
-    click.echo(f"up to date: {len(rendered.generated)} generated files of {len(entries)} product(s)")
+    remember_schema(ctx.root, plan.rendered)
+    files = len(plan.rendered.generated) + plan.current
+    click.echo(f"up to date: {files} generated files of {plan.products} product(s)")
 
 
 @cli.command()

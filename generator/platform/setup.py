@@ -44,9 +44,10 @@ import psycopg2.extensions
 from generator.catalog import store
 from generator.errors import Problem, SpecError
 from generator.layout import CATALOG_SCHEMA, DBT_DIR
-from generator.platform.access import _OWNED_KINDS, domain_role
+from generator.platform.access import OWNED_KINDS
 from generator.spec.load import load_spec
 from generator.spec.mesh import ProductEntry, load_mesh, spec_paths
+from generator.spec.model import domain_role
 from generator.warehouse.connection import Warehouse
 from generator.warehouse.transaction import transaction
 
@@ -174,7 +175,7 @@ def wanted(entries: Sequence[ProductEntry], held_domains: Iterable[str] = ()) ->
     named_by: dict[tuple[str, str], list[str]] = defaultdict(list)
     access_roles: dict[str, list[str]] = defaultdict(list)
     for entry in entries:
-        role = domain_role(entry.spec.domain)
+        role = entry.spec.domain_role
         for i, source in enumerate(entry.spec.inputs.sources):
             schema_reads.add((role, source.schema_))
             table_reads.add((role, source.schema_, source.table))
@@ -186,7 +187,7 @@ def wanted(entries: Sequence[ProductEntry], held_domains: Iterable[str] = ()) ->
                     access_roles[name].append(mention)
     return Wanted(
         domain_roles=tuple(sorted(domain_role(d) for d in domains)),
-        build_schemas={e.spec.build_schema: domain_role(e.spec.domain) for e in entries},
+        build_schemas={e.spec.build_schema: e.spec.domain_role for e in entries},
         schema_reads=frozenset(schema_reads),
         table_reads=frozenset(table_reads),
         sources_named_by=dict(named_by),
@@ -233,7 +234,7 @@ def observe(cur: Cursor, want: Wanted) -> Observed:
                                WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass
                                  AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
             ORDER BY 1, 2""",
-        (list(want.build_schemas), list(_OWNED_KINDS)),
+        (list(want.build_schemas), list(OWNED_KINDS)),
     )
     foreign: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for schema, relation, kind, owner in cur.fetchall():
@@ -325,7 +326,7 @@ def _build_schemas(want: Wanted, seen: Observed) -> list[Change]:
         if owner != role or foreign:
             statements = [f"ALTER SCHEMA {quote(schema)} OWNER TO {quote(role)};"] if owner != role else []
             statements += [
-                f"ALTER {_OWNED_KINDS[kind]} {quote(schema)}.{quote(name)} OWNER TO {quote(role)};"
+                f"ALTER {OWNED_KINDS[kind]} {quote(schema)}.{quote(name)} OWNER TO {quote(role)};"
                 for name, kind, _ in foreign
             ]
             was = sorted({owner} | {o for _, _, o in foreign} - {role})

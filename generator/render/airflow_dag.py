@@ -30,7 +30,9 @@ TEMPLATE = "dag.py.j2"
 # from the clock would change the file on every render.
 START_DATE = (2024, 1, 1)
 
-# Transient failures (a lost connection, a busy database) get retried with a growing delay.
+# Every task gets these retries, with a growing delay: they are for transient failures (a lost
+# connection, a lock timeout, a dead worker). A failure a retry cannot fix raises
+# AirflowFailException in the task (runtime/tasks.py fail_fast), so it uses none of them.
 RETRIES = 2
 WAREHOUSE_POOL = "warehouse"  # created by airflow_local.migrate and docker/airflow-init.sh
 RETRY_DELAY_MINUTES = 2

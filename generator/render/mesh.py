@@ -1,15 +1,26 @@
-"""Render stage: the selected products' dbt projects and DAGs, plus the spec's JSON Schema."""
+"""Render stage: the selected products' dbt projects and DAGs, plus the spec's JSON Schema.
+
+Imports nothing heavy at the top: `datamesh check` on an unchanged mesh loads this module and
+renders nothing (see render/incremental.py).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from generator.layout import DAGS_DIR, DBT_DIR
+from generator.layout import CACHE_DIR, DAGS_DIR, DBT_DIR
+from generator.render.fingerprint import SpecDigests, generator_fingerprint, stamp
 from generator.render.rendered import Rendered, generated_note
-from generator.spec.mesh import Mesh, ProductEntry
-from generator.spec.model import DataProduct
+
+if TYPE_CHECKING:
+    from generator.spec.mesh import Mesh, ProductEntry
 
 SCHEMA_PATH = "generator/schemas/data_product.schema.json"
+# The JSON Schema has no header line to hold its hash: the last one rendered is remembered here.
+SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 
 
 def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
@@ -18,10 +29,23 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     from generator.render.dbt_project import render_dbt_project
 
     links = card_links()  # the environment's settings, read once for every DAG
+    digests = SpecDigests(mesh.root)
     result = Rendered()
     for entry in entries:
-        result = result.merge(render_dbt_project(entry, mesh)).merge(render_dag(entry, mesh, links))
+        files = render_dbt_project(entry, mesh).merge(render_dag(entry, mesh, links))
+        result = result.merge(stamped(files, entry, digests))
     return result
+
+
+def stamped(files: Rendered, entry: ProductEntry, digests: SpecDigests) -> Rendered:
+    """The product's generated files, each with the hash of what it was rendered from (see
+    render/fingerprint.py): the key of incremental render, check and validate."""
+    spec = entry.spec
+    reads = sorted({f"{i.domain}/{i.product}" for i in spec.inputs.products})
+    inputs = digests.inputs_hash(f"{spec.domain}/{spec.name}", reads)
+    count = len(files.generated)
+    generated = {path: stamp(path, text, inputs, reads, count) for path, text in files.generated.items()}
+    return Rendered(generated=generated, owned=files.owned)
 
 
 def render_all(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
@@ -40,6 +64,8 @@ def stale_scope(mesh: Mesh, entries: list[ProductEntry]) -> list[str]:
 
 def json_schema() -> str:
     """The spec's JSON Schema; example specs point editors at it with a yaml-language-server line."""
+    from generator.spec.model import DataProduct
+
     schema = DataProduct.model_json_schema(by_alias=True)
     document = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -48,3 +74,37 @@ def json_schema() -> str:
         "title": "Data product spec",
     }
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def schema_unless_current(root: Path) -> Rendered:
+    """The JSON Schema to write, or nothing when the file is the one this generator rendered last
+    (by the memo in .datamesh/cache; without it, e.g. in a fresh clone, the schema is rendered)."""
+    if _schema_memo(root) == _memo_line(root):
+        return Rendered()
+    return Rendered(generated={SCHEMA_PATH: json_schema()})
+
+
+def remember_schema(root: Path, rendered: Rendered) -> None:
+    """After a render or a check found the schema file current: remember it, to skip it next time."""
+    text = rendered.generated.get(SCHEMA_PATH)
+    path = root / SCHEMA_PATH
+    if text is None or not path.is_file() or path.read_text(encoding="utf-8") != text:
+        return
+    memo = root / SCHEMA_MEMO
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(_memo_line(root), encoding="utf-8")
+
+
+def _memo_line(root: Path) -> str:
+    try:
+        content = hashlib.sha256((root / SCHEMA_PATH).read_bytes()).hexdigest()
+    except FileNotFoundError:
+        content = "missing"
+    return f"{generator_fingerprint()} {content}\n"
+
+
+def _schema_memo(root: Path) -> str | None:
+    try:
+        return (root / SCHEMA_MEMO).read_text(encoding="utf-8")
+    except OSError:
+        return None

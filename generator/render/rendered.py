@@ -42,6 +42,32 @@ def header(comment: str, spec: str, **meta: str) -> str:
     return lines
 
 
+def add_meta(text: str, **meta: str) -> str:
+    """`text` (a generated file) with these facts appended to its meta line, which is added after
+    the note when the file has none. `drop_meta` undoes it exactly."""
+    note, newline, rest = text.partition("\n")
+    words = " ".join(f"{key}={value}" for key, value in meta.items())
+    line, _, after = rest.partition("\n")
+    if f" {META_TAG} " in line:
+        return f"{note}{newline}{line} {words}\n{after}"
+    comment = note.partition(f" {GENERATED_MARK}")[0]
+    return f"{note}\n{comment} {META_TAG} {words}\n{rest}"
+
+
+def drop_meta(text: str, *keys: str) -> str:
+    """`text` without the facts `keys` on its meta line (and without the line once it is empty):
+    the file as its renderer returned it, before `add_meta`."""
+    note, newline, rest = text.partition("\n")
+    line, line_end, after = rest.partition("\n")
+    head, tag, words = line.partition(f" {META_TAG} ")
+    if not tag:
+        return text
+    kept = [word for word in words.split(" ") if word.partition("=")[0] not in keys]
+    if not kept:
+        return f"{note}{newline}{after}"
+    return f"{note}{newline}{head}{tag}{' '.join(kept)}{line_end}{after}"
+
+
 def read_meta(text: str) -> dict[str, str]:
     """The `key=value` facts of a generated file's header (empty when it has none)."""
     lines = text.split("\n", 2)

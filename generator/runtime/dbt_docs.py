@@ -1,13 +1,14 @@
 """`datamesh docs`: each product's dbt docs as one static page, and a local server for them.
 
-`dbt docs generate --static` writes target/static_index.html, a single file with the manifest and
-the warehouse catalog inlined, readable from disk. It runs on the profile's `docs` target, whose
+`dbt docs generate --static` writes static_index.html (in a scratch target folder), a single file
+with the manifest and the warehouse catalog inlined, readable from disk. It runs on the profile's `docs` target, whose
 schema is the product's published one (`<key>__v<major>`): the views consumers read, under the
 outputs' names, so catalog.json has every output with its warehouse types (the build schema is
 renamed away by each publish). Before the first publish the catalog is empty. The owner and
 classification are in each model's `meta` already (render_dbt puts the spec's, which are the
 catalog's). The pages are copied to .datamesh/docs/<domain>__<product>/index.html, where the mesh
-report links to them.
+report links to them, with dbt's manifest.json and catalog.json beside them (for tools that ingest
+dbt artifacts).
 
 The consuming products of the mesh are exposures of the rendered project already; consumers outside
 the mesh (the catalog's subscriptions) are known only to the catalog, so they are added here, for
@@ -38,24 +39,30 @@ from generator.warehouse.connection import Warehouse
 log = logging.getLogger(__name__)
 
 SUBSCRIBERS_FILE = "models/_datamesh_subscribers.yml"  # exists only while `dbt docs generate` runs
+ARTIFACTS = ("manifest.json", "catalog.json")  # copied beside the page
 
 
 def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
     """Generate one product's static docs page; returns its path. RunFailed when dbt fails."""
     from generator.runtime import dbt_runner
 
-    dbt_runner.deps(entry.project_dir, warehouse)
+    dbt_runner.ensure_packages(entry.project_dir, warehouse)
+    page = docs_page(root, entry.spec.key)
+    page.parent.mkdir(parents=True, exist_ok=True)
     extra = entry.project_dir / SUBSCRIBERS_FILE
     exposures = subscriber_exposures(warehouse, entry.spec)
     if exposures:
         extra.write_text(yaml.safe_dump({"version": 2, "exposures": exposures}, sort_keys=False), encoding="utf-8")
     try:
-        dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"], target=DOCS_TARGET)
+        with dbt_runner.scratch_dir() as target:
+            dbt_runner.invoke(
+                entry.project_dir, warehouse, ["docs", "generate", "--static"], target_dir=target, target=DOCS_TARGET
+            )
+            shutil.copyfile(target / "static_index.html", page)
+            for artifact in ARTIFACTS:
+                shutil.copyfile(target / artifact, page.parent / artifact)
     finally:
         extra.unlink(missing_ok=True)
-    page = docs_page(root, entry.spec.key)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(entry.project_dir / "target" / "static_index.html", page)
     return page
 
 

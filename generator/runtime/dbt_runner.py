@@ -1,9 +1,19 @@
 """Run dbt for one product's project, as a subprocess, with its output in our log.
 
 The project folder holds the generated `profiles.yml`, which reads the PG* variables; they come
-from the `Warehouse`, so dbt reaches the same server as every other step. After `run` and `test`,
-dbt's `target/run_results.json` is copied to `target/run_results_<step>.json`, because later dbt
-commands overwrite the original and the governance gate reads the test step's results.
+from the `Warehouse`, so dbt reaches the same server as every other step.
+
+Every invocation writes into a scratch folder of its own (dbt's target and log paths), never
+into the checkout: a deployed checkout may be read-only, and tasks of one run may run on different
+hosts. What a later task needs travels in the return values (XCom): the compact test results
+(`compact_run_results`), and whatever the caller reads from the scratch folder while it exists
+(the manifest's lineage). dbt packages are installed once, at deploy time (`install_packages`);
+a task only installs them when they are missing, into the project if it may, else it fails with
+the command that fixes it. A partial-parse file prepared at deploy time (`prepare`) is copied into
+each scratch folder, so dbt does not re-parse the project in every task.
+
+A failure raises `DbtFailed`, marked `transient` when dbt's output says the warehouse connection
+was lost or refused (or a lock wait timed out): that is worth a retry, anything else is not.
 """
 
 from __future__ import annotations
@@ -16,6 +26,9 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +40,9 @@ log = logging.getLogger("generator.dbt")
 
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 _DEPS_STAMP = ".datamesh-deps.sha256"  # inside dbt_packages/: the package files deps last installed
+PACKAGES_DIR = "dbt_packages"  # dbt's default packages-install-path
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # in target/, written by `prepare` at deploy time
+MESSAGE_LIMIT = 500  # characters of a test's message kept in the compact results (XCom)
 _TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
 # dbt's own summary of what went wrong starts at one of these lines.
 _ERROR_BLOCK_START = re.compile(
@@ -94,58 +110,142 @@ def dbt_executable() -> Path:
     return Path(sys.executable).parent / "dbt"
 
 
-def run_results_path(project_dir: Path, step: str) -> Path:
-    return project_dir / "target" / f"run_results_{step}.json"
+class DbtFailed(RunFailed):
+    """A dbt command failed. `run_results` holds what it wrote (None when it wrote nothing, as on
+    a compilation error); `transient` says whether retrying could help (a connection lost or
+    refused, a lock wait timed out)."""
+
+    def __init__(self, message: str, run_results: dict[str, Any] | None, transient: bool) -> None:
+        super().__init__(message)
+        self.run_results = run_results
+        self.transient = transient
 
 
-def load_run_results(project_dir: Path, step: str) -> dict[str, Any]:
-    path = run_results_path(project_dir, step)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise RunFailed(f"{path} does not exist: the dbt {step} step has not run") from exc
+# dbt's messages (psycopg2's, passed through) when the warehouse could not be reached, went away
+# mid-command, or a statement waited too long for a lock: a retry may well succeed.
+_TRANSIENT = re.compile(
+    r"could not connect to server|connection to server at .* failed: (Connection refused|"
+    r"Connection timed out|timeout expired|No route to host|Network is unreachable)"
+    r"|server closed the connection unexpectedly|terminating connection due to administrator command"
+    r"|SSL connection has been closed unexpectedly|connection already closed|could not receive data"
+    r"|could not send data|could not translate host name|the database system is (starting up|shutting down"
+    r"|in recovery mode)|canceling statement due to lock timeout|deadlock detected"
+    r"|could not serialize access|too many clients already|remaining connection slots are reserved",
+    re.IGNORECASE,
+)
 
 
-def deps(project_dir: Path, warehouse: Warehouse, force: bool = False) -> bool:
-    """`dbt deps` when dbt_packages/ is missing or the package files changed. Returns whether it ran."""
+def is_transient(output: str) -> bool:
+    """Whether dbt's output tells of a lost or refused connection (or a lock timeout) rather than
+    a mistake in the project or the data."""
+    return bool(_TRANSIENT.search(output))
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One successful dbt command: its summary and its run_results.json (None if it wrote none)."""
+
+    summary: RunSummary
+    run_results: dict[str, Any] | None
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A fresh folder for one dbt command's target/ and logs/, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="datamesh-dbt-") as folder:
+        yield Path(folder)
+
+
+def packages_installed(project_dir: Path) -> bool:
+    """Whether the project needs no `dbt deps`: it has no package files, or dbt_packages/ holds
+    what the current package files name."""
+    stamp = _package_files_digest(project_dir)
+    if stamp is None:
+        return True
+    marker = project_dir / PACKAGES_DIR / _DEPS_STAMP
+    return marker.is_file() and marker.read_text() == stamp
+
+
+def install_packages(project_dir: Path, warehouse: Warehouse, force: bool = False) -> bool:
+    """`dbt deps` into the project's dbt_packages/ when missing or the package files changed: at
+    deploy time (or on a developer's machine), where the checkout is writable. Returns whether
+    it ran."""
+    if not force and packages_installed(project_dir):
+        return False
     stamp = _package_files_digest(project_dir)
     if stamp is None:
         return False
-    marker = project_dir / "dbt_packages" / _DEPS_STAMP
-    if not force and marker.is_file() and marker.read_text() == stamp:
-        return False
     invoke(project_dir, warehouse, ["deps"])
+    marker = project_dir / PACKAGES_DIR / _DEPS_STAMP
     marker.parent.mkdir(exist_ok=True)
     marker.write_text(stamp)
     return True
 
 
-def run(project_dir: Path, warehouse: Warehouse) -> RunSummary:
-    deps(project_dir, warehouse)
-    return invoke(project_dir, warehouse, ["run"], step="run")
+
+def ensure_packages(project_dir: Path, warehouse: Warehouse) -> None:
+    """Before a task's dbt command: nothing when the packages are installed (the deployed case);
+    install them when the checkout is writable (a developer's machine). A read-only checkout
+    uses the dbt_packages/ it was deployed with (installed by a plain `dbt deps` too), and
+    without one fails at once with the command that fixes it, rather than with dbt's error
+    about a missing package."""
+    if packages_installed(project_dir):
+        return
+    if os.access(project_dir, os.W_OK):
+        install_packages(project_dir, warehouse)
+        return
+    if (project_dir / PACKAGES_DIR).is_dir():
+        return
+    raise RunFailed(
+        f"the dbt packages of {project_dir} are not installed ({project_dir / PACKAGES_DIR} is missing "
+        "or older than packages.yml) and the checkout is read-only: install them where it is "
+        f"writable, when building the image or deploying: `dbt deps --project-dir {project_dir} "
+        f"--profiles-dir {project_dir}` (or generator.runtime.dbt_runner.prepare, which also "
+        "prepares dbt's partial-parse state)"
+    )
 
 
-def test(project_dir: Path, warehouse: Warehouse) -> RunSummary:
-    deps(project_dir, warehouse)
-    return invoke(project_dir, warehouse, ["test"], step="test")
+def prepare(project_dir: Path, warehouse: Warehouse) -> None:
+    """Deploy-time preparation of one project (the checkout is writable then): its packages, and
+    dbt's partial-parse state in target/, which every task's scratch folder starts from."""
+    install_packages(project_dir, warehouse)
+    invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / "target")
+
+
+def run(project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None) -> Invocation:
+    ensure_packages(project_dir, warehouse)
+    return invoke(project_dir, warehouse, ["run"], target_dir=target_dir)
+
+
+def test(project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None) -> Invocation:
+    ensure_packages(project_dir, warehouse)
+    return invoke(project_dir, warehouse, ["test"], target_dir=target_dir)
 
 
 def parse(project_dir: Path, warehouse: Warehouse) -> None:
-    deps(project_dir, warehouse)
+    ensure_packages(project_dir, warehouse)
     invoke(project_dir, warehouse, ["parse"])
 
 
 def invoke(
-    project_dir: Path, warehouse: Warehouse, args: list[str], step: str | None = None, target: str = "pipeline"
-) -> RunSummary:
-    """Run one dbt command in `project_dir`; stream its output to the log; RunFailed on failure."""
+    project_dir: Path,
+    warehouse: Warehouse,
+    args: list[str],
+    target_dir: Path | None = None,
+    target: str = "pipeline",
+) -> Invocation:
+    """Run one dbt command in `project_dir`, its target/ and logs in `target_dir` (a scratch
+    folder of its own when None: then only the returned run_results outlive the call); stream its
+    output to the log. DbtFailed on failure. `target` is the profile's target: `pipeline` (the
+    build schema) but for `datamesh docs` (`docs`, the published schema)."""
     project_dir = project_dir.resolve()
-    results = project_dir / "target" / "run_results.json"
+    if target_dir is None:
+        with scratch_dir() as scratch:
+            return invoke(project_dir, warehouse, args, scratch, target)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    results = target_dir / "run_results.json"
     results.unlink(missing_ok=True)  # so a command that dies early leaves no stale results behind
-    if step:
-        # ... nor a step's copy: the gate (or a failed test's compliance record) would judge a
-        # previous run's results as this run's.
-        run_results_path(project_dir, step).unlink(missing_ok=True)
+    _seed_partial_parse(project_dir, target_dir)
     command = [
         str(dbt_executable()),
         *args,
@@ -158,6 +258,9 @@ def invoke(
         **warehouse.env(),
         "DBT_USE_COLORS": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",  # no internet access from a warehouse task
+        # dbt's --target-path and --log-path, as variables: `dbt deps` takes no --target-path
+        "DBT_TARGET_PATH": str(target_dir),
+        "DBT_LOG_PATH": str(target_dir / "logs"),
     }
     log.info("$ %s  (%s)", " ".join(["dbt", *args]), project_dir)
     lines: list[str] = []
@@ -170,17 +273,50 @@ def invoke(
             line = raw.rstrip("\n")
             lines.append(line)
             log.info("%s", line)
-    summary = RunSummary()
-    if results.is_file():
-        summary = summarize(json.loads(results.read_text(encoding="utf-8")))
-    if step and results.is_file():
-        shutil.copyfile(results, run_results_path(project_dir, step))
+    run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+    summary = summarize(run_results) if run_results is not None else RunSummary()
     if proc.returncode != 0:
-        raise RunFailed(
+        raise DbtFailed(
             f"dbt {' '.join(args)} failed in {project_dir} (exit code {proc.returncode}):\n"
-            + _error_text(lines, summary)
+            + _error_text(lines, summary),
+            run_results,
+            transient=is_transient("\n".join(lines)),
         )
-    return summary
+    return Invocation(summary, run_results)
+
+
+def compact_run_results(run_results: dict[str, Any]) -> dict[str, Any]:
+    """The part of a dbt test's run_results.json the governance policies read (policies.test_facts),
+    small enough for XCom: one entry per test node with its unique_id, status, failures, message
+    (cut at MESSAGE_LIMIT), execution_time and, when the results carry the node, its name and
+    configured severity."""
+    kept = []
+    for result in run_results.get("results", []):
+        unique_id = str(result.get("unique_id", ""))
+        if unique_id.split(".", 1)[0] not in ("test", "unit_test"):
+            continue
+        entry: dict[str, Any] = {
+            "unique_id": unique_id,
+            "status": str(result.get("status", "")),
+            "failures": result.get("failures"),
+            "message": (result.get("message") or "")[:MESSAGE_LIMIT],
+            "execution_time": round(float(result.get("execution_time") or 0.0), 3),
+        }
+        node = result.get("node") or {}
+        severity = (node.get("config") or {}).get("severity")
+        if node.get("name") or severity:
+            entry["node"] = {"name": node.get("name"), "config": {"severity": severity} if severity else {}}
+        kept.append(entry)
+    return {"results": kept, "elapsed_time": round(float(run_results.get("elapsed_time") or 0.0), 3)}
+
+
+def _seed_partial_parse(project_dir: Path, target_dir: Path) -> None:
+    """Start from the partial-parse state prepared at deploy time, if any: dbt then re-parses only
+    what changed since (nothing, in a deployed checkout). dbt checks the state is its own."""
+    prepared = project_dir / "target" / PARTIAL_PARSE_FILE
+    seeded = target_dir / PARTIAL_PARSE_FILE
+    if prepared.is_file() and prepared != seeded and not seeded.exists():
+        shutil.copyfile(prepared, seeded)
 
 
 def _error_text(lines: list[str], summary: RunSummary) -> str:

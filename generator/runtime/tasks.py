@@ -3,19 +3,32 @@
     run_models -> test_models -> governance_gate -> publish_outputs -> register_in_catalog
 
 Each takes the DAG file (to find the repo root: $DATAMESH_ROOT, else the DAG folder's parent), the
-domain and the product. Airflow imports this module whenever it parses a DAG file, so its top
-stays cheap: psycopg2, dbt, yaml, pydantic and the rest are imported inside the functions.
-Return values are plain dicts: they travel between tasks as XCom.
+domain and the product, and reads only that product's spec (spec/locate.py): another product's
+broken spec never fails this run. Airflow imports this module whenever it parses a DAG file, so
+its top stays cheap: psycopg2, dbt, yaml, pydantic and the rest are imported inside the functions.
+
+No task reads a file another task wrote: the tasks of one run may run on different hosts, each
+with its own (possibly read-only) checkout. dbt writes into a scratch folder per command, and what
+a later task needs travels in the return values, as XCom: dbt run's per-output lineage (for the
+catalog), dbt test's compact results (for the gate). They stay small JSON.
+
+Failures are classified once, here (`fail_fast`): a mistake that a retry cannot fix (a compile
+or permission error, a failing test, a blocking verdict, a missing or invalid spec) ends the task
+at once with AirflowFailException inside Airflow; a lost connection or a lock timeout is raised
+as it is, so Airflow retries it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from generator.errors import RunFailed
-from generator.layout import ROOT_VARIABLE, repo_root
+from generator.errors import RunFailed, UserError
+from generator.layout import ROOT_VARIABLE, repo_root, spec_path
 
 if TYPE_CHECKING:
     from generator.spec.mesh import ProductEntry
@@ -23,20 +36,96 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
+
+@contextmanager
+def deterministic_failures() -> Iterator[None]:
+    """Inside an Airflow task, turn a failure that a retry cannot fix into AirflowFailException
+    (same message), so the task fails at once instead of waiting out its retries. Transient
+    failures, and everything outside Airflow, pass through unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc) or not _in_airflow_task():
+            raise
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
+
+
+def fail_fast(function: Callable[P, R]) -> Callable[P, R]:
+    """A task function whose deterministic failures end the task at once (deterministic_failures)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with deterministic_failures():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a retry may succeed: the warehouse was unreachable or went away, a lock wait or a
+    statement timed out, or dbt said so of its own failure (dbt_runner.is_transient). Our own
+    errors (RunFailed, SpecError, UserError) and the database refusing a statement (permissions,
+    bad SQL, constraint violations) are not."""
+    if isinstance(exc, RunFailed | UserError):
+        return bool(getattr(exc, "transient", False))
+    try:
+        import psycopg2
+    except ImportError:  # pragma: no cover - psycopg2 is a dependency
+        return False
+    if isinstance(exc, psycopg2.InterfaceError):
+        return True  # the connection is closed
+    if isinstance(exc, psycopg2.OperationalError):
+        # With a SQLSTATE: lock_timeout, statement_timeout, admin shutdown, out of connections...
+        # Without: the client could not connect or lost the server, unless the server said no.
+        text = str(exc)
+        refused = "password authentication failed" in text or "does not exist" in text or "pg_hba.conf" in text
+        return exc.pgcode is not None or not refused
+    if isinstance(exc, psycopg2.Error):
+        # 40001 serialization failure, 40P01 deadlock: another transaction won; try again.
+        return exc.pgcode in ("40001", "40P01")
+    # A worker's own trouble (memory, disk, a killed subprocess) may pass; a bug or a broken
+    # install will not.
+    return not isinstance(exc, ValueError | TypeError | LookupError | AttributeError | ImportError | PermissionError)
+
+
+@fail_fast
 def run_models(dag_file: str, domain: str, product: str) -> dict:
-    """dbt deps (when needed) + dbt run into the build schema; RunFailed with dbt's error text."""
+    """dbt run into the build schema; RunFailed with dbt's error text. Returns dbt's counts and,
+    for the catalog, which input outputs each output reads (from this run's manifest)."""
+    from generator.catalog.lineage import output_inputs_from_manifest
     from generator.platform.access import dbt_as_domain_role
+    from generator.platform.build_schema import heal_build_schema
     from generator.runtime import dbt_runner
 
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
-    with dbt_as_domain_role():  # dbt writes as domain_<domain>: its own build schema only
-        return dbt_runner.run(entry.project_dir, warehouse).as_dict()
+    conn = warehouse.connect()
+    try:  # what a hand-run dbt (or anyone but the domain role) left in the build schema goes, logged
+        heal_build_schema(conn, entry.spec)
+    finally:
+        conn.close()
+    with dbt_runner.scratch_dir() as target:
+        # dbt writes as domain_<domain>: its own build schema only; a platform that is not set up
+        # fails here with the command that fixes it
+        with dbt_as_domain_role(entry.spec, warehouse):
+            ran = dbt_runner.run(entry.project_dir, warehouse, target)
+        lineage = output_inputs_from_manifest(target, entry.spec)
+    return {
+        **ran.summary.as_dict(),
+        # {output: [[domain, product, output], ...]}; None: the manifest did not say
+        "output_inputs": {o: [list(i) for i in reads] for o, reads in lineage.items()} if lineage else None,
+    }
 
 
+@fail_fast
 def test_models(dag_file: str, domain: str, product: str) -> dict:
     """dbt test on the build schema. Warn-severity failures pass; error-severity ones raise.
+    Returns the counts and `run_results`: the compact test results the gate judges.
 
     When dbt test fails, the gate never runs (its task is downstream), so this task judges the run
     itself before it fails: the policies on this run's run_results (and the facts measured in the
@@ -48,30 +137,31 @@ def test_models(dag_file: str, domain: str, product: str) -> dict:
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
     try:
-        with dbt_as_domain_role():
-            summary = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
-    except RunFailed:
-        _judge_failed_tests(root, entry, warehouse)
+        with dbt_as_domain_role(entry.spec, warehouse):
+            tested = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
+    except dbt_runner.DbtFailed as exc:
+        if not exc.transient:  # a lost connection judges nothing: the retry will
+            _judge_failed_tests(root, entry, warehouse, exc.run_results)
         raise  # dbt's own message
-    counts = _test_counts(summary.counts)
+    run_results = dbt_runner.compact_run_results(tested.run_results or {"results": []})
+    counts = _test_counts(tested.summary.counts)
     # dbt exits non-zero on an error-severity failure already; this also covers a zero exit with one
     if counts["failed"] or counts["errored"]:
-        _judge_failed_tests(root, entry, warehouse)
-        raise RunFailed(f"{entry.spec.key}: tests failed: " + "; ".join(str(n) for n in summary.failing))
-    return counts
+        _judge_failed_tests(root, entry, warehouse, run_results)
+        raise RunFailed(f"{entry.spec.key}: tests failed: " + "; ".join(str(n) for n in tested.summary.failing))
+    return {**counts, "run_results": run_results}
 
 
-def _judge_failed_tests(root: Path, entry: ProductEntry, warehouse: Warehouse) -> None:
+def _judge_failed_tests(
+    root: Path, entry: ProductEntry, warehouse: Warehouse, run_results: dict[str, Any] | None
+) -> None:
     """What the gate task does (gate.judge: measure, diff, evaluate, score, record the compliance
     record), for a run whose dbt test failed. Never raises: the task fails with dbt's message
     whatever happens here; a run whose dbt test wrote no results (a compilation error) has nothing
     to judge."""
     from generator.governance import gate
-    from generator.runtime import dbt_runner
 
-    try:
-        run_results = dbt_runner.load_run_results(entry.project_dir, "test")
-    except RunFailed:
+    if run_results is None:
         log.warning("%s: dbt test wrote no run_results: no compliance record for this run", entry.spec.key)
         return
     try:
@@ -89,13 +179,19 @@ def _judge_failed_tests(root: Path, entry: ProductEntry, warehouse: Warehouse) -
     )
 
 
-def governance_gate(dag_file: str, domain: str, product: str) -> dict:
-    """The policies on the spec and on the test step's run_results; RunFailed listing every blocker."""
+@fail_fast
+def governance_gate(dag_file: str, domain: str, product: str, tests: dict | None = None) -> dict:
+    """The policies on the spec and on dbt test's results (`tests`, the test task's return value);
+    RunFailed listing every blocker."""
     from generator.governance import gate
-    from generator.runtime import dbt_runner
 
     root, entry = _locate(dag_file, domain, product)
-    run_results = dbt_runner.load_run_results(entry.project_dir, "test")
+    run_results = (tests or {}).get("run_results")
+    if run_results is None:
+        raise RunFailed(
+            f"{entry.spec.key}: the gate got no dbt test results: its DAG passes the test task's "
+            "return value (`governance_gate(tests)`); re-render it with `datamesh render`"
+        )
     conn = _warehouse(root).connect()
     try:
         # measures the build, diffs the last published contract, writes the compliance record
@@ -112,8 +208,11 @@ def governance_gate(dag_file: str, domain: str, product: str) -> dict:
     return judged.as_dict()
 
 
+@fail_fast
 def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
-    """Swap the tested build in as the product's new snapshot behind its published views."""
+    """Swap the tested build in as the product's new snapshot behind its published views. Labelled
+    with the Airflow run id: a retry after a commit whose answer was lost returns the first
+    attempt's result instead of publishing again."""
     from generator.catalog.openlineage import publish_run
     from generator.platform.publish import publish
 
@@ -123,26 +222,37 @@ def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
     try:
         # OpenLineage START/COMPLETE/FAIL around the publish, when $DATAMESH_OPENLINEAGE says where
         with publish_run(entry.spec, warehouse):
-            return publish(conn, entry.spec).as_dict()
+            return publish(conn, entry.spec, run_id=_run_id()).as_dict()
     finally:
         conn.close()
 
 
+@fail_fast
 def register_in_catalog(
-    dag_file: str, domain: str, product: str, run_id: str, tests: dict, gate: dict, published: dict
+    dag_file: str,
+    domain: str,
+    product: str,
+    run_id: str,
+    tests: dict,
+    gate: dict,
+    published: dict,
+    run: dict | None = None,
 ) -> dict:
-    """Record the product, its version, outputs, lineage and this successful run in the catalog."""
+    """Record the product, its version, outputs, lineage and this successful run in the catalog.
+    `run` is the dbt run task's return value: its `output_inputs` say which input each output
+    reads; without them every output is recorded as reading every input."""
     from generator.catalog import store
-    from generator.catalog.lineage import output_inputs_from_manifest
 
     root, entry = _locate(dag_file, domain, product)
-    warehouse = _warehouse(root)
-    conn = warehouse.connect()
+    reads = (run or {}).get("output_inputs")
+    output_inputs = {o: [tuple(i) for i in inputs] for o, inputs in reads.items()} if reads else None
+    conn = _warehouse(root).connect()
     try:
         store.migrate(conn)
+        tallies = {k: v for k, v in tests.items() if k != "run_results"}
         store.register(
-            conn, entry.spec, run_id, "success", tests, gate, published, started_at=_run_started_at(),
-            output_inputs=output_inputs_from_manifest(entry.project_dir, entry.spec),
+            conn, entry.spec, run_id, "success", tallies, gate, published, started_at=_run_started_at(),
+            output_inputs=output_inputs,
         )
     finally:
         conn.close()
@@ -150,16 +260,16 @@ def register_in_catalog(
 
 
 def _locate(dag_file: str, domain: str, product: str) -> tuple[Path, ProductEntry]:
-    from generator.spec.mesh import load_mesh
+    """The repo root and this product's entry, read from its own spec file only."""
+    from generator.spec.locate import locate
 
     root = repo_root(dag_file)
-    entry = load_mesh(root).find(domain, product)
-    if entry is None:
+    if not spec_path(root, domain, product).is_file():
         raise RunFailed(
             f"no data product {domain}/{product} under {root / 'dbt'} "
             f"(the root is ${ROOT_VARIABLE} if set, else the DAG folder's parent)"
         )
-    return root, entry
+    return root, locate(root, domain, product)
 
 
 def _warehouse(root: Path) -> Warehouse:
@@ -176,6 +286,10 @@ def _test_counts(counts: dict[str, int]) -> dict[str, int]:
         "errored": counts.get("error", 0),
         "skipped": counts.get("skip", 0),
     }
+
+
+def _in_airflow_task() -> bool:
+    return _run_id() is not None
 
 
 def _run_id() -> str | None:

@@ -5,6 +5,7 @@ Specs live beside the dbt project they produce: dbt/<domain>/<product>/data_prod
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -84,34 +85,69 @@ def load_mesh(root: Path) -> Mesh:
     """Load and cross-check every spec. Raises one SpecError with the problems of all files."""
     root = root.resolve()
     problems: list[Problem] = []
-    entries: list[ProductEntry] = []
-    for path in spec_paths(root):
-        shown = str(path.relative_to(root))
-        try:
-            spec = load_spec(path, shown)
-        except SpecError as exc:
-            problems += exc.problems
-            continue
-        expected = path.parent.relative_to(root / DBT_DIR).parts
-        if expected != (spec.domain, spec.name):
-            problems.append(
-                Problem(
-                    shown,
-                    "name",
-                    f"the spec of {spec.domain}/{spec.name} must live in "
-                    f"{DBT_DIR}/{spec.domain}/{spec.name}/{SPEC_FILENAME}",
-                )
-            )
-            continue
-        entries.append(ProductEntry(spec, path, shown))
-    problems += _check_inputs(entries)
+    entries = [e for e in (_load_entry(root, path, problems) for path in spec_paths(root)) if e]
+    problems += _check_inputs(entries, entries)
     if problems:
         raise SpecError(problems)
     return Mesh(root, _in_dependency_order(entries))
 
 
-def _check_inputs(entries: list[ProductEntry]) -> list[Problem]:
-    by_key = {(e.spec.domain, e.spec.name): e for e in entries}
+def load_products(
+    root: Path, wanted: Iterable[str], known_reads: Mapping[str, Iterable[str]]
+) -> tuple[Mesh, list[ProductEntry]]:
+    """Load and cross-check only the products `wanted` (`domain/product`), with the specs of the
+    products they read: what an incremental render needs. `known_reads` gives, for the products not
+    loaded, the products each reads (from their generated files' headers), so a cycle through them
+    is still found. Returns a mesh of the loaded specs and the wanted entries, in dependency order."""
+    root = root.resolve()
+    problems: list[Problem] = []
+    loaded: dict[str, ProductEntry] = {}
+
+    def load(products: Iterable[str]) -> None:
+        for product in sorted(set(products) - loaded.keys()):
+            path = root / DBT_DIR / product / SPEC_FILENAME
+            entry = _load_entry(root, path, problems) if path.is_file() else None
+            if entry is not None:
+                loaded[product] = entry
+
+    load(wanted)
+    chosen = list(loaded.values())
+    load(f"{i.domain}/{i.product}" for e in chosen for i in e.spec.inputs.products)
+    problems += _check_inputs(chosen, list(loaded.values()))
+    if problems:
+        raise SpecError(problems)
+    graph = {key.replace("/", "__"): {r.replace("/", "__") for r in reads} for key, reads in known_reads.items()}
+    graph.update({e.spec.key: {f"{i.domain}__{i.product}" for i in e.spec.inputs.products} for e in chosen})
+    order = {key: n for n, key in enumerate(_topological(graph))}
+    by_order = sorted(loaded.values(), key=lambda e: order.get(e.spec.key, -1))
+    wanted_ids = {id(e) for e in chosen}  # by identity: comparing specs field by field is slow
+    return Mesh(root, by_order), [e for e in by_order if id(e) in wanted_ids]
+
+
+def _load_entry(root: Path, path: Path, problems: list[Problem]) -> ProductEntry | None:
+    shown = str(path.relative_to(root))
+    try:
+        spec = load_spec(path, shown)
+    except SpecError as exc:
+        problems += exc.problems
+        return None
+    expected = path.parent.relative_to(root / DBT_DIR).parts
+    if expected != (spec.domain, spec.name):
+        problems.append(
+            Problem(
+                shown,
+                "name",
+                f"the spec of {spec.domain}/{spec.name} must live in "
+                f"{DBT_DIR}/{spec.domain}/{spec.name}/{SPEC_FILENAME}",
+            )
+        )
+        return None
+    return ProductEntry(spec, path, shown)
+
+
+def _check_inputs(entries: list[ProductEntry], available: list[ProductEntry]) -> list[Problem]:
+    """The problems of `entries`' inputs, looked up among `available`."""
+    by_key = {(e.spec.domain, e.spec.name): e for e in available}
     problems = []
     for entry in entries:
         for i, wanted in enumerate(entry.spec.inputs.products):
@@ -148,9 +184,12 @@ def _check_inputs(entries: list[ProductEntry]) -> list[Problem]:
 
 def _in_dependency_order(entries: list[ProductEntry]) -> list[ProductEntry]:
     by_key = {e.spec.key: e for e in entries}
-    graph = {
-        e.spec.key: {f"{i.domain}__{i.product}" for i in e.spec.inputs.products} for e in entries
-    }
+    graph = {e.spec.key: {f"{i.domain}__{i.product}" for i in e.spec.inputs.products} for e in entries}
+    return [by_key[k] for k in _topological(graph) if k in by_key]
+
+
+def _topological(graph: dict[str, set[str]]) -> list[str]:
+    """The keys of `graph` (key -> the keys it reads) in dependency order, stable from run to run."""
     sorter = TopologicalSorter(graph)
     try:
         sorter.prepare()
@@ -163,4 +202,4 @@ def _in_dependency_order(entries: list[ProductEntry]) -> list[ProductEntry]:
         ready = sorted(sorter.get_ready())
         ordered += ready
         sorter.done(*ready)
-    return [by_key[k] for k in ordered]
+    return ordered

@@ -1,0 +1,217 @@
+"""A thousand products: what the everyday commands cost on a large mesh (issue 12).
+
+Builds a mesh of N products in a scratch repo (copies of the example product customers/customer_profiles
+in 40 domains; every third one also reads the product before it) and times the real `datamesh` CLI on
+it, each command a subprocess as a user or CI runs it (wall time, and CPU time: on a busy machine
+the CPU time is the steadier figure):
+
+- `datamesh render`, everything changed (the first render of the mesh)
+- `datamesh render`, nothing changed
+- `datamesh check` (the CI drift gate), from a cold start: no .datamesh/cache
+- `datamesh validate`, cold (no cache) and warm (its per-product cache from the run before)
+- the peak memory (RSS) of a full render
+
+Prints a table "what | figure | goal". Each figure is a function of `Bench` returning rows, so other
+figures (a dag-processor pass, a task locating its product, a run's overhead, cookiecutter) can be
+added to FIGURES later.
+
+    .venv/bin/python benchmarks/scale.py [--products 1000] [--rounds 3] [--code PATH]
+
+`--code` runs the CLI of another checkout (e.g. a worktree of main) on the same mesh: before/after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO_ROOT / "dbt" / "customers" / "customer_profiles" / "data_product.yaml"
+DOMAINS = 40
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    figure: str
+    goal: str
+
+
+def write_mesh(root: Path, products: int) -> None:
+    """A scratch repo: the platform package, the policies and N copies of the example product."""
+    shutil.copytree(REPO_ROOT / "dbt" / "_platform", root / "dbt" / "_platform")
+    shutil.copytree(REPO_ROOT / "policies", root / "policies")
+    (root / "dags").mkdir()
+    (root / "generator" / "schemas").mkdir(parents=True)
+    base = yaml.safe_load(EXAMPLE.read_text())
+    output = base["outputs"][0]["name"]
+    previous: tuple[str, str] | None = None
+    for i in range(products):
+        domain, name = f"domain{i % DOMAINS:02d}", f"product{i:04d}"
+        spec = copy.deepcopy(base)
+        spec.update(domain=domain, name=name)
+        if i % 3 == 2 and previous:
+            spec["inputs"]["products"] = [
+                {"domain": previous[0], "product": previous[1], "output": output, "major": 1}
+            ]
+        folder = root / "dbt" / domain / name
+        folder.mkdir(parents=True)
+        (folder / "data_product.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        previous = (domain, name)
+
+
+@dataclass(frozen=True)
+class Took:
+    wall: float
+    cpu: float  # user + system: what the command costs, however busy the machine is
+
+    def __str__(self) -> str:
+        return f"{self.wall:.2f} s (CPU {self.cpu:.2f} s)"
+
+
+@dataclass
+class Bench:
+    root: Path
+    code: Path
+    rounds: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.env = {**os.environ, "PYTHONPATH": str(self.code)}
+        for variable in ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL", "DATAMESH_ROOT"):
+            self.env.pop(variable, None)
+
+    def cli(self) -> list[str]:
+        """The `datamesh` command of the checkout under test: -P so that the current folder's
+        `generator` never shadows the one on PYTHONPATH."""
+        return [sys.executable, "-P", "-c", "from generator.cli.main import main; main()", "--root", str(self.root)]
+
+    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> Took:
+        """One CLI call's wall time and CPU time (user + system) in seconds."""
+        command = self.cli()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        done = subprocess.run([*command, *args], env=self.env, cwd=self.root, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        took = Took(time.perf_counter() - start, cpu)
+        if done.returncode not in ok:
+            shown = f"{done.stdout[-2000:]}{done.stderr[-3000:]}"
+            raise SystemExit(f"datamesh {' '.join(args)} failed ({done.returncode}):\n{shown}")
+        return took
+
+    def median(self, *args: str, before: Callable[[], None] | None = None) -> Took:
+        times = []
+        for _ in range(self.rounds):
+            if before:
+                before()
+            times.append(self.run(*args))
+        return Took(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
+
+    def forget_render(self) -> None:
+        """Back to a mesh of specs only: every generated file and cache gone."""
+        shutil.rmtree(self.root / "dags")
+        (self.root / "dags").mkdir()
+        for path in (self.root / "dbt").glob("*/*/*"):
+            if path.name != "data_product.yaml" and path.parent.parent.name != "_platform":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        self.forget_cache()
+
+    def forget_cache(self) -> None:
+        shutil.rmtree(self.root / ".datamesh" / "cache", ignore_errors=True)
+
+
+def render_figures(bench: Bench) -> list[Row]:
+    everything = bench.median("render", before=bench.forget_render)
+    peak = peak_rss_of(bench, "render", before=bench.forget_render)
+    nothing = bench.median("render")
+    return [
+        Row("`datamesh render`, everything changed", str(everything), "≤ 2 s"),
+        Row("`datamesh render`, nothing changed", str(nothing), "≤ 0.5 s"),
+        Row("peak memory of `datamesh render` (everything)", f"{peak:.0f} MB", ""),
+    ]
+
+
+def check_figures(bench: Bench) -> list[Row]:
+    cold = bench.median("check", "--quiet", before=bench.forget_cache)
+    return [Row("`datamesh check` (cold: no cache)", str(cold), "≤ 1 s")]
+
+
+def validate_figures(bench: Bench) -> list[Row]:
+    cold = bench.median("validate", before=bench.forget_cache)
+    warm = bench.median("validate")
+    return [
+        Row("`datamesh validate` (cold: no cache)", str(cold), "≤ 1 s"),
+        Row("`datamesh validate` (warm: nothing changed)", str(warm), "≤ 1 s"),
+    ]
+
+
+def import_figures(bench: Bench) -> list[Row]:
+    """The floor under every command: starting Python and importing the CLI."""
+    took = bench.median("--help")
+    return [Row("`datamesh --help` (start-up and CLI imports)", str(took), "")]
+
+
+def peak_rss_of(bench: Bench, *args: str, before: Callable[[], None] | None = None) -> float:
+    """The peak RSS (MB) of one CLI call, measured in a fresh child so earlier calls do not count."""
+    if before:
+        before()
+    probe = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True, capture_output=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    command = bench.cli()
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", probe, *command, *args],
+        env=bench.env,
+        cwd=bench.root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
+
+
+# Each figure a function of the bench; later figures (dag-processor pass, task locate, run overhead,
+# cookiecutter) go here.
+FIGURES: list[Callable[[Bench], list[Row]]] = [import_figures, render_figures, check_figures, validate_figures]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--products", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose CLI is timed")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="datamesh-scale-") as scratch:
+        root = Path(scratch)
+        write_mesh(root, args.products)
+        bench = Bench(root, args.code.resolve(), args.rounds)
+        where = subprocess.run(
+            [sys.executable, "-P", "-c", "import generator; print(generator.__file__)"],
+            env=bench.env, cwd=root, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        rows = [row for figure in FIGURES for row in figure(bench)]
+    print(f"{args.products} products in {DOMAINS} domains (a third read another), code: {where}, "
+          f"median of {args.rounds}\n")
+    print("| what | figure | goal |\n|---|---|---|")
+    for row in rows:
+        print(f"| {row.what} | {row.figure} | {row.goal} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""What a render of the whole mesh must redo, told from spec bytes and generated files' headers alone.
+
+`plan` reads every spec file's bytes and every generated file, recomputes each file's inputs hash
+(render/fingerprint.py) and sorts the products into:
+
+- clean: every generated file of the product carries the current inputs hash and an intact body, and
+  none is missing. Its spec is not even parsed: the files are what a render would write, byte for
+  byte, and the spec was valid when they were written (its inputs' too: their bytes are in the hash).
+- dirty: its spec, an input's spec, the generator or a setting changed; or a file was edited by
+  hand, deleted or moved; or it is new. These are parsed, cross-checked and rendered again.
+
+Files that may be stale are collected too: the files of dirty products (a render may no longer
+produce one), of deleted specs, and generated files whose header names no product. Imports nothing
+heavy (no YAML, pydantic or Jinja): on a mesh where nothing changed this is all `check` does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator.layout import DAGS_DIR, DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.render.fingerprint import SpecDigests, body_hash, unstamped
+from generator.render.rendered import GENERATED_MARK, read_meta
+
+# Folders under a product's project that dbt writes and nobody renders (as write.stale_files skips).
+IGNORED_DIRS = {"target", "dbt_packages", "logs", "__pycache__"}
+_OWNER = re.compile(rf" from {DBT_DIR}/([^/\s]+/[^/\s]+)/{re.escape(SPEC_FILENAME)}\. ")
+
+
+@dataclass
+class Plan:
+    products: list[str]  # every product with a spec, `domain/product`, sorted
+    dirty: list[str] = field(default_factory=list)  # to parse and render again
+    reads: dict[str, list[str]] = field(default_factory=dict)  # clean product -> the products it reads
+    hashes: dict[str, str] = field(default_factory=dict)  # clean product -> its inputs hash
+    maybe_stale: list[str] = field(default_factory=list)  # generated files a render may not produce
+    current: int = 0  # generated files found current
+
+    @property
+    def clean(self) -> list[str]:
+        dirty = set(self.dirty)
+        return [p for p in self.products if p not in dirty]
+
+
+def plan(root: Path) -> Plan:
+    digests = SpecDigests(root)
+    result = Plan(products=product_names(root))
+    with_spec = set(result.products)
+    dirty: set[str] = set()
+    files_of: dict[str, list[str]] = {}
+    counted: Counter[str] = Counter()  # current files per product
+    expected: dict[str, int] = {}
+    for rel, text in generated_files(root):
+        owner = _owner(text)
+        if owner is None or owner not in with_spec:
+            result.maybe_stale.append(rel)  # no spec produces it: a render removes it
+            continue
+        files_of.setdefault(owner, []).append(rel)
+        meta = read_meta(text)
+        reads = [r for r in meta.get("reads", "").split(",") if r]
+        current = (
+            "body" in meta
+            and meta.get("inputs") == digests.inputs_hash(owner, reads)
+            and meta["body"] == body_hash(rel, unstamped(text))
+            and meta.get("files", "").isdigit()
+        )
+        if not current:
+            dirty.add(owner)
+            continue
+        counted[owner] += 1
+        expected.setdefault(owner, int(meta["files"]))
+        result.reads.setdefault(owner, reads)
+        result.hashes.setdefault(owner, meta["inputs"])
+    for product in result.products:
+        if product in dirty or counted[product] == 0 or counted[product] != expected.get(product):
+            dirty.add(product)
+            result.maybe_stale += files_of.get(product, [])
+            result.reads.pop(product, None)
+            result.hashes.pop(product, None)
+        else:
+            result.current += counted[product]
+    result.dirty = sorted(dirty)
+    result.maybe_stale.sort()
+    return result
+
+
+def product_names(root: Path) -> list[str]:
+    """`domain/product` of every spec file (dbt/<domain>/<product>/data_product.yaml)."""
+    base = root / DBT_DIR
+    found = []
+    for domain in _subdirs(base):
+        if domain == PLATFORM_PACKAGE_DIR:
+            continue
+        for product in _subdirs(base / domain):
+            if os.path.isfile(base / domain / product / SPEC_FILENAME):
+                found.append(f"{domain}/{product}")
+    return sorted(found)
+
+
+def generated_files(root: Path) -> list[tuple[str, str]]:
+    """(repo-relative path, text) of every file under dbt/ and dags/ whose first line is the
+    generated-file note. Plain strings and os.scandir: this runs on every file of the mesh."""
+    found: list[tuple[str, str]] = []
+    mark = GENERATED_MARK.encode()
+    for top in (DBT_DIR, DAGS_DIR):
+        for rel in _files(str(root), top):
+            try:
+                with open(os.path.join(root, rel), "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            end = data.find(b"\n")
+            if mark not in (data if end < 0 else data[:end]):
+                continue
+            try:
+                found.append((rel, data.decode("utf-8")))
+            except UnicodeDecodeError:
+                continue
+    return found
+
+
+def _files(root: str, folder: str) -> list[str]:
+    """Every file under `folder` (repo-relative, POSIX), sorted, skipping IGNORED_DIRS."""
+    try:
+        entries = sorted(os.scandir(os.path.join(root, folder)), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    files: list[str] = []
+    for entry in entries:
+        rel = f"{folder}/{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name not in IGNORED_DIRS:
+                files += _files(root, rel)
+        elif entry.is_file():
+            files.append(rel)
+    return files
+
+
+def _owner(text: str) -> str | None:
+    """The product whose spec the note on the first line names."""
+    found = _OWNER.search(text[: text.find("\n")])
+    return found.group(1) if found else None
+
+
+def _subdirs(folder: Path) -> list[str]:
+    try:
+        return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    except FileNotFoundError:
+        return []
