@@ -7,6 +7,7 @@ that ingests dbt artifacts show of the mesh; `dbt source freshness` answers from
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from generator.catalog import store
 from generator.render.dbt_metadata import freshness_threshold
 from generator.spec.mesh import load_mesh
 from generator.warehouse.connection import Warehouse
+from tests.test_cli import REPO, datamesh
 from tests.test_dbt_projects import copy_mesh, dbt_ok, run_dbt, write_render
 
 pytestmark = pytest.mark.integration
@@ -120,3 +122,26 @@ def test_dbt_source_freshness_answers_from_the_catalogs_last_publish(
     outcome = json.loads((project / "target" / "sources.json").read_text())["results"]
     status = {r["unique_id"].split(".")[2]: r["status"] for r in outcome}
     assert status == {"commerce__orders": "pass", "customers__customer_profiles": "error"}
+
+
+def test_an_incremental_render_updates_the_producers_exposures(tmp_path: Path) -> None:
+    """A consumer's change (or a new consumer) renders its producers again: their exposures list it."""
+    root = tmp_path / "repo"
+    for folder in ("dbt", "dags", "policies"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
+    sales = root / "dbt/sales/sales_orders_analytical/data_product.yaml"
+    sales.write_text(sales.read_text().replace("Analytical view of sales orders", "Analytical orders"))
+    copy = root / "dbt/sales/returns"
+    shutil.copytree(root / "dbt/sales/sales_orders_analytical", copy)
+    (copy / "data_product.yaml").write_text(
+        (copy / "data_product.yaml").read_text().replace("name: sales_orders_analytical", "name: returns")
+    )
+    done = datamesh("render", root=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exposures = yaml.safe_load((root / "dbt/commerce/orders/models/_models.yml").read_text())["exposures"]
+    by_name = {e["name"]: e for e in exposures}
+    assert by_name["sales__sales_orders_analytical"]["description"].startswith("Analytical orders")
+    assert "sales__returns" in by_name
+    full = datamesh("render", "--full", root=root)
+    assert full.returncode == 0 and " 0 written" in full.stdout, full.stdout  # incremental was complete
+    assert datamesh("check", "--quiet", root=root).returncode == 0
