@@ -117,7 +117,15 @@ def test_dbt_source_freshness_answers_from_the_catalogs_last_publish(
     project = load_mesh(mesh_copy).select(SALES)[0].project_dir
     if not (project / "dbt_packages").exists():
         dbt_ok(project, "deps")
-    result = run_dbt(project, "source", "freshness", env=warehouse.env())
+    try:
+        result = run_dbt(project, "source", "freshness", env=warehouse.env())
+    finally:
+        conn = warehouse.connect()
+        try:
+            with conn, conn.cursor() as cur:  # other tests of the session share this catalog
+                cur.execute("delete from datamesh_catalog.runs where run_id like 'meta-test-%'")
+        finally:
+            conn.close()
     assert result.returncode == 1, result.stdout  # one source is past its SLA
     outcome = json.loads((project / "target" / "sources.json").read_text())["results"]
     status = {r["unique_id"].split(".")[2]: r["status"] for r in outcome}

@@ -121,9 +121,16 @@ def test_docs_describe_the_published_outputs_with_their_warehouse_types(
                         "crm-team@company.com", "weekly churn review")
     finally:
         conn.close()
-    done = subprocess.run(
-        [DATAMESH, "--root", str(repo_copy), "docs"], capture_output=True, text=True, timeout=900, check=False
-    )
+    try:
+        done = subprocess.run(
+            [DATAMESH, "--root", str(repo_copy), "docs"], capture_output=True, text=True, timeout=900, check=False
+        )
+    finally:
+        conn = warehouse.connect()
+        try:  # other tests of the session share this catalog
+            store.unsubscribe(conn, "Churn {{ board }}", "customers", "customer_profiles", "customers_dim")
+        finally:
+            conn.close()
     assert done.returncode == 0, done.stdout + done.stderr
     for entry in load_mesh(repo_copy).products:
         spec = entry.spec
