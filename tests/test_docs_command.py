@@ -134,7 +134,8 @@ def test_docs_describe_the_published_outputs_with_their_warehouse_types(
     assert done.returncode == 0, done.stdout + done.stderr
     for entry in load_mesh(repo_copy).products:
         spec = entry.spec
-        nodes = json.loads((entry.project_dir / "target" / "catalog.json").read_text())["nodes"]
+        docs = repo_copy / ".datamesh/docs" / spec.key  # dbt's artifacts are kept beside the page
+        nodes = json.loads((docs / "catalog.json").read_text())["nodes"]
         for output in spec.outputs:
             node = nodes[f"model.{spec.key}.{output.name}.v{spec.major}"]
             assert node["metadata"]["schema"] == spec.published_schema
@@ -144,7 +145,8 @@ def test_docs_describe_the_published_outputs_with_their_warehouse_types(
             assert list(columns) == [c.name for c in output.columns], spec.key
             assert all(columns.values()), columns
     project = load_mesh(repo_copy).select("customers/customer_profiles")[0].project_dir
-    exposures = json.loads((project / "target" / "manifest.json").read_text())["exposures"]
+    manifest = repo_copy / ".datamesh/docs/customers__customer_profiles/manifest.json"
+    exposures = json.loads(manifest.read_text())["exposures"]
     churn = exposures["exposure.customers__customer_profiles.subscriber__churn_board"]
     assert churn["label"] == "Churn {{ board }}" and churn["owner"]["name"] == "crm-team@company.com"
     assert churn["depends_on"]["nodes"] == ["model.customers__customer_profiles.customers_dim.v1"]
