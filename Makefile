@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # upstream release cannot break a fresh install. Regenerate with `make lock` after changing pyproject.toml.
 LOCK := constraints.txt
 
-.PHONY: demo test lint clean lock
+.PHONY: demo test test-browser lint clean lock
 
 # Re-run when pyproject.toml or the lock changes: pip then moves installed packages to the pinned versions.
 $(BIN)/datamesh: pyproject.toml $(LOCK)
@@ -27,7 +27,13 @@ demo: $(BIN)/datamesh
 # Not -q: the header names the seed. Repeat an order with `pytest --randomly-seed=N` (the same files);
 # `-p no:randomly` runs the files and tests in the order they are written.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile -m "not browser"
+
+# The console in a real browser (tests/browser): Playwright driving Debian's chromium
+# (`apt-get install chromium`, as root; .ci/run installs it), against a real api-server. One worker:
+# the suite shares one api-server. Screenshots: the folder it prints (under pytest's basetemp).
+test-browser: $(BIN)/datamesh
+	$(BIN)/pytest -s -m browser tests/browser
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks

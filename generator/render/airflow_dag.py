@@ -21,6 +21,7 @@ from generator.errors import UserError
 from generator.layout import DAGS_DIR, REPORT_FILE
 from generator.render.rendered import Rendered, header
 from generator.render.templating import render
+from generator.spec.domain import Domain
 from generator.spec.mesh import Mesh, ProductEntry
 from generator.spec.model import DataProduct, asset_uri, published_schema
 
@@ -148,8 +149,8 @@ def render_dag(entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None) 
         inputs=input_assets(spec),
         start_date=START_DATE,
         tags=tags(spec),
-        owner_links={spec.owner.team: f"mailto:{spec.owner.email}"},
-        doc_lines=doc_md(spec, links).splitlines(keepends=True),
+        owner_links=owner_links(spec, mesh),
+        doc_lines=doc_md(spec, links, mesh.domain(spec.domain)).splitlines(keepends=True),
         retries=RETRIES,
         pool=WAREHOUSE_POOL,
         retry_delay_minutes=RETRY_DELAY_MINUTES,
@@ -162,7 +163,24 @@ def render_dag(entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None) 
     return Rendered(generated={dag_path(spec): source})
 
 
-def doc_md(spec: DataProduct, links: CardLinks | None = None) -> str:
+def owner_links(spec: DataProduct, mesh: Mesh) -> dict[str, str]:
+    """The DAG owner (the product's team) linked to the team's address in the domain registry
+    (the spec's `owner.email` when the repo has no registry)."""
+    domain = mesh.domain(spec.domain)
+    team = domain.team(spec.owner.team) if domain else None
+    return {spec.owner.team: f"mailto:{team.email if team else spec.owner.email}"}
+
+
+def _domain_lines(spec: DataProduct, domain: Domain | None) -> list[str]:
+    """Who answers for the domain, from its registry file (nothing when the repo has none)."""
+    if domain is None:
+        return []
+    on_call = domain.on_call
+    contact = ", ".join([on_call.email] + ([domain.chat_channel] if domain.chat_channel else []))
+    return [f"- **Domain:** `{spec.domain}`, owned by `{domain.owner_team}`; on call: {contact}"]
+
+
+def doc_md(spec: DataProduct, links: CardLinks | None = None, domain: Domain | None = None) -> str:
     """The product's card, shown on the DAG's page in the Airflow UI (Markdown).
 
     Free text from the spec appears exactly as written; the Python literal escapes it for the DAG
@@ -187,6 +205,7 @@ def doc_md(spec: DataProduct, links: CardLinks | None = None) -> str:
         spec.description,
         "",
         f"- **Owner:** `{owner.team}` ({contact})",
+        *_domain_lines(spec, domain),
         f"- **Version:** {spec.version}",
         f"- **Classification:** {spec.classification.value}"
         + (" (contains PII)" if spec.has_pii else ""),

@@ -8,7 +8,8 @@ renamed away by each publish). Before the first publish the catalog is empty. Th
 classification are in each model's `meta` already (render_dbt puts the spec's, which are the
 catalog's). The pages are copied to .datamesh/docs/<domain>__<product>/index.html, where the mesh
 report links to them, with dbt's manifest.json and catalog.json beside them (for tools that ingest
-dbt artifacts).
+dbt artifacts), and stored in the catalog (table docs_pages), where the Airflow console serves
+them from: this command is the build step, run at deploy time, so no api-server runs dbt on a request.
 
 The consuming products of the mesh are exposures of the rendered project already; consumers outside
 the mesh (the catalog's subscriptions) are known only to the catalog, so they are added here, for
@@ -63,6 +64,7 @@ def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
                 shutil.copyfile(target / artifact, page.parent / artifact)
     finally:
         extra.unlink(missing_ok=True)
+    store_in_catalog(warehouse, entry, page)
     return page
 
 
@@ -114,6 +116,19 @@ def subscriber_exposures(warehouse: Warehouse, spec: DataProduct) -> list[dict[s
             }
         )
     return exposures
+
+
+def store_in_catalog(warehouse: Warehouse, entry: ProductEntry, page: Path) -> None:
+    """Put the page in the catalog for the console (every api-server replica reads it there)."""
+    from contextlib import closing
+
+    from generator.catalog import store
+    from generator.catalog.docs_pages import store_docs_page
+
+    with closing(warehouse.connect()) as conn:
+        store.ensure_current(conn)
+        spec = entry.spec
+        store_docs_page(conn, spec.domain, spec.name, spec.version, page.read_text(encoding="utf-8"))
 
 
 def generate_all(
