@@ -29,14 +29,18 @@ def group_name(spec: DataProduct) -> str:
     return spec.domain
 
 
-def group_owner(spec: DataProduct) -> dict[str, str]:
-    """The owner dbt shows for the domain's group. From the spec's owner for now; the one function
-    to switch when domains get a registry of their own (domains/<d>.yaml)."""
+def group_owner(spec: DataProduct, mesh: Mesh) -> dict[str, str]:
+    """The owner dbt shows for the domain's group: the domain's owner team as its registry file
+    (domains/<domain>.yaml) names it, else, in a repo without a registry, the spec's owner."""
+    domain = mesh.domain(spec.domain)
+    if domain is not None:
+        team = domain.owner()
+        return {"name": team.name, "email": team.email}
     return {"name": spec.owner.team, "email": spec.owner.email}
 
 
-def groups(spec: DataProduct) -> list[dict[str, Any]]:
-    return [{"name": group_name(spec), "owner": group_owner(spec)}]
+def groups(spec: DataProduct, mesh: Mesh) -> list[dict[str, Any]]:
+    return [{"name": group_name(spec), "owner": group_owner(spec, mesh)}]
 
 
 def model_config(spec: DataProduct) -> dict[str, Any]:

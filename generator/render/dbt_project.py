@@ -163,7 +163,7 @@ def _models(entry: ProductEntry, mesh: Mesh, shown: str) -> dict[str, Any]:
     spec = entry.spec
     document: dict[str, Any] = {
         "version": 2,
-        "groups": _escaped(dbt_metadata.groups(spec)),
+        "groups": _escaped(dbt_metadata.groups(spec, mesh)),
         "models": [_model(spec, output, shown) for output in spec.outputs],
     }
     found = dbt_metadata.exposures(entry, mesh, jinja_literal)
