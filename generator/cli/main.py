@@ -219,6 +219,7 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
         SCHEMA_PATH,
         SCHEMA_PATHS,
         render_all,
+        render_changed,
         render_products,
         schema_unless_current,
         stale_scope,
@@ -233,48 +234,13 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
 
     ctx.require_repo()
     known = plan(ctx.root)
-    entries: list[ProductEntry] = []
     rendered = schema_unless_current(ctx.root)
-    # A producer's dbt project lists the products reading it as exposures (render/dbt_metadata.py),
-    # so the products a changed, new or removed product reads are rendered again too, and from the
-    # whole mesh (a partial one would not know all their consumers).
-    upstream = _read_by(ctx.root, known.maybe_stale)
-    again = upstream - set(known.dirty)
-    current = known.current
-    if known.dirty or again:
-        mesh = ctx.mesh()
-        dirty = set(known.dirty)
-        again |= {
-            f"{i.domain}/{i.product}"
-            for e in mesh.products
-            if f"{e.spec.domain}/{e.spec.name}" in dirty
-            for i in e.spec.inputs.products
-        }
-        again -= dirty
-        entries = [e for e in mesh.products if f"{e.spec.domain}/{e.spec.name}" in dirty]
-        extra = [e for e in mesh.products if f"{e.spec.domain}/{e.spec.name}" in again]
-        rendered = rendered.merge(render_products(mesh, entries))
-        extra_files = render_products(mesh, extra)
-        rendered = rendered.merge(extra_files)
-        current -= len(extra_files.generated)  # counted current by the plan, rendered again now
-        entries += extra
+    changed = render_changed(ctx.root, known)
+    rendered = rendered.merge(changed.rendered)
+    current = known.current - changed.again  # producers counted current by the plan, rendered again
     domains = sorted({name.split("/")[0] for name in known.products})
     current += 0 if SCHEMA_PATH in rendered.generated else len(SCHEMA_PATHS)
-    return _Render(rendered, known.maybe_stale, entries, domains, len(known.products), current)
-
-
-def _read_by(root: Path, files: list[str]) -> set[str]:
-    """The products read by the products whose generated `files` may be stale (their headers say)."""
-    from generator.render.rendered import read_meta
-
-    found: set[str] = set()
-    for rel in files:
-        path = root / rel
-        if path.is_file():
-            with path.open(encoding="utf-8", errors="replace") as handle:
-                head = handle.readline() + handle.readline()
-            found |= {r for r in read_meta(head).get("reads", "").split(",") if r}
-    return found
+    return _Render(rendered, known.maybe_stale, changed.entries, domains, len(known.products), current)
 
 
 @cli.command()
