@@ -154,3 +154,23 @@ def test_an_incremental_render_updates_the_producers_exposures(tmp_path: Path) -
     full = datamesh("render", "--full", root=root)
     assert full.returncode == 0 and " 0 written" in full.stdout, full.stdout  # incremental was complete
     assert datamesh("check", "--quiet", root=root).returncode == 0
+
+
+def test_an_upgrade_updates_the_producers_exposures_and_names_why(tmp_path: Path) -> None:
+    """`datamesh upgrade` writes what `render` would: a changed consumer's producers too, with the
+    reason; afterwards a full render changes nothing."""
+    root = tmp_path / "repo"
+    for folder in ("dbt", "dags", "policies", "domains"):  # the registry names the groups' owners
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
+    sales = root / "dbt/sales/sales_orders_analytical/data_product.yaml"
+    sales.write_text(sales.read_text().replace("Analytical view of sales orders", "Analytical orders"))
+    planned = datamesh("upgrade", "--plan", root=root)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert "commerce/orders: a product reading it changed (its dbt exposures)" in planned.stdout
+    done = datamesh("upgrade", root=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exposures = yaml.safe_load((root / "dbt/commerce/orders/models/_models.yml").read_text())["exposures"]
+    by_name = {e["name"]: e for e in exposures}
+    assert by_name["sales__sales_orders_analytical"]["description"].startswith("Analytical orders")
+    full = datamesh("render", "--full", root=root)
+    assert full.returncode == 0 and " 0 written" in full.stdout, full.stdout  # the upgrade was complete
