@@ -174,3 +174,22 @@ def test_an_upgrade_updates_the_producers_exposures_and_names_why(tmp_path: Path
     assert by_name["sales__sales_orders_analytical"]["description"].startswith("Analytical orders")
     full = datamesh("render", "--full", root=root)
     assert full.returncode == 0 and " 0 written" in full.stdout, full.stdout  # the upgrade was complete
+
+
+def test_rendering_one_new_consumer_lists_it_in_its_producers_exposures(tmp_path: Path) -> None:
+    """`datamesh render <product>` (what `datamesh new` and the cookiecutter hook run) renders the
+    products it reads too: nothing is left for a full render."""
+    root = tmp_path / "repo"
+    for folder in ("dbt", "dags", "policies", "domains"):
+        shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
+    copy = root / "dbt/sales/returns"
+    shutil.copytree(root / "dbt/sales/sales_orders_analytical", copy)
+    (copy / "data_product.yaml").write_text(
+        (copy / "data_product.yaml").read_text().replace("name: sales_orders_analytical", "name: returns")
+    )
+    done = datamesh("render", "sales/returns", root=root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    exposures = yaml.safe_load((root / "dbt/commerce/orders/models/_models.yml").read_text())["exposures"]
+    assert "sales__returns" in {e["name"] for e in exposures}
+    full = datamesh("render", "--full", root=root)  # writes the JSON Schemas, not in the copy
+    assert full.returncode == 0 and "wrote    d" not in full.stdout, full.stdout

@@ -223,11 +223,12 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
         render_products,
         schema_unless_current,
         stale_scope,
+        with_producers,
     )
 
     if product or full:
         mesh = ctx.mesh()
-        entries = mesh.select(product)
+        entries = mesh.select(product) if product is None else with_producers(mesh, mesh.select(product))
         rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
         return _Render(rendered, stale_scope(mesh, entries), entries, _domains(mesh), len(entries))
     from generator.render.incremental import plan

@@ -55,6 +55,14 @@ def stamped(files: Rendered, entry: ProductEntry, digests: SpecDigests) -> Rende
     return Rendered(generated=generated, owned=files.owned)
 
 
+def with_producers(mesh: Mesh, entries: list[ProductEntry]) -> list[ProductEntry]:
+    """`entries` and the products they read: a producer's dbt project lists the products reading it
+    as exposures (render/dbt_metadata.py), so rendering a consumer renders its producers too."""
+    chosen = {e.spec.key for e in entries}
+    read = {f"{i.domain}__{i.product}" for e in entries for i in e.spec.inputs.products} - chosen
+    return entries + [e for e in mesh.products if e.spec.key in read]
+
+
 @dataclass
 class Changed:
     """What an incremental render produces: the stale products' files and their producers'."""
