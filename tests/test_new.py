@@ -146,6 +146,21 @@ def test_no_input_defaults_pass_every_policy_warnings_included(repo: Path) -> No
     assert "Next:" in result.stdout and "output_not_empty" in result.stdout
 
 
+@pytest.mark.parametrize("domain", sorted(p.stem for p in (REPO_ROOT / "domains").glob("*.yaml")))
+def test_every_registered_domains_defaults_pass_its_policies_warnings_included(domain: str) -> None:
+    # Finance asks seven years' retention, one hour's freshness and a confidential classification:
+    # its registry file proposes them, so accepting every default never meets a refusal.
+    from generator.cli.new import Checker
+    from generator.spec.new_product import validated
+
+    answers = with_defaults({"name": "fresh_product", "domain": domain}, REPO_ROOT)
+    _, product, problems = validated(answers)
+    assert product is not None, problems
+    checker = Checker(REPO_ROOT)
+    assert checker.blocking(product) == [] and checker.warnings(product) == []
+    assert answers["owner_team"] == load_domain(REPO_ROOT / "domains" / f"{domain}.yaml").owner_team
+
+
 def test_no_input_lists_every_problem_and_writes_nothing(repo: Path) -> None:
     before = snapshot(repo)
     result = run_new(repo, "--no-input", "name=Orders-Daily", "owner_email=nope", "retention_days=0")

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import AfterValidator, Field, PositiveFloat, PositiveInt, ValidationError
 
 from generator.errors import Problem, SpecError
 from generator.layout import DOMAINS_DIR
-from generator.spec.model import _EMAIL, MeshName, Text, _Model
+from generator.spec.model import _EMAIL, Classification, MeshName, Text, _Model
 from generator.spec.problems import Loc, invalid, load_mapping, located, read_file
 from generator.spec.yaml_text import to_yaml
 
@@ -61,6 +61,18 @@ class OnCall(_Model):
     phone: str | None = Field(default=None, description="A pager or phone number, free text.")
 
 
+class ProductDefaults(_Model):
+    """What `datamesh new` and the cookiecutter template propose for a new product of the domain, so
+    that the proposal already meets the domain's policies (finance keeps records seven years)."""
+
+    classification: Classification | None = Field(default=None, description="The proposed classification.")
+    retention_days: PositiveInt | None = Field(default=None, description="The proposed retention, in days.")
+    freshness_hours: PositiveFloat | None = Field(
+        default=None, description="The proposed SLA: maximum age of the published data, in hours."
+    )
+    schedule: str | None = Field(default=None, description="The proposed cron schedule (UTC).")
+
+
 class Domain(_Model):
     """One domain of the mesh, as domains/<domain>.yaml says."""
 
@@ -72,6 +84,10 @@ class Domain(_Model):
     members: list[Member] = Field(default_factory=list, description="People of the domain's teams.")
     on_call: OnCall = Field(description="Who is told about incidents.")
     chat_channel: str | None = Field(default=None, description="The domain's chat channel, free text.")
+    product_defaults: ProductDefaults | None = Field(
+        default=None,
+        description="Answers proposed to whoever creates a product in this domain (they may change them).",
+    )
 
     @property
     def team_names(self) -> list[str]:

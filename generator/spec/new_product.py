@@ -91,15 +91,34 @@ ACROSS_FIELDS = {"name", "domain", "schedule"}
 
 def with_defaults(given: dict[str, str], root: Path | None = None) -> dict[str, str]:
     """Every answer: those given, and the defaults (computed from earlier answers) for the rest. With
-    `root`, a registered domain's owner team is the default team."""
+    `root`, a registered domain's proposals (its owner team, its `product_defaults`) come first."""
     answers: dict[str, str] = {}
+    proposed: dict[str, str] = {}
     for question in QUESTIONS:
+        if question.key == "owner_team" and root:  # the domain is answered by now
+            proposed = domain_defaults(root, answers["domain"])
         if question.key in given:
             answers[question.key] = given[question.key]
-            continue
-        registered = domain_teams(root, answers["domain"]) if root and question.key == "owner_team" else None
-        answers[question.key] = registered[0] if registered else question.default(answers)
+        else:
+            answers[question.key] = proposed.get(question.key) or question.default(answers)
     return answers
+
+
+def domain_defaults(root: Path, domain: str) -> dict[str, str]:
+    """The answers domains/<domain>.yaml proposes for a new product (as text, like typed answers): its
+    owner team and its `product_defaults`. Empty for a domain the registry does not have."""
+    from generator.spec.domain import load_domain
+
+    path = root / DOMAINS_DIR / f"{domain}.yaml"
+    if not path.is_file():
+        return {}
+    registered = load_domain(path, f"{DOMAINS_DIR}/{domain}.yaml")
+    proposed = {"owner_team": registered.owner_team}
+    defaults = registered.product_defaults
+    if defaults is not None:
+        for key, value in defaults.model_dump(mode="json", exclude_none=True).items():
+            proposed[key] = str(_plain_number(value)) if isinstance(value, float) else str(value)
+    return proposed
 
 
 def build_spec(answers: dict[str, Any]) -> dict[str, Any]:
