@@ -50,7 +50,7 @@ def test_a_publish_emits_start_and_complete_and_a_failed_one_start_and_fail(tmp_
     written = events(out)
     assert [e["eventType"] for e in written] == ["START", "COMPLETE", "START", "FAIL"]
     first = written[0]
-    assert first["job"]["namespace"] == "datamesh" and first["job"]["name"] == "commerce__orders.publish"
+    assert first["job"]["namespace"] == "datamesh" and first["job"]["name"] == "commerce__orders.publish_views"
     assert first["run"]["runId"] == written[1]["run"]["runId"] == run_uuid(spec, "scheduled__2024-01-02")
     assert written[2]["run"]["runId"] != first["run"]["runId"]
     assert {d["namespace"] for d in first["inputs"] + first["outputs"]} == {"postgres://db.internal:5433"}
@@ -207,7 +207,7 @@ def test_events_reach_an_http_backend_named_by_its_url(spec, backend, form):
         ("/api/v1/lineage", "START"),
         ("/api/v1/lineage", "COMPLETE"),
     ]
-    assert received[0][1]["job"]["name"] == "commerce__orders.publish"
+    assert received[0][1]["job"]["name"] == "commerce__orders.publish_views"
 
 
 @pytest.mark.parametrize(

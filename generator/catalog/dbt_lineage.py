@@ -10,7 +10,11 @@ from `dbt-ol`:
   (spec/dataset_names.py), the names the DAGs' Assets carry, not the host dbt happened to reach
   (the embedded server's socket folder is no host name);
 - parent: every run's parent is the Airflow task that ran dbt, the root its DAG run
-  (openlineage.airflow_parent), so a backend shows each model under the task.
+  (openlineage.airflow_parent), so a backend shows each model under the task;
+- column lineage: a model that reads a CTE of `select *` leaves the parser without the CTE's
+  columns, so it names the CTE as their origin; such a column is traced to the one input table
+  (from the warehouse's information_schema) that has a column of that name, and left out when
+  none or several do.
 
 Called by the dbt run and dbt test tasks while their scratch folder exists (runtime/tasks.py);
 nothing is read when events are off. Never raises: lineage never fails a run.
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +46,8 @@ def emit_dbt_events(
         client = client_from_environment(environ)
         if client is None or not (target_dir / "run_results.json").is_file():
             return 0
-        events = dbt_events(target_dir, names_for(warehouse, environ))
+        with _Columns(warehouse) as columns:
+            events = dbt_events(target_dir, names_for(warehouse, environ), columns)
     except Exception:
         log.exception("could not read the OpenLineage events of dbt's artifacts in %s", target_dir)
         return 0
@@ -56,9 +61,40 @@ def emit_dbt_events(
     return sent
 
 
-def dbt_events(target_dir: Path, names: WarehouseNames) -> list[Any]:
-    """The RunEvents (START, then COMPLETE or FAIL, per node) of the dbt command in `target_dir`."""
-    processor = _processor(target_dir, names)
+class _Columns:
+    """The column names of warehouse tables, read once each (none without a warehouse)."""
+
+    def __init__(self, warehouse: Warehouse | None) -> None:
+        self.warehouse = warehouse
+        self.conn: Any = None
+        self.known: dict[tuple[str, str], set[str]] = {}
+
+    def __enter__(self) -> _Columns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+    def __call__(self, schema: str, table: str) -> set[str]:
+        if (schema, table) not in self.known:
+            if self.warehouse is None:
+                return set()
+            if self.conn is None:
+                self.conn = self.warehouse.connect(autocommit=True)
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                    (schema, table),
+                )
+                self.known[(schema, table)] = {row[0] for row in cur.fetchall()}
+        return self.known[(schema, table)]
+
+
+def dbt_events(target_dir: Path, names: WarehouseNames, columns: Callable[[str, str], set[str]] | None = None) -> list[Any]:
+    """The RunEvents (START, then COMPLETE or FAIL, per node) of the dbt command in `target_dir`.
+    `columns(schema, table)` gives a table's column names, to trace columns through `select *`."""
+    processor = _processor(target_dir, names, columns or (lambda schema, table: set()))
     parent = airflow_parent()
     if parent is not None:
         from openlineage.common.provider.dbt.facets import ParentRunMetadata
@@ -74,7 +110,7 @@ def dbt_events(target_dir: Path, names: WarehouseNames) -> list[Any]:
     return processor.parse().events()
 
 
-def _processor(target_dir: Path, names: WarehouseNames) -> Any:
+def _processor(target_dir: Path, names: WarehouseNames, columns: Callable[[str, str], set[str]]) -> Any:
     from openlineage.common.provider.dbt.processor import DbtArtifactProcessor, DbtRunRunFacet
 
     class Processor(DbtArtifactProcessor):
@@ -94,6 +130,49 @@ def _processor(target_dir: Path, names: WarehouseNames) -> Any:
             # dbt's database is the server's name for it; ours is the setting. A name the SQL parser
             # found without a schema stays as written.
             return names.name(schema, table) if schema else table
+
+        def get_column_lineage(self, namespace: str, compiled_sql: str) -> Any:
+            from openlineage.client.facet_v2 import column_lineage_dataset as cl
+            from openlineage_sql import parse
+
+            try:
+                parsed = parse([compiled_sql], dialect="postgres")
+            except Exception:  # noqa: BLE001 - SQL the parser cannot read has no column lineage
+                log.warning("could not parse the SQL of a model for column lineage", exc_info=True)
+                return None
+            if parsed is None:
+                return None
+            tables = [(t.schema, t.name) for t in parsed.in_tables if t.schema]
+            fields = {}
+            for item in parsed.column_lineage:
+                sources = []
+                for column in item.lineage:
+                    origin = column.origin
+                    if origin is None:
+                        continue
+                    if origin.schema:
+                        found = [(origin.schema, origin.name)]
+                    else:  # a CTE of `select *`: the input that has the column
+                        found = [t for t in tables if column.name in columns(*t)]
+                    if len(found) == 1:
+                        sources.append(cl.InputField(namespace, names.name(*found[0]), column.name))
+                if sources:
+                    fields[item.descendant.name] = cl.Fields(inputFields=sources)
+            return cl.ColumnLineageDatasetFacet(fields=fields) if fields else None
+
+        def extract_dataset_data(self, node: Any, assertions: Any, has_facets: bool = False) -> Any:
+            namespace, name, facets, input_facets = super().extract_dataset_data(node, assertions, has_facets)
+            # The generated models' meta.owner is {team, email}; the facet wants names: `team:<team>`
+            # as the publish job's ownership says it.
+            owner = (node.metadata_node.get("meta") or {}).get("owner")
+            if "ownership" in facets and isinstance(owner, dict):
+                from openlineage.client.facet_v2 import ownership_dataset
+
+                named = [f"team:{owner['team']}"] if owner.get("team") else []
+                facets["ownership"] = ownership_dataset.OwnershipDatasetFacet(
+                    owners=[ownership_dataset.Owner(name=n) for n in named]
+                )
+            return namespace, name, facets, input_facets
 
         def dbt_run_run_facet(self) -> dict[str, DbtRunRunFacet]:
             invocation = self.run_metadata.get("invocation_id")

@@ -5,7 +5,7 @@ Datasets are named as OpenLineage names PostgreSQL tables: namespace `postgres:/
 name `<database>.<schema>.<table>`, from the settings of spec/dataset_names.py (the names the DAGs'
 Assets carry). A publish reads the tested build (`<key>__build.<output>`) and writes the published
 views, each with its schema facet and column lineage (every column from the same build column).
-Inside an Airflow task its run's parent is the task's run, as the Airflow OpenLineage provider
+The job is `<key>.publish_views`; inside an Airflow task its run's parent is the task's run, as the Airflow OpenLineage provider
 names it, and the root the DAG run: a lineage backend shows dbt run, dbt test
 (catalog/dbt_lineage.py) and publish under the Airflow run that did them.
 
@@ -184,7 +184,8 @@ def _events(
     ]
     job = Job(
         JOB_NAMESPACE,
-        f"{spec.key}.publish",
+        # Not `<key>.publish`: the Airflow provider names the publish task's own run so (its parent).
+        f"{spec.key}.publish_views",
         facets={
             "jobType": job_type_job.JobTypeJobFacet(
                 processingType="BATCH", integration="DATAMESH", jobType="PUBLISH"
