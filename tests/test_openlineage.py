@@ -116,7 +116,8 @@ def test_the_setting_configures_the_airflow_provider_and_unset_leaves_it_disable
         "type": "console"
     }
     # `client`: the provider reads OPENLINEAGE_URL itself; only the job namespace is set
-    assert provider_settings({"OPENLINEAGE_URL": "http://marquez:5000"}) == {"AIRFLOW__OPENLINEAGE__NAMESPACE": "datamesh"}
+    only_namespace = {"AIRFLOW__OPENLINEAGE__NAMESPACE": "datamesh"}
+    assert provider_settings({"OPENLINEAGE_URL": "http://marquez:5000"}) == only_namespace
 
 
 def test_the_local_airflow_gets_the_providers_settings_and_none_when_off(tmp_path, monkeypatch):
@@ -139,7 +140,8 @@ def test_the_local_airflow_gets_the_providers_settings_and_none_when_off(tmp_pat
         ("", set()),
         ("http://marquez:5000", {"AIRFLOW__OPENLINEAGE__TRANSPORT={\"type\": \"http\", \"url\": \"http://marquez:5000\"}"}),
         ("file:/tmp/it's here.jsonl", {
-            "AIRFLOW__OPENLINEAGE__TRANSPORT={\"type\": \"file\", \"log_file_path\": \"/tmp/it's here.jsonl\", \"append\": true}"
+            "AIRFLOW__OPENLINEAGE__TRANSPORT="
+            '{"type": "file", "log_file_path": "/tmp/it\'s here.jsonl", "append": true}'
         }),
     ],
 )
@@ -157,7 +159,10 @@ def test_the_images_entrypoint_maps_the_setting_before_running_the_command(value
 
 
 def test_the_images_entrypoint_refuses_a_bad_setting_and_runs_nothing(repo_root, tmp_path):
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(repo_root), "DATAMESH_PYTHON": sys.executable, MODE_VARIABLE: "kafka"}
+    env = {
+        "PATH": os.environ["PATH"], "PYTHONPATH": str(repo_root), "DATAMESH_PYTHON": sys.executable,
+        MODE_VARIABLE: "kafka",
+    }
     marker = tmp_path / "ran"
     done = subprocess.run(
         ["sh", str(repo_root / "docker/entrypoint.sh"), "touch", str(marker)], env=env, capture_output=True, text=True

@@ -76,7 +76,8 @@ def events(receiver, tmp_path_factory: pytest.TempPathFactory, warehouse) -> lis
         env=env, capture_output=True, text=True, timeout=900,
     )
     log = root / ".datamesh/logs" / f"{KEY}.log"
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + (log.read_text()[-6000:] if log.exists() else "")
+    told = done.stdout[-3000:] + done.stderr[-3000:] + (log.read_text()[-6000:] if log.exists() else "")
+    assert done.returncode == 0, told
     return list(received)
 
 
@@ -162,4 +163,5 @@ def test_publish_reports_the_published_views_under_the_name_of_the_dags_assets(e
     assert written == assets
     assert [i["name"] for i in complete["inputs"]] == [names.name(spec.build_schema, o.name) for o in spec.outputs]
     for output in complete["outputs"]:
-        assert set(output["facets"]["columnLineage"]["fields"]) == {f["name"] for f in output["facets"]["schema"]["fields"]}
+        columns = {f["name"] for f in output["facets"]["schema"]["fields"]}
+        assert set(output["facets"]["columnLineage"]["fields"]) == columns

@@ -91,7 +91,9 @@ class _Columns:
         return self.known[(schema, table)]
 
 
-def dbt_events(target_dir: Path, names: WarehouseNames, columns: Callable[[str, str], set[str]] | None = None) -> list[Any]:
+def dbt_events(
+    target_dir: Path, names: WarehouseNames, columns: Callable[[str, str], set[str]] | None = None
+) -> list[Any]:
     """The RunEvents (START, then COMPLETE or FAIL, per node) of the dbt command in `target_dir`.
     `columns(schema, table)` gives a table's column names, to trace columns through `select *`."""
     processor = _processor(target_dir, names, columns or (lambda schema, table: set()))
@@ -137,7 +139,7 @@ def _processor(target_dir: Path, names: WarehouseNames, columns: Callable[[str, 
 
             try:
                 parsed = parse([compiled_sql], dialect="postgres")
-            except Exception:  # noqa: BLE001 - SQL the parser cannot read has no column lineage
+            except Exception:
                 log.warning("could not parse the SQL of a model for column lineage", exc_info=True)
                 return None
             if parsed is None:

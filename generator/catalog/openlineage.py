@@ -5,8 +5,8 @@ Datasets are named as OpenLineage names PostgreSQL tables: namespace `postgres:/
 name `<database>.<schema>.<table>`, from the settings of spec/dataset_names.py (the names the DAGs'
 Assets carry). A publish reads the tested build (`<key>__build.<output>`) and writes the published
 views, each with its schema facet and column lineage (every column from the same build column).
-The job is `<key>.publish_views`; inside an Airflow task its run's parent is the task's run, as the Airflow OpenLineage provider
-names it, and the root the DAG run: a lineage backend shows dbt run, dbt test
+The job is `<key>.publish_views`; inside an Airflow task its run's parent is the task's run, as the
+Airflow OpenLineage provider names it, and the root the DAG run: a lineage backend shows dbt run, dbt test
 (catalog/dbt_lineage.py) and publish under the Airflow run that did them.
 
 Where the events go ($DATAMESH_OPENLINEAGE):
@@ -147,7 +147,7 @@ def _events(
     from openlineage.client.facet_v2 import column_lineage_dataset, job_type_job, ownership_job, schema_dataset
 
     namespace = names.namespace
-    IDENTITY = column_lineage_dataset.Transformation(type="DIRECT", subtype="IDENTITY")  # noqa: N806
+    IDENTITY = column_lineage_dataset.Transformation(type="DIRECT", subtype="IDENTITY")
     inputs = [InputDataset(namespace, names.name(spec.build_schema, o.name)) for o in spec.outputs]
     outputs = [
         OutputDataset(

@@ -218,7 +218,7 @@ def doc_md(spec: DataProduct, links: CardLinks | None = None, domain: Domain | N
     if spec.schedule:
         schedule = f"`{spec.schedule}`"
     else:
-        reads = ", ".join(f"`{published_schema(i.domain, i.product, i.major)}.{i.output}`" for i in spec.inputs.products)
+        reads = ", ".join(f"`{i.published_schema}.{i.output}`" for i in spec.inputs.products)
         schedule = f"when the outputs it reads are published ({reads})"
     lines = [
         f"# Data product `{spec.domain}/{spec.name}`",

@@ -30,7 +30,6 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
     from generator.render.airflow_dag import card_links, render_dag
     from generator.render.dbt_project import render_dbt_project
-
     from generator.spec.dataset_names import warehouse_names
 
     links = card_links()  # the environment's settings, read once for every DAG
