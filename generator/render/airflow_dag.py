@@ -8,6 +8,10 @@ validated as identifiers by spec.py.
 The card (doc_md) links to the product's dbt docs and its catalog card. Where those are served is a
 setting of the platform, read when rendering ($DATAMESH_DBT_DOCS_URL, $DATAMESH_REPORT_URL; see
 docs/operations.md) and written into the file as text: parsing a DAG reads no file and no database.
+
+Assets: publish emits one per output, named as OpenLineage names the published view (the warehouse's
+names are settings too, spec/dataset_names.py), and a product without a schedule is scheduled on
+the Assets of the outputs it reads (docs/catalog.md, "Assets").
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from generator.render.templating import render
 from generator.spec.dataset_names import WarehouseNames, warehouse_names
 from generator.spec.domain import Domain
 from generator.spec.mesh import Mesh, ProductEntry
-from generator.spec.model import DataProduct, asset_uri, published_schema
+from generator.spec.model import DataProduct, asset_name, asset_uri, published_schema
 
 TEMPLATE = "dag.py.j2"
 
@@ -128,7 +132,7 @@ def legacy_asset(domain: str, product: str, major: int) -> AssetRef:
     """The one Asset per product and major that publish emitted before 0.3, still emitted for one
     release so that its event history and any DAG outside the mesh scheduled on it carry over
     (docs/catalog.md, "Assets"). No generated DAG is scheduled on it."""
-    return AssetRef(name=f"{domain}.{product}.v{major}", uri=asset_uri(domain, product, major))
+    return AssetRef(name=asset_name(domain, product, major), uri=asset_uri(domain, product, major))
 
 
 def input_assets(spec: DataProduct, names: WarehouseNames) -> list[AssetRef]:
