@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from generator.layout import PLATFORM_DAG_ID
-from generator.render.airflow_dag import published_asset
+from generator.render.airflow_dag import input_assets, published_assets
+from generator.spec.dataset_names import warehouse_names
 from generator.spec.mesh import load_mesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -172,21 +173,25 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
         assert t["retries"] == 2, t["task_id"]
         assert t["retry_exponential_backoff"] > 1, t["task_id"]
 
-    own = published_asset(spec.domain, spec.name, spec.major)
+    # publish emits one Asset per output (and the product's former Asset, for one release)
+    own = published_assets(spec, warehouse_names({}))
     outlets = {t["task_id"]: t["outlets"] for t in tasks}
-    assert outlets == {**{t: [] for t in CHAIN}, "publish": [{"name": own.name, "uri": own.uri}]}
+    assert outlets == {**{t: [] for t in CHAIN}, "publish": [{"name": a.name, "uri": a.uri} for a in own]}
+    assert len(own) == len(spec.outputs) + 1
 
     if spec.schedule:
         assert dag["schedule"] == spec.schedule
     else:
-        wanted = {published_asset(i.domain, i.product, i.major) for i in spec.inputs.products}
-        assert {(a["name"], a["uri"]) for a in dag["schedule"]} == {(a.name, a.uri) for a in wanted}
-        assert len(dag["schedule"]) == len(wanted)
+        wanted = input_assets(spec, warehouse_names({}))
+        assert [(a["name"], a["uri"]) for a in dag["schedule"]] == [(a.name, a.uri) for a in wanted]
+        assert len(wanted) == len({(i.product, i.output) for i in spec.inputs.products})
 
 
 @pytest.mark.integration
 def test_asset_graph_matches_the_specs_inputs(dagbag: dict[str, Any]) -> None:
-    """Each asset-scheduled DAG waits on exactly the Assets its input products' publish tasks emit."""
+    """Each asset-scheduled DAG waits on exactly the Assets of the outputs it reads, each emitted
+    by the publish task of the product that owns the output, and on no Asset of an output it
+    does not read."""
     emitted_by = {
         asset["uri"]: dag_id
         for dag_id, dag in dagbag["dags"].items()
@@ -199,3 +204,5 @@ def test_asset_graph_matches_the_specs_inputs(dagbag: dict[str, Any]) -> None:
         schedule = dagbag["dags"][entry.spec.key]["schedule"]
         producers = {emitted_by.get(asset["uri"], f"nobody emits {asset['uri']}") for asset in schedule}
         assert producers == {f"{i.domain}__{i.product}" for i in entry.spec.inputs.products}
+        read = {f"{i.published_schema}.{i.output}" for i in entry.spec.inputs.products}
+        assert {asset["name"].rsplit("/", 1)[1].split(".", 1)[1] for asset in schedule} == read

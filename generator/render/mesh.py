@@ -34,12 +34,14 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
     from generator.render.airflow_dag import card_links, render_dag
     from generator.render.dbt_project import render_dbt_project
+    from generator.spec.dataset_names import warehouse_names
 
     links = card_links()  # the environment's settings, read once for every DAG
+    names = warehouse_names()
     digests = SpecDigests(mesh.root)
     result = Rendered()
     for entry in entries:
-        files = render_dbt_project(entry, mesh).merge(render_dag(entry, mesh, links))
+        files = render_dbt_project(entry, mesh).merge(render_dag(entry, mesh, links, names))
         result = result.merge(stamped(files, entry, digests))
     return result
 
