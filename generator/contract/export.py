@@ -45,7 +45,7 @@ def contract(spec: DataProduct, server: ServerLocation | None = None) -> dict[st
         document["tags"] = list(spec.tags)
     document["team"] = {"name": spec.owner.team}
     support = [{"channel": "email", "tool": "email", "url": f"mailto:{spec.owner.email}"}]
-    if spec.owner.slack:
+    if spec.owner.slack is not None:
         support.append({"channel": spec.owner.slack, "tool": "slack"})
     document["support"] = support
     roles = _roles(spec)

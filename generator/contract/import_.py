@@ -77,14 +77,18 @@ def read_contract(text: str, shown: str, domain: str | None = None) -> Imported:
         raise SpecError([problem(loc, f"breaks the ODCS standard: {message}") for loc, message in broken])
     reader = _Reader(TrackedDocument(document), domain)
     spec = reader.spec()
-    if reader.problems:
-        raise SpecError([problem(loc, message) for loc, message in reader.problems])
     try:
         product = DataProduct.model_validate(spec)
     except ValidationError as exc:
-        raise SpecError(
-            [problem(reader.origin_of(error_loc(err)), _spec_message(err)) for err in exc.errors()]
-        ) from exc
+        # The spec's own rules, each at its place in the contract; not again where the reader found one.
+        found = list(reader.problems)
+        for err in exc.errors():
+            loc = reader.origin_of(error_loc(err))
+            if not any(loc[: len(seen)] == seen or seen[: len(loc)] == loc for seen, _ in reader.problems):
+                found.append((loc, _spec_message(err)))
+        raise SpecError(sorted((problem(loc, message) for loc, message in found), key=_by_line)) from exc
+    if reader.problems:
+        raise SpecError(sorted((problem(loc, message) for loc, message in reader.problems), key=_by_line))
     notes = [*reader.notes, *((loc, reader.leftover_message(loc)) for loc in reader.doc.leftovers())]
     notes.sort(key=lambda note: nearest_line(note[0], lines) or 0)
     return Imported(
@@ -93,6 +97,10 @@ def read_contract(text: str, shown: str, domain: str | None = None) -> Imported:
         [problem(loc, message) for loc, message in notes],
         lambda spec_loc: problem(reader.origin_of(spec_loc), ""),
     )
+
+
+def _by_line(problem: Problem) -> int:
+    return problem.line or 0
 
 
 def _spec_message(err: Any) -> str:

@@ -24,8 +24,9 @@ from generator.warehouse.connection import Warehouse
 
 DESCRIPTION = """The data mesh's catalog inside Airflow: products (search with the CLI's filters, the
 card), lineage and impact, quality, compliance and run history, incidents, subscriptions, and each
-product's dbt docs. Every route needs an Airflow login (the api-server's JWT cookie, or
-`Authorization: Bearer <token>` from `POST /auth/token`); subscribing needs create rights on assets."""
+product's dbt docs and ODCS data contract. Every route needs an Airflow login (the api-server's JWT
+cookie, or `Authorization: Bearer <token>` from `POST /auth/token`); subscribing needs create rights
+on assets."""
 
 
 def create_app(warehouse: Warehouse | None = None) -> FastAPI:
