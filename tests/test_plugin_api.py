@@ -261,6 +261,7 @@ def test_pages_render_the_catalog(server, tokens):
     assert '<span class="badge pii">PII: email</span>' in html
     assert 'aria-label="data age against the freshness SLA"' in html
     assert 'href="/dags/customers__customer_profiles" target="_top"' in html
+    assert 'href="/datamesh/api/products/customers/customer_profiles/contract?format=yaml"' in html
     status, html, _ = call(server, "/datamesh/dags/customers__customer_profiles", token)
     assert status == 200 and "<title>customers/customer_profiles</title>" in html
     status, html, _ = call(server, "/datamesh/products/nope/nothing", token)
