@@ -208,7 +208,9 @@ class _Reader:
         if tags:
             spec["tags"] = tags
             self.set(("tags",), ("tags",), mirror=True)
-        custom = self._custom(("customProperties",))
+        custom = self._custom(
+            ("customProperties",), (v.CUSTOM.classification, v.CUSTOM.inputs, v.CUSTOM.changelog, v.CUSTOM.deprecations)
+        )
         classification = custom.get(v.CUSTOM.classification)
         if classification is None:
             self.problems.append(
@@ -245,18 +247,14 @@ class _Reader:
             self.problems.append((loc, f"required: {what}"))
         return value
 
-    def _custom(self, loc: Loc, names: tuple[str, ...] | None = None) -> dict[str, tuple[Loc, Any]]:
-        """Our custom properties (vendor datamesh) at `loc`, by name: (location of the value, value)."""
+    def _custom(self, loc: Loc, names: tuple[str, ...]) -> dict[str, tuple[Loc, Any]]:
+        """Our custom properties (vendor datamesh) of `names` at `loc`: (location of the value, value)
+        by name. Others stay unread, so they are listed."""
         found = {}
         for item_loc, item in self.doc.items(loc):
-            if not isinstance(item, dict) or item.get("vendor") != v.VENDOR:
-                continue
-            name = item.get("property")
-            if names is not None and name not in names:
-                continue
-            if name in vars(v.CUSTOM).values():
+            if isinstance(item, dict) and item.get("vendor") == v.VENDOR and item.get("property") in names:
                 self.doc.take(item_loc)
-                found[name] = ((*item_loc, "value"), item.get("value"))
+                found[item["property"]] = ((*item_loc, "value"), item.get("value"))
         return found
 
     def _description(self) -> str | None:
@@ -379,7 +377,7 @@ class _Reader:
         for loc, item in self.doc.items(("roles",)):
             if not isinstance(item, dict) or item.get("access") not in (None, "read"):
                 continue
-            custom = self._custom((*loc, "customProperties"))
+            custom = self._custom((*loc, "customProperties"), (v.CUSTOM.domain, v.CUSTOM.pii_access))
             pii = custom.get(v.CUSTOM.pii_access, (None, False))[1] is True
             if v.CUSTOM.domain in custom:
                 where, name = "domains", custom[v.CUSTOM.domain][1]
@@ -481,7 +479,9 @@ class _Reader:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 constraints[bound] = d.take((*options, key))
                 self.set((*c_loc, bound), (*options, key))
-        custom = self._custom((*loc, "customProperties"))
+        custom = self._custom(
+            (*loc, "customProperties"), (v.CUSTOM.minimum, v.CUSTOM.maximum, v.CUSTOM.references, v.CUSTOM.pii_category)
+        )
         for key, bound in ((v.CUSTOM.minimum, "min"), (v.CUSTOM.maximum, "max")):
             if key in custom:
                 self.set((*c_loc, bound), custom[key][0])
