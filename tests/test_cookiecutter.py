@@ -171,7 +171,7 @@ def test_new_product_parses_and_builds_with_dbt(
         )
         assert result.returncode == 0, f"dbt {command[0]} failed:\n{result.stdout}\n{result.stderr}"
     manifest = json.loads((project / "target/manifest.json").read_text())
-    assert f"model.{domain}__{name}.{output}" in manifest["nodes"]
+    assert f"model.{domain}__{name}.{output}.v0" in manifest["nodes"]  # versioned: its major
     # The skeleton builds the contract's table (no rows) in the product's private build schema.
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute(
