@@ -132,7 +132,7 @@ def test_card_lineage_and_impact(server, tokens):
         ("/products/nope/nothing/lineage", "no product nope/nothing in the catalog"),
         ("/products/sales/sales_orders_analytical/outputs/nope/impact", "no output sales/sales_orders_analytical.nope"),
         ("/products/nope/nothing/docs", "no product nope/nothing in the catalog"),
-        ("/products/customers/customer_profiles/contract", "no ODCS contract for customers/customer_profiles"),
+        ("/products/nope/nothing/contract", "no product nope/nothing in the catalog"),
     ],
 )
 def test_unknown_names_are_404_with_a_message(server, tokens, path, message):
@@ -270,6 +270,31 @@ def test_dbt_docs_are_served_from_the_catalog(server, tokens, catalog_db):
     assert status == 200 and "content-encoding" not in headers and "é" in page
 
 
+def test_the_contract_is_the_products_odcs_contract(server, tokens, catalog_db, repo_root):
+    """The route serves what `datamesh contract export` writes, for the version the catalog holds,
+    with the server this console's warehouse is; YAML on request."""
+    from generator.contract.export import ServerLocation, contract
+    from generator.contract.import_ import read_contract
+    from generator.contract.standard import violations
+    from generator.spec.load import load_spec
+
+    path = f"{API}/products/customers/customer_profiles/contract"
+    status, document, headers = call(server, path, tokens["viewer"])
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert violations(document) == []
+    spec = load_spec(repo_root / "dbt/customers/customer_profiles/data_product.yaml")
+    where = ServerLocation(catalog_db.host, catalog_db.port, catalog_db.dbname)
+    assert document == contract(spec, where)
+    assert document["servers"][0]["schema"] == "customers__customer_profiles__v1"
+    status, text, headers = call(server, path + "?format=yaml", tokens["viewer"])
+    assert status == 200 and headers["content-type"].startswith("application/yaml")
+    assert read_contract(text, "served.yaml").product == spec
+    status, answer, _ = call(server, path + "?format=xml", tokens["viewer"])
+    assert status == 400 and answer["detail"].startswith("malformed request: query.format")
+    status, _, _ = call(server, path)
+    assert status == 401
+
+
 def test_openapi_documents_the_api(server, tokens):
     status, spec, _ = call(server, "/datamesh/openapi.json")
     assert status == 200
@@ -298,6 +323,7 @@ def test_pages_render_the_catalog(server, tokens):
     assert '<span class="badge pii">PII: email</span>' in html
     assert 'aria-label="data age against the freshness SLA"' in html
     assert 'href="/dags/customers__customer_profiles" target="_top"' in html
+    assert 'href="/datamesh/api/products/customers/customer_profiles/contract?format=yaml"' in html
     status, html, _ = call(server, "/datamesh/dags/customers__customer_profiles", token)
     assert status == 200 and "<title>customers/customer_profiles</title>" in html
     status, html, _ = call(server, "/datamesh/products/nope/nothing", token)

@@ -17,6 +17,7 @@ from generator.catalog.search import freshness_text
 from generator.catalog.usage import RECENT_DAYS, ProductUsage, product_usage
 from generator.errors import NotFound
 from generator.layout import CATALOG_SCHEMA
+from generator.spec.model import DataProduct
 
 RUNS_SHOWN = 10
 INCIDENTS_SHOWN = 5
@@ -374,3 +375,22 @@ def _changelog_lines(card: Card) -> list[str]:
         return []
     breaking = " (BREAKING)" if entry.get("breaking") else ""
     return [f"changes in {card.version}{breaking}: " + "; ".join(entry.get("changes", []))]
+
+
+def load_spec(conn: psycopg2.extensions.connection, domain: str, product: str) -> DataProduct:
+    """The spec the product's last registered run was built from (NotFound if none reads)."""
+    from pydantic import ValidationError
+
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT spec FROM {CATALOG_SCHEMA}.products WHERE domain = %s AND name = %s", (domain, product))
+        row = cur.fetchone()
+    if row is None:
+        conn.rollback()
+        raise NotFound(f"no product {domain}/{product} in the catalog (has it been registered by a run?)")
+    try:
+        return DataProduct.model_validate(row[0])
+    except ValidationError as exc:
+        raise NotFound(
+            f"the catalog's spec of {domain}/{product} does not read as a current spec ({exc.error_count()} "
+            "problem(s)): its next run registers it again"
+        ) from None

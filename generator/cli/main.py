@@ -17,6 +17,7 @@ from generator.cli.access import access_group, grants_group
 from generator.cli.catalog import docs, echo_json, impact, lineage, output_format, report, search, show, subscribe
 from generator.cli.console import console
 from generator.cli.context import Context, pass_ctx
+from generator.cli.contract import contract_group
 from generator.cli.domains import domains
 from generator.cli.migrate import migrate
 from generator.cli.new import new
@@ -408,6 +409,7 @@ cli.add_command(domains)  # the domain registry: generator/cli/domains.py
 cli.add_command(grants_group)  # access without a data build: generator/cli/access.py
 cli.add_command(access_group)
 cli.add_command(console)  # the operations console in Airflow: generator/cli/console.py
+cli.add_command(contract_group)  # ODCS data contracts: generator/cli/contract.py
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from generator.cli.context import Context, pass_ctx
-from generator.errors import CheckFailed, UserError
+from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import DAGS_DIR, DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 
 # generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
@@ -165,8 +165,47 @@ def check_all(
     return spec, answers
 
 
-def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
-    """Write the spec and the answers, render the product; on any failure remove what was written."""
+def check_imported(root: Path, imported: Any) -> None:
+    """An imported contract's spec checked as `check_all` checks answers: a free name, its inputs in
+    the mesh, its team in the domain registry, the blocking policies. SpecError lists every problem,
+    each at its place in the contract; nothing is written."""
+    from generator.spec import new_product as np
+    from generator.spec.mesh import ProductEntry, check_inputs, load_mesh
+
+    product = imported.product
+    if not (root / DBT_DIR).is_dir():
+        raise Refused(f"{root} has no dbt/ folder: run datamesh from the repo root (or pass --root)")
+    problems = []
+    for path in (root / DBT_DIR / product.domain / product.name, root / DAGS_DIR / f"{product.key}.py"):
+        if path.exists():
+            problems.append(imported.problem(("name",), f"{product.domain}/{product.name} exists already "
+                                                        f"({path.relative_to(root)})"))
+    where = np.name_taken(root, product.name)
+    if where and not problems:
+        problems.append(imported.problem(("name",), f"name {product.name!r} is taken in the mesh by {where}"))
+    try:
+        mesh = load_mesh(root)
+    except UserError as exc:
+        raise Refused(f"the repo's specs have problems; fix them first.\n{exc}") from None
+    entry = ProductEntry(product, root / DBT_DIR / product.domain / product.name / SPEC_FILENAME, "")
+    for found in check_inputs([entry], mesh.products):
+        index = int(found.path.removeprefix("inputs.products[").rstrip("]"))
+        problems.append(imported.problem(("inputs", "products", index), found.message))
+    teams = np.domain_teams(root, product.domain)
+    if teams is not None and product.owner.team not in teams:
+        problems.append(
+            imported.problem(("owner", "team"), f"team {product.owner.team!r} is not a team of domain "
+                                                f"{product.domain!r} ({DOMAINS_DIR}/{product.domain}.yaml); "
+                                                f"allowed: {', '.join(teams)}")
+        )
+    problems += [imported.problem((), line) for line in Checker(root).blocking(product)]
+    if problems:
+        raise SpecError(problems)
+
+
+def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, comment: str = "") -> None:
+    """Write the spec and the answers (none for an imported contract), render the product (its skeleton
+    models with it); on any failure remove what was written. `comment`: lines for the spec's top."""
     domain, name = spec["domain"], spec["name"]
     domain_dir = root / DBT_DIR / domain
     product_dir = domain_dir / name
@@ -175,10 +214,11 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
     new_dags_dir = not dag_file.parent.exists()
     try:
         product_dir.mkdir(parents=True)
-        (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec), encoding="utf-8")
-        replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
-        replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
-        (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
+        (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec, comment), encoding="utf-8")
+        if answers is not None:
+            replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
+            replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
+            (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
         # The `datamesh render` command, run by this Python. -P: import the installed generator, not
         # a `generator/` folder in the working directory.
         render = subprocess.run(
@@ -199,11 +239,11 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
         raise
 
 
-def spec_yaml(spec: dict[str, Any]) -> str:
+def spec_yaml(spec: dict[str, Any], comment: str = "") -> str:
     from generator.spec import new_product as np
     from generator.spec.yaml_text import to_yaml
 
-    return np.SCHEMA_LINE + to_yaml(spec)
+    return np.SCHEMA_LINE + comment + to_yaml(spec)
 
 
 def summary(spec: dict[str, Any], replay_hint: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import psycopg2.extensions
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from generator.catalog import lineage as lin
@@ -378,10 +378,32 @@ def dbt_docs(conn: Catalog, request: Request, domain: str, product: str) -> Resp
     return Response(page.html, media_type="text/html; charset=utf-8", headers=headers)
 
 
-@router.get("/products/{domain}/{product}/contract", summary="The product's ODCS data contract")
-def contract(conn: Catalog, domain: str, product: str) -> dict[str, Any]:
-    load_card(conn, domain, product)
-    raise NotFound(
-        f"no ODCS contract for {domain}/{product}: the catalog does not hold ODCS contracts yet "
-        "(the card and /lineage describe its outputs meanwhile)"
+@router.get(
+    "/products/{domain}/{product}/contract",
+    responses={
+        200: {
+            "content": {"application/json": {}, "application/yaml": {}},
+            "description": "The ODCS v3 contract (as `datamesh contract export` writes it); `format=yaml` for YAML",
+        }
+    },
+    summary="The product's ODCS data contract",
+)
+def contract(
+    conn: Catalog,
+    request: Request,
+    domain: str,
+    product: str,
+    format: Annotated[Literal["json", "yaml"], Query(description="json (default) or yaml.")] = "json",
+) -> Response:
+    """The contract of the version the catalog registered last, with the server of its published
+    schema on the warehouse this console reads."""
+    from generator.catalog.card import load_spec
+    from generator.contract.export import ServerLocation, checked_contract, to_yaml
+
+    warehouse = request.app.state.pool.warehouse
+    document = checked_contract(
+        load_spec(conn, domain, product), ServerLocation(warehouse.host, warehouse.port, warehouse.dbname)
     )
+    if format == "yaml":
+        return Response(to_yaml(document), media_type="application/yaml; charset=utf-8")
+    return JSONResponse(document)

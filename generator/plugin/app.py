@@ -24,7 +24,7 @@ from generator.warehouse.connection import Warehouse
 
 DESCRIPTION = """The data mesh's catalog inside Airflow: products (search with the CLI's filters, the
 card), lineage and impact, quality, compliance and run history, incidents, subscriptions, and each
-product's dbt docs, access requests and their decisions. Every route needs an Airflow login (the
+product's dbt docs and ODCS data contract, access requests and their decisions. Every route needs an Airflow login (the
 api-server's JWT cookie, or `Authorization: Bearer <token>` from `POST /auth/token`); subscribing,
 asking for access and deciding need create rights on assets, and a decision needs the Airflow user to
 be a member of the team owning the product (domains/<domain>.yaml: its `login`, or its email)."""
