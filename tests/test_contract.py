@@ -18,7 +18,7 @@ from generator.contract.export import ServerLocation, contract, to_yaml
 from generator.contract.import_ import read_contract
 from generator.contract.standard import dotted, violations
 from generator.errors import SpecError
-from generator.spec.domain import minimal_domain
+from generator.spec.domain import new_domain_text
 from generator.spec.load import load_spec
 from tests.test_cookiecutter import copy_repo, snapshot
 
@@ -283,8 +283,8 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.mark.integration
 def test_import_creates_the_product_and_export_gives_its_contract_back(repo: Path, tmp_path: Path):
-    registered = minimal_domain("logistics", "logistics_team", "logistics@company.com")
-    (repo / "domains/logistics.yaml").write_text(yaml.safe_dump(registered), encoding="utf-8")
+    registered = new_domain_text("logistics", "logistics_team", "logistics@company.com")
+    (repo / "domains/logistics.yaml").write_text(registered, encoding="utf-8")
     source = tmp_path / "shipments.yaml"
     source.write_text(BASE, encoding="utf-8")
     done = datamesh(repo, "contract", "import", str(source))
