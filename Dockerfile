@@ -27,6 +27,8 @@ COPY generator ./generator
 RUN pip install -c constraints.txt ".[stack]" && pip check
 
 COPY docker/airflow-init.sh /usr/local/bin/datamesh-airflow-init
+# Maps $DATAMESH_OPENLINEAGE onto the Airflow OpenLineage provider's transport, then runs the command.
+COPY docker/entrypoint.sh /usr/local/bin/datamesh-entrypoint
 
 # The stack runs as the host user's uid (AIRFLOW_UID in .env) with group 0: make what it writes
 # group-writable, as Airflow's own image does.
@@ -34,9 +36,10 @@ RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir "${AIRFLOW_HOME}" --create
     && mkdir -p "${AIRFLOW_HOME}/logs" "${DATAMESH_ROOT}" \
     && chown -R "${AIRFLOW_UID}:0" "${AIRFLOW_HOME}" "${DATAMESH_ROOT}" \
     && chmod -R g+rwX "${AIRFLOW_HOME}" "${DATAMESH_ROOT}" \
-    && chmod 0755 /usr/local/bin/datamesh-airflow-init
+    && chmod 0755 /usr/local/bin/datamesh-airflow-init /usr/local/bin/datamesh-entrypoint
 
 USER ${AIRFLOW_UID}
 WORKDIR ${DATAMESH_ROOT}
 EXPOSE 8080
+ENTRYPOINT ["datamesh-entrypoint"]
 CMD ["airflow", "version"]

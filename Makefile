@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # upstream release cannot break a fresh install. Regenerate with `make lock` after changing pyproject.toml.
 LOCK := constraints.txt
 
-.PHONY: demo test test-stack test-browser lint clean lock
+.PHONY: demo test test-stack test-browser test-peer lint clean lock lock-datacontract
 
 # Re-run when pyproject.toml or the lock changes: pip then moves installed packages to the pinned versions.
 $(BIN)/datamesh: pyproject.toml $(LOCK)
@@ -27,7 +27,7 @@ demo: $(BIN)/datamesh
 # Not -q: the header names the seed. Repeat an order with `pytest --randomly-seed=N` (the same files);
 # `-p no:randomly` runs the files and tests in the order they are written.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -n 2 --dist loadfile -m "not stack and not browser"
+	$(BIN)/pytest -n 2 --dist loadfile -m "not stack and not browser and not peer"
 
 # The deployed stack (tests/stack): api-server, scheduler, dag-processor, triggerer and two Celery
 # workers as docker-compose.yml runs them, with Redis and PostgreSQL; about 10 minutes on 2 cores.
@@ -40,6 +40,24 @@ test-stack: $(BIN)/datamesh
 # the suite shares one api-server. Screenshots: the folder it prints (under pytest's basetemp).
 test-browser: $(BIN)/datamesh
 	$(BIN)/pytest -s -m browser tests/browser
+
+# The peer check of exported ODCS contracts (tests/test_contract_peer.py): datacontract-cli's own `lint`
+# and `test`, the latter against a product published on the embedded PostgreSQL. datacontract-cli
+# gets a virtualenv of its own, from its own lock: its dependencies clash with the project's (typer).
+DC_VENV := .venv-datacontract
+DC_LOCK := constraints-datacontract.txt
+DC_PACKAGE := datacontract-cli[postgres]==1.2.8
+
+$(DC_VENV)/bin/datacontract: $(DC_LOCK)
+	$(PYTHON) -m venv $(DC_VENV)
+	$(DC_VENV)/bin/pip install --quiet --upgrade pip
+	$(DC_VENV)/bin/pip install --quiet -c $(DC_LOCK) "$(DC_PACKAGE)"
+	touch $@
+
+.venv-datacontract: $(DC_VENV)/bin/datacontract
+
+test-peer: $(BIN)/datamesh $(DC_VENV)/bin/datacontract
+	DATAMESH_PEER_REQUIRED=1 $(BIN)/pytest -m peer tests/test_contract_peer.py
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks
@@ -64,3 +82,15 @@ lock:
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 	rm -rf $(LOCK_VENV)
+
+# Rebuild datacontract-cli's lock (constraints-datacontract.txt) the same way: `make lock-datacontract`.
+DC_LOCK_VENV := .lock-venv-datacontract
+lock-datacontract:
+	rm -rf $(DC_LOCK_VENV)
+	$(PYTHON) -m venv $(DC_LOCK_VENV)
+	$(DC_LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(DC_LOCK_VENV)/bin/pip install --quiet $(if $(UPGRADE),,-c $(DC_LOCK)) "$(DC_PACKAGE)"
+	$(DC_LOCK_VENV)/bin/pip check
+	{ sed -n '1,5p' $(DC_LOCK); $(DC_LOCK_VENV)/bin/pip freeze --exclude-editable; } > $(DC_LOCK).new
+	mv $(DC_LOCK).new $(DC_LOCK)
+	rm -rf $(DC_LOCK_VENV)

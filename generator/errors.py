@@ -39,6 +39,10 @@ class NotFound(UserError):
     """What was asked for (a product, an output) is not in the catalog. The console answers 404."""
 
 
+class NotAllowed(UserError):
+    """Who asked may not do this (an approval by someone outside the owning team). The console answers 403."""
+
+
 class CheckFailed(UserError):
     """A check ran and found something wrong (drift, a failing policy): exit code 1, not 2."""
 

@@ -2,8 +2,9 @@
 
 Started as `airflow api-server` in a subprocess, on a fresh Airflow home (SQLite metadata) whose
 plugins folder holds one line importing the plugin (the package's entry point registers it once
-the project is installed; this works from a checkout too). The simple auth manager logs in three
-users, one per role the tests need; their generated passwords are read back from Airflow's file.
+the project is installed; this works from a checkout too). The simple auth manager logs in one user
+per role the tests need, and two domain members; their generated passwords are read back from
+Airflow's file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from generator.dev import airflow_local
 from generator.warehouse.connection import Warehouse
 
 REPO = Path(__file__).resolve().parents[1]
-USERS = {"admin": "admin", "viewer": "viewer", "op": "op"}  # name -> simple auth manager role
+# name -> simple auth manager role. amara and priya are members of domains/customers.yaml and
+# domains/commerce.yaml (by their `login`), for the access decisions.
+USERS = {"admin": "admin", "viewer": "viewer", "op": "op", "amara": "op", "priya": "op"}
 START_TIMEOUT = 180
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import sys
 import time
 import warnings
+from decimal import Decimal
 
 import psycopg2
 import psycopg2.errors
@@ -71,6 +73,41 @@ def test_the_analyst_reads_the_columns_it_may_and_hears_how_to_ask_for_the_other
     # the scientist is cleared for PII; the pinned major reads the same snapshot
     full = read(key, "orders", 1, connection=login(db, SCIENTIST).connect(), as_frame=False)
     assert {"email", "address"} <= set(full[0])
+
+
+def test_the_analyst_gets_a_typed_dataframe_when_pandas_is_installed(db: Warehouse):
+    pandas = pytest.importorskip("pandas")  # the dev extra installs it; the SDK does not need it
+    spec = product()
+    ship(db, spec, rows=3)
+    conn = login(db, ANALYST).connect()
+    frame = read(f"{spec.domain}/{spec.name}", "orders", columns=["order_id", "amount"], connection=conn)
+    assert isinstance(frame, pandas.DataFrame)
+    assert list(frame.columns) == ["order_id", "amount"]
+    assert frame["order_id"].tolist() == [1, 2, 3] and frame["amount"].tolist() == [1.0, 2.0, 3.0]
+    # as pandas.read_sql types them: integer -> int64, numeric(12,2) -> float64 (not Decimal objects)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == {"order_id": "int64", "amount": "float64"}
+    # no rows: still the view's columns, in its order
+    empty = read(f"{spec.domain}/{spec.name}", "daily", connection=conn, limit=0, as_frame=True)
+    assert empty.empty and list(empty.columns) == ["day", "total"]
+    # asked for rows: rows, pandas or not
+    assert read(f"{spec.domain}/{spec.name}", "daily", connection=conn, limit=1, as_frame=False) == [
+        {"day": 1, "total": 1}
+    ]
+    conn.close()
+
+
+def test_without_pandas_the_analyst_gets_rows_and_a_frame_asked_for_says_what_is_missing(
+    db: Warehouse, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` raises ImportError, as when absent
+    spec = product()
+    ship(db, spec, rows=2)
+    conn = login(db, ANALYST).connect()
+    rows = read(f"{spec.domain}/{spec.name}", "orders", columns=["order_id", "amount"], connection=conn)
+    assert rows == [{"order_id": 1, "amount": Decimal("1.00")}, {"order_id": 2, "amount": Decimal("2.00")}]
+    with pytest.raises(UserError, match=r"as_frame=True needs pandas: pip install pandas"):
+        read(f"{spec.domain}/{spec.name}", "daily", connection=conn, as_frame=True)
+    conn.close()
 
 
 def test_a_role_outside_the_access_list_is_refused_with_the_request_command(db: Warehouse):

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from generator.render.airflow_dag import published_asset
+from generator.layout import PLATFORM_DAG_ID
+from generator.render.airflow_dag import input_assets, published_assets
+from generator.spec.dataset_names import warehouse_names
 from generator.spec.mesh import load_mesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,13 +43,14 @@ for dag_id, dag in bag.dags.items():
     dags[dag_id] = {
         "fileloc": dag.fileloc,
         "schedule": dag.schedule if isinstance(dag.schedule, str) else [asset(a) for a in dag.schedule],
+        "start_date": dag.start_date.isoformat() if dag.start_date else None,
         "tags": sorted(dag.tags),
         "owner": dag.owner,
         "owner_links": dag.owner_links,
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
         "doc_md": dag.doc_md,
-        "on_failure_callback": f"{callback.__module__}.{callback.__qualname__}",
+        "on_failure_callback": f"{callback.__module__}.{callback.__qualname__}" if callback else None,
         "deadlines": [
             {
                 "name": d.name,
@@ -106,7 +109,21 @@ def dag_of(dagbag: dict[str, Any], key: str) -> dict[str, Any]:
 def test_every_dag_file_loads_without_errors(dagbag: dict[str, Any]) -> None:
     assert dagbag["import_errors"] == {}
     assert dagbag["warnings"] == {}
-    assert sorted(dagbag["dags"]) == sorted(e.spec.key for e in MESH.products)
+    assert sorted(dagbag["dags"]) == sorted([PLATFORM_DAG_ID, *(e.spec.key for e in MESH.products)])
+
+
+@pytest.mark.integration
+def test_the_platform_dag_collects_usage_and_sends_deadline_notices_daily(dagbag: dict[str, Any]) -> None:
+    dag = dag_of(dagbag, PLATFORM_DAG_ID)
+    assert Path(dag["fileloc"]).name == "datamesh_platform.py"
+    assert (dag["schedule"], dag["catchup"], dag["max_active_runs"]) == ("@daily", False, 1)
+    assert dag["tags"] == ["datamesh", "platform"] and dag["deadlines"] == []
+    assert "usage" in dag["doc_md"] and "deprecation" in dag["doc_md"]
+    # independent tasks: a failing collect never holds the notices back
+    assert {t["task_id"]: t["upstream"] for t in dag["tasks"]} == {"usage": [], "deprecation_deadlines": []}
+    for t in dag["tasks"]:
+        assert (t["pool"], t["retries"], t["outlets"]) == ("warehouse", 2, [])
+        assert t["execution_timeout_s"] == 3600
 
 
 @pytest.mark.integration
@@ -156,21 +173,25 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
         assert t["retries"] == 2, t["task_id"]
         assert t["retry_exponential_backoff"] > 1, t["task_id"]
 
-    own = published_asset(spec.domain, spec.name, spec.major)
+    # publish emits one Asset per output (and the product's former Asset, for one release)
+    own = published_assets(spec, warehouse_names({}))
     outlets = {t["task_id"]: t["outlets"] for t in tasks}
-    assert outlets == {**{t: [] for t in CHAIN}, "publish": [{"name": own.name, "uri": own.uri}]}
+    assert outlets == {**{t: [] for t in CHAIN}, "publish": [{"name": a.name, "uri": a.uri} for a in own]}
+    assert len(own) == len(spec.outputs) + 1
 
     if spec.schedule:
         assert dag["schedule"] == spec.schedule
     else:
-        wanted = {published_asset(i.domain, i.product, i.major) for i in spec.inputs.products}
-        assert {(a["name"], a["uri"]) for a in dag["schedule"]} == {(a.name, a.uri) for a in wanted}
-        assert len(dag["schedule"]) == len(wanted)
+        wanted = input_assets(spec, warehouse_names({}))
+        assert [(a["name"], a["uri"]) for a in dag["schedule"]] == [(a.name, a.uri) for a in wanted]
+        assert len(wanted) == len({(i.product, i.output) for i in spec.inputs.products})
 
 
 @pytest.mark.integration
 def test_asset_graph_matches_the_specs_inputs(dagbag: dict[str, Any]) -> None:
-    """Each asset-scheduled DAG waits on exactly the Assets its input products' publish tasks emit."""
+    """Each asset-scheduled DAG waits on exactly the Assets of the outputs it reads, each emitted
+    by the publish task of the product that owns the output, and on no Asset of an output it
+    does not read."""
     emitted_by = {
         asset["uri"]: dag_id
         for dag_id, dag in dagbag["dags"].items()
@@ -183,3 +204,5 @@ def test_asset_graph_matches_the_specs_inputs(dagbag: dict[str, Any]) -> None:
         schedule = dagbag["dags"][entry.spec.key]["schedule"]
         producers = {emitted_by.get(asset["uri"], f"nobody emits {asset['uri']}") for asset in schedule}
         assert producers == {f"{i.domain}__{i.product}" for i in entry.spec.inputs.products}
+        read = {f"{i.published_schema}.{i.output}" for i in entry.spec.inputs.products}
+        assert {asset["name"].rsplit("/", 1)[1].split(".", 1)[1] for asset in schedule} == read

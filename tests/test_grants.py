@@ -21,6 +21,7 @@ import yaml
 from psycopg2 import sql
 from test_access import as_login, build, ensure_login
 
+from generator.errors import UserError
 from generator.platform.access import granted_privileges
 from generator.platform.publish import current_snapshot, publish
 from generator.platform.setup import create_domain_roles, setup_repo
@@ -341,3 +342,70 @@ def _request(repo: Repo, admin, role: str, product: str) -> int:
     done = datamesh(repo.root, "access", "request", product, "--role", role, "--reason", "needed")
     assert done.returncode == 0, done.stderr
     return requests(admin, repo.domain)[-1][0]
+
+
+def _ship(warehouse: Warehouse, admin: psycopg2.extensions.connection, spec: DataProduct) -> None:
+    """Publish and register, as a run does (usage measures the catalog's products' consumers)."""
+    from generator.catalog import store
+
+    with admin.cursor() as cur:
+        build(cur, spec)
+    conn = warehouse.connect()
+    try:
+        store.migrate(conn)
+        store.register(conn, spec, f"run-{spec.version}", "success", {}, {}, publish(conn, spec).as_dict())
+    finally:
+        conn.close()
+
+
+def _logs_statements_of(admin: psycopg2.extensions.connection, login: str) -> bool:
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole "
+                    "WHERE r.rolname = %s AND s.setdatabase = 0 AND 'log_statement=all' = ANY(s.setconfig)", (login,))
+        return cur.fetchone() is not None
+
+
+def test_platform_setup_enables_usage_measurement_planned_and_once(repo: Repo, admin, warehouse) -> None:
+    from generator.catalog import usage
+
+    reader = f"{repo.domain}_reader"
+    with admin.cursor() as cur:
+        ensure_login(cur, reader)
+    spec = repo.write(spec_dict(repo.domain, repo.name, {"roles": [reader]}))
+    _ship(warehouse, admin, spec)
+
+    dry = setup_repo(warehouse, repo.root, dry_run=True)
+    assert [c.sql for c in dry.changes if c.kind == "usage" and reader in c.sql] == [
+        f"ALTER ROLE \"{reader}\" SET log_statement = 'all';"]
+    assert not _logs_statements_of(admin, reader)  # a dry run changes nothing
+
+    done = setup_repo(warehouse, repo.root)  # as the warehouse's admin, a superuser here
+    assert [c.description for c in done.changes if c.kind == "usage" and reader in c.description] == [
+        f"log the statements of consumer login {reader}"]
+    assert _logs_statements_of(admin, reader) and not done.notes
+    with admin.cursor() as cur:
+        cur.execute("SELECT setting FROM pg_file_settings WHERE name = 'log_line_prefix' ORDER BY seqno DESC LIMIT 1")
+        assert cur.fetchone() == (usage.LOG_LINE_PREFIX,)
+    again = setup_repo(warehouse, repo.root)
+    assert [c for c in again.changes if c.kind == "usage"] == []  # idempotent
+
+    # a login added later is logged by the next setup; a login that is no superuser cannot do it
+    other = f"{repo.domain}_reader2"
+    with admin.cursor() as cur:
+        ensure_login(cur, other)
+        cur.execute(f'GRANT USAGE ON SCHEMA datamesh_catalog TO "{reader}"; '
+                    f'GRANT SELECT ON datamesh_catalog.products TO "{reader}"')
+    _ship(warehouse, admin, repo.write(spec_dict(repo.domain, repo.name, {"roles": [reader, other]}, "1.1.0")))
+    conn = as_login(warehouse, reader)
+    try:
+        with conn.cursor() as cur:
+            planned = usage.plan_logging(cur)
+        assert [what for what, _ in planned.changes] == [f"log the statements of consumer login {other}"]
+        assert "may not change the server's log settings: run it as a superuser" in (planned.not_allowed or "")
+        with pytest.raises(UserError, match="run it as a superuser"):
+            usage.enable_logging(conn)
+    finally:
+        conn.close()
+    assert not _logs_statements_of(admin, other)
+    setup_repo(warehouse, repo.root)
+    assert _logs_statements_of(admin, other)

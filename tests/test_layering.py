@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # What the DAG files import from the generator: the callbacks at parse time, the tasks when a task
 # starts, the old callback path for runs queued before 0.2.0.
-DAG_FACING = ["generator.runtime.callbacks", "generator.runtime.tasks", "generator.incidents"]
+DAG_FACING = [
+    "generator.runtime.callbacks", "generator.runtime.tasks", "generator.runtime.maintenance", "generator.incidents",
+]
 
 # The generator modules those may load at top level: nothing but repo paths and error types.
 ALLOWED_GENERATOR_MODULES = {
@@ -31,6 +33,7 @@ ALLOWED_GENERATOR_MODULES = {
     "generator.runtime",
     "generator.runtime.callbacks",
     "generator.runtime.tasks",
+    "generator.runtime.maintenance",
     "generator.incidents",
 }
 

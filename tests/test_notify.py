@@ -134,7 +134,7 @@ def test_settings_name_the_channels():
     assert not notify.channels_from_settings({}).any
 
 
-def test_a_new_major_and_a_near_deadline_reach_the_consumers_owners(receivers):
+def test_a_new_major_reaches_the_consumers_owners_and_a_kept_major_the_owners(receivers):
     channels, mails, posts = receivers
     spec = _spec(
         version="2.0.0",
@@ -146,17 +146,39 @@ def test_a_new_major_and_a_near_deadline_reach_the_consumers_owners(receivers):
         notify.ConsumerContact("subscriber dashboard", 1, None),
         notify.ConsumerContact("product ml/churn", 2, "ml@example.com"),
     ]
-    notices = notify.publish_notices(spec, {"replaced": None, "kept": ["v1 is still read by: role bi"]},
-                                     consumers, dt.date(2026, 2, 1))
-    assert [n.kind for n in notices] == ["breaking_change", "deprecation_deadline", "deprecated_kept"]
-    breaking, deadline, kept = notices
+    notices = notify.publish_notices(spec, {"replaced": None, "kept": ["v1 is still read by: role bi"]}, consumers)
+    # the near deadline is told once per consumer, recorded in the catalog: send_deadline_notices
+    # (tests/test_platform_maintenance.py), not part of the publish's own notices
+    assert [n.kind for n in notices] == ["breaking_change", "deprecated_kept"]
+    breaking, kept = notices
     assert breaking.to == ("finance@example.com",)  # ml/churn reads v2 already
     assert "amount renamed total" in breaking.text and "served until 2026-02-10" in breaking.text
-    assert deadline.to == ("finance@example.com", "sales-oncall@example.com")
-    assert "9 day(s) left" in deadline.text and "read total instead of amount" in deadline.text
     assert kept.to == ("sales-oncall@example.com",)
     notify.send_all(notices, channels)
-    assert len(mails) == 3 and len(posts) == 3
+    assert len(mails) == 2 and len(posts) == 2
+    # a deprecation is "near" within the notice window, from the spec a publish has in hand
+    assert [e.major for e in notify.endings_of(spec, dt.date(2026, 2, 1))] == [1]
+    assert notify.endings_of(spec, dt.date(2026, 1, 10)) == []  # 31 days before
+    assert notify.endings_of(spec, dt.date(2026, 2, 11)) == []  # past
+
+
+def test_the_notice_window_is_the_notice_the_policy_asks_for():
+    """DEPRECATION_NOTICE_DAYS is the policy deprecation_gives_notice's number (policies/global.yaml):
+    a deprecation announced that many days ahead passes it, one day fewer is blocked."""
+    from generator.governance.gate import evaluate
+    from generator.spec.mesh import ProductEntry
+
+    days = notify.DEPRECATION_NOTICE_DAYS
+    repo = Path(__file__).resolve().parents[1]
+
+    def blocked(notice_days: int) -> bool:
+        until = dt.date(2026, 3, 1) + dt.timedelta(days=notice_days)
+        spec = _spec(version="2.0.0", deprecations=[
+            {"major": 1, "serve_until": until.isoformat(), "announced": "2026-03-01"}])
+        result = evaluate(repo, ProductEntry(spec, Path("x.yaml"), "x.yaml"), {"results": []})
+        return any("deprecation_gives_notice" in m for m in result.blocking)
+
+    assert not blocked(days) and blocked(days - 1)
 
 
 def test_the_failure_callback_tells_the_owner_even_when_the_catalog_is_down(receivers, monkeypatch, tmp_path):

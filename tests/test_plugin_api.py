@@ -56,7 +56,7 @@ def call(
     data = None
     if body is not None:
         data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
-    request = urllib.request.Request(server.url + path, data, headers, method="POST" if body else "GET")
+    request = urllib.request.Request(server.url + path, data, headers, method="GET" if body is None else "POST")
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=30) as answer:
@@ -133,7 +133,7 @@ def test_card_lineage_and_impact(server, tokens):
         ("/products/nope/nothing/lineage", "no product nope/nothing in the catalog"),
         ("/products/sales/sales_orders_analytical/outputs/nope/impact", "no output sales/sales_orders_analytical.nope"),
         ("/products/nope/nothing/docs", "no product nope/nothing in the catalog"),
-        ("/products/customers/customer_profiles/contract", "no ODCS contract for customers/customer_profiles"),
+        ("/products/nope/nothing/contract", "no product nope/nothing in the catalog"),
     ],
 )
 def test_unknown_names_are_404_with_a_message(server, tokens, path, message):
@@ -180,6 +180,68 @@ def test_subscribing_needs_more_than_a_read_only_role(server, tokens):
     assert status == 404 and "has no output 'nope'; it has: daily_revenue" in answer["detail"]
 
 
+def test_access_is_requested_and_decided_by_the_owning_teams_airflow_user(server, tokens, catalog_db, repo_root):
+    """customers/customer_profiles is owned by team customer_data; amara is its member (her `login`
+    in domains/customers.yaml), priya a member of another domain, op of none."""
+    role = "console_newcomer"
+    with closing(catalog_db.connect(autocommit=True)) as admin, admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    amara, priya = server.token("amara"), server.token("priya")
+    spec_file = repo_root / "dbt/customers/customer_profiles/data_product.yaml"
+    before = spec_file.read_bytes()
+    path = f"{API}/products/customers/customer_profiles/access-requests"
+    body = {"role": role, "reason": "churn study", "output": "customers_dim"}
+
+    # asking is a write: a read-only user may not
+    assert call(server, path, tokens["viewer"], body)[:2] == (403, {"detail": "Forbidden"})
+    for where, sent, status, message in [
+        (f"{API}/products/nope/nothing/access-requests", body, 404, "no product nope/nothing"),
+        (path, {**body, "output": "nope"}, 404, "has no output 'nope'; it has: customers_dim"),
+        (path, {**body, "role": "console_ghost"}, 400, "role 'console_ghost' does not exist"),
+        (path, {**body, "role": "analyst"}, 400, "'analyst' may read customers/customer_profiles already"),
+    ]:
+        got, answer, _ = call(server, where, tokens["op"], sent)
+        assert got == status and message in answer["detail"], (sent, answer)
+    status, made, _ = call(server, path, tokens["op"], body)
+    assert status == 201, made
+    assert (made["status"], made["requested_by"], made["role"]) == ("pending", "airflow:op", role)
+    first = made["id"]
+
+    # deciding: only a member of the owning team, by the Airflow user; the others change nothing
+    for token in (tokens["op"], priya):
+        status, answer, _ = call(server, f"{API}/access-requests/{first}/approve", token, {"note": "ok"})
+        assert status == 403, answer
+        assert "team 'customer_data', which owns customers/customer_profiles" in answer["detail"]
+        assert "amara.okafor@company.com" in answer["detail"] and "your Airflow user name" in answer["detail"]
+    assert call(server, f"{API}/access-requests/{first}/approve", tokens["viewer"], {})[:2] == (
+        403, {"detail": "Forbidden"})
+    status, pending, _ = call(server, f"{API}/access-requests?status=pending&domain=customers", tokens["viewer"])
+    assert status == 200 and first in [r["id"] for r in pending]
+
+    status, decided, _ = call(server, f"{API}/access-requests/{first}/approve", amara, {"note": "for Q3"})
+    assert status == 200, decided
+    assert decided["request"]["status"] == "approved"
+    assert decided["request"]["decided_by"] == "amara.okafor@company.com"
+    assert decided["spec_file"] == "dbt/customers/customer_profiles/data_product.yaml"
+    assert "+++ b/dbt/customers/customer_profiles/data_product.yaml" in decided["diff"]
+    assert f"+  roles: [analyst, data_scientist, customer_support, {role}]" in decided["diff"]
+    assert spec_file.read_bytes() == before  # a diff for review, never an edit on the server
+    with closing(catalog_db.connect()) as conn, conn.cursor() as cur:  # the audit log keeps the diff
+        cur.execute("SELECT actor, details FROM datamesh_catalog.audit_log WHERE action = 'approve' "
+                    "AND (details->>'request')::bigint = %s", (first,))
+        (actor, details), = cur.fetchall()
+    assert actor == "airflow:amara" and details["diff"] == decided["diff"] and details["note"] == "for Q3"
+    status, answer, _ = call(server, f"{API}/access-requests/{first}/deny", amara, {})
+    assert status == 400 and "was approved by amara.okafor@company.com already" in answer["detail"]
+
+    status, second, _ = call(server, path, tokens["op"], {**body, "reason": "again"})
+    status, denied, _ = call(server, f"{API}/access-requests/{second['id']}/deny", amara, {"note": "use v2"})
+    assert status == 200 and denied["request"]["status"] == "denied" and denied["diff"] == ""
+    assert call(server, f"{API}/access-requests/999999/approve", amara, {})[0] == 404
+
+
 def test_fab_viewer_may_read_but_not_subscribe():
     """Under the FAB auth manager (compose's), the routes' rights map to roles: read = assets GET,
     which every role has; subscribe = assets POST, which Viewer lacks."""
@@ -207,6 +269,31 @@ def test_dbt_docs_are_served_from_the_catalog(server, tokens, catalog_db):
     assert page == "<html><title>dbt Docs</title>é</html>"
     status, page, headers = call(server, path, tokens["viewer"])
     assert status == 200 and "content-encoding" not in headers and "é" in page
+
+
+def test_the_contract_is_the_products_odcs_contract(server, tokens, catalog_db, repo_root):
+    """The route serves what `datamesh contract export` writes, for the version the catalog holds,
+    with the server this console's warehouse is; YAML on request."""
+    from generator.contract.export import ServerLocation, contract
+    from generator.contract.import_ import read_contract
+    from generator.contract.standard import violations
+    from generator.spec.load import load_spec
+
+    path = f"{API}/products/customers/customer_profiles/contract"
+    status, document, headers = call(server, path, tokens["viewer"])
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert violations(document) == []
+    spec = load_spec(repo_root / "dbt/customers/customer_profiles/data_product.yaml")
+    where = ServerLocation(catalog_db.host, catalog_db.port, catalog_db.dbname)
+    assert document == contract(spec, where)
+    assert document["servers"][0]["schema"] == "customers__customer_profiles__v1"
+    status, text, headers = call(server, path + "?format=yaml", tokens["viewer"])
+    assert status == 200 and headers["content-type"].startswith("application/yaml")
+    assert read_contract(text, "served.yaml").product == spec
+    status, answer, _ = call(server, path + "?format=xml", tokens["viewer"])
+    assert status == 400 and answer["detail"].startswith("malformed request: query.format")
+    status, _, _ = call(server, path)
+    assert status == 401
 
 
 def test_openapi_documents_the_api(server, tokens):
@@ -257,6 +344,7 @@ def test_pages_render_the_catalog(server, tokens):
     assert '<span class="badge pii">PII: email</span>' in html
     assert 'aria-label="data age against the freshness SLA"' in html
     assert 'href="/dags/customers__customer_profiles" target="_top"' in html
+    assert 'href="/datamesh/api/products/customers/customer_profiles/contract?format=yaml"' in html
     status, html, _ = call(server, "/datamesh/dags/customers__customer_profiles", token)
     assert status == 200 and "<title>customers/customer_profiles</title>" in html
     status, html, _ = call(server, "/datamesh/products/nope/nothing", token)

@@ -17,7 +17,7 @@ import yaml
 
 from generator import __version__
 from generator.errors import UserError
-from generator.layout import DOCS_DIR, REPORT_FILE, docs_page
+from generator.layout import DOCS_DIR, PLATFORM_DAG, REPORT_FILE, docs_page
 from generator.render.airflow_dag import (
     DBT_DOCS_URL_VARIABLE,
     REPORT_URL_VARIABLE,
@@ -141,7 +141,7 @@ def test_committed_dags_match_the_render_of_the_example_specs(mesh: Mesh) -> Non
                 actual.unlink(missing_ok=True)
     assert not mismatched, f"stale DAG files (new render written beside them as .actual): {mismatched}"
     on_disk = {f"dags/{p.name}" for p in (REPO_ROOT / "dags").glob("*.py")}
-    assert on_disk == {dag_path(e.spec) for e in mesh.products}
+    assert on_disk == {dag_path(e.spec) for e in mesh.products} | {PLATFORM_DAG}  # and the platform's own
 
 
 def test_render_is_deterministic(mesh: Mesh) -> None:
@@ -270,7 +270,7 @@ def test_cron_schedule_is_the_specs_cron(tmp_path: Path) -> None:
     assert assigned(tree, "INPUTS") is None
 
 
-def test_without_schedule_the_dag_waits_for_each_input_products_asset(tmp_path: Path) -> None:
+def test_without_schedule_the_dag_waits_for_the_assets_of_the_outputs_it_reads(tmp_path: Path) -> None:
     data = copy.deepcopy(BASE_SPEC)
     del data["schedule"]
     data["inputs"]["products"] = [
@@ -284,12 +284,61 @@ def test_without_schedule_the_dag_waits_for_each_input_products_asset(tmp_path: 
     inputs = assigned(tree, "INPUTS")
     assert isinstance(inputs, ast.List)
     assets = [call_keywords(call) for call in inputs.elts]
+    # One Asset per output read, named as OpenLineage names the published view (the default
+    # namespace: the embedded server, localhost:5432, database postgres)
     assert assets == [
-        {"name": "sales.orders.v2", "uri": "datamesh://sales/orders/v2"},
-        {"name": "people.staff.v1", "uri": "datamesh://people/staff/v1"},
+        {
+            "name": "postgres://localhost:5432/postgres.sales__orders__v2.orders",
+            "uri": "postgres://localhost:5432/postgres/sales__orders__v2/orders",
+        },
+        {
+            "name": "postgres://localhost:5432/postgres.sales__orders__v2.order_lines",
+            "uri": "postgres://localhost:5432/postgres/sales__orders__v2/order_lines",
+        },
+        {
+            "name": "postgres://localhost:5432/postgres.people__staff__v1.staff_dim",
+            "uri": "postgres://localhost:5432/postgres/people__staff__v1/staff_dim",
+        },
     ]
-    published = call_keywords(assigned(tree, "PUBLISHED"))
-    assert published == {"name": "factory.widgets.v3", "uri": "datamesh://factory/widgets/v3"}
+    published = [call_keywords(call) for call in assigned(tree, "PUBLISHED").elts]
+    outputs = [o["name"] for o in data["outputs"]]
+    assert published == [
+        {
+            "name": f"postgres://localhost:5432/postgres.factory__widgets__v3.{o}",
+            "uri": f"postgres://localhost:5432/postgres/factory__widgets__v3/{o}",
+        }
+        for o in outputs
+    ] + [{"name": "factory.widgets.v3", "uri": "datamesh://factory/widgets/v3"}]  # the former one, for a release
+
+
+def test_the_warehouse_namespace_and_database_settings_name_the_assets(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DATAMESH_WAREHOUSE_NAMESPACE", "Warehouse.Internal:6432")
+    monkeypatch.setenv("DATAMESH_WAREHOUSE_DATABASE", "mesh")
+    tree = ast.parse(render_source(BASE_SPEC, tmp_path))
+    first = call_keywords(assigned(tree, "PUBLISHED").elts[0])
+    output = BASE_SPEC["outputs"][0]["name"]
+    assert first == {
+        "name": f"postgres://warehouse.internal:6432/mesh.factory__widgets__v3.{output}",
+        "uri": f"postgres://warehouse.internal:6432/mesh/factory__widgets__v3/{output}",
+    }
+    monkeypatch.setenv("DATAMESH_WAREHOUSE_NAMESPACE", "mesh-warehouse")  # a logical name: port 5432
+    first = call_keywords(assigned(ast.parse(render_source(BASE_SPEC, tmp_path)), "PUBLISHED").elts[0])
+    assert first["name"].startswith("postgres://mesh-warehouse:5432/mesh.")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATAMESH_WAREHOUSE_NAMESPACE", "postgres://db:5432"),
+        ("DATAMESH_WAREHOUSE_NAMESPACE", "db:port"),
+        ("DATAMESH_WAREHOUSE_NAMESPACE", "db:70000"),
+        ("DATAMESH_WAREHOUSE_DATABASE", "my db"),
+    ],
+)
+def test_a_bad_warehouse_naming_setting_is_refused(tmp_path: Path, monkeypatch, variable, value) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(UserError, match="^" + re.escape(f"${variable}={value!r} is not a")):
+        render_source(BASE_SPEC, tmp_path)
 
 
 def test_tags_owner_and_retries_come_from_the_spec(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ runs and incidents, the quality trend, the consumers (products and subscribers) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from generator.catalog.search import freshness_text
 from generator.catalog.usage import RECENT_DAYS, ProductUsage, product_usage
 from generator.errors import NotFound
 from generator.layout import CATALOG_SCHEMA
+from generator.spec.model import DataProduct
 
 RUNS_SHOWN = 10
 INCIDENTS_SHOWN = 5
@@ -103,6 +104,23 @@ class Card:
     def quality_trend(self) -> list[float]:
         """Quality scores of the shown runs, oldest first (unscored runs left out)."""
         return [r.quality_score for r in reversed(self.runs) if r.quality_score is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The card as `show --format json` prints it (docs/interop.md): plain JSON values only."""
+        data = asdict(self)
+        data["key"] = self.key
+        data["last_success_at"] = _iso(self.last_success_at)
+        for run in data["runs"]:
+            run["ended_at"] = _iso(run["ended_at"])
+        for incident in data["incidents"]:
+            incident["at"] = _iso(incident["at"])
+        data["changelog"] = [
+            {k: _iso(v) if hasattr(v, "isoformat") else v for k, v in entry.items()} for entry in self.changelog
+        ]
+        for output in data["outputs"]:
+            output["sample_query"] = self.sample_query(next(o for o in self.outputs if o.name == output["name"]))
+        data["quality_trend"] = self.quality_trend
+        return data
 
     def sample_query(self, output: OutputInfo) -> str:
         """A query every reader the spec grants may run: the PII columns are left out (a reader not
@@ -193,6 +211,10 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
     _apply_registry(conn, card)
     conn.rollback()
     return card
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def _apply_registry(conn: psycopg2.extensions.connection, card: Card) -> None:
@@ -353,3 +375,22 @@ def _changelog_lines(card: Card) -> list[str]:
         return []
     breaking = " (BREAKING)" if entry.get("breaking") else ""
     return [f"changes in {card.version}{breaking}: " + "; ".join(entry.get("changes", []))]
+
+
+def load_spec(conn: psycopg2.extensions.connection, domain: str, product: str) -> DataProduct:
+    """The spec the product's last registered run was built from (NotFound if none reads)."""
+    from pydantic import ValidationError
+
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT spec FROM {CATALOG_SCHEMA}.products WHERE domain = %s AND name = %s", (domain, product))
+        row = cur.fetchone()
+    if row is None:
+        conn.rollback()
+        raise NotFound(f"no product {domain}/{product} in the catalog (has it been registered by a run?)")
+    try:
+        return DataProduct.model_validate(row[0])
+    except ValidationError as exc:
+        raise NotFound(
+            f"the catalog's spec of {domain}/{product} does not read as a current spec ({exc.error_count()} "
+            "problem(s)): its next run registers it again"
+        ) from None

@@ -1,8 +1,13 @@
-"""OpenLineage run events for a publish: START, then COMPLETE or FAIL, via openlineage-python.
+"""OpenLineage run events for a publish (START, then COMPLETE or FAIL, via openlineage-python), and
+where every event of the pipeline goes.
 
 Datasets are named as OpenLineage names PostgreSQL tables: namespace `postgres://<host>:<port>`,
-name `<database>.<schema>.<table>`. The inputs are the published views of the input products and
-the operational source tables; the outputs are this product's published views.
+name `<database>.<schema>.<table>`, from the settings of spec/dataset_names.py (the names the DAGs'
+Assets carry). A publish reads the tested build (`<key>__build.<output>`) and writes the published
+views, each with its schema facet and column lineage (every column from the same build column).
+The job is `<key>.publish_views`; inside an Airflow task its run's parent is the task's run, as the
+Airflow OpenLineage provider names it, and the root the DAG run: a lineage backend shows dbt run, dbt test
+(catalog/dbt_lineage.py) and publish under the Airflow run that did them.
 
 Where the events go ($DATAMESH_OPENLINEAGE):
     off (default)    nothing is emitted
@@ -14,10 +19,16 @@ Where the events go ($DATAMESH_OPENLINEAGE):
 Unset or empty, but OPENLINEAGE_URL or OPENLINEAGE_CONFIG set, means `client`. Any other value is
 refused (UserError) rather than guessed at: a misread setting would lose every event.
 Emitting never fails a publish: a transport error is logged and the publish goes on.
+
+The same setting configures the Airflow OpenLineage provider (task and DAG run events):
+`provider_settings` maps it onto [openlineage] transport and namespace, which the local Airflow
+(dev/airflow_local.py) and the image's entrypoint (docker/entrypoint.sh) set. Unset, the provider
+sees no transport and stays disabled: no listener, no cost.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -28,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from generator.errors import UserError
+from generator.spec.dataset_names import NAMESPACE_VARIABLE, WarehouseNames, warehouse_names
 
 if TYPE_CHECKING:
     from openlineage.client import OpenLineageClient
+    from openlineage.client.facet_v2 import parent_run
 
     from generator.spec.model import DataProduct
     from generator.warehouse.connection import Warehouse
@@ -42,36 +55,60 @@ JOB_NAMESPACE = "datamesh"
 PRODUCER = "https://github.com/datamesh/generator"  # identifies the emitting software in each event
 
 
-def client_from_environment(environ: Mapping[str, str] | None = None) -> OpenLineageClient | None:
-    """The configured client, or None when lineage events are off."""
-    env = os.environ if environ is None else environ
+def _mode(env: Mapping[str, str]) -> str:
     mode = env.get(MODE_VARIABLE, "").strip()
     if not mode:
         mode = "client" if env.get("OPENLINEAGE_URL") or env.get("OPENLINEAGE_CONFIG") else "off"
+    return mode
+
+
+def transport_config(environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The transport the setting names, as openlineage-python's configuration dict; None when off,
+    {} for `client` (the client's own configuration). UserError for a value of no known form."""
+    env = os.environ if environ is None else environ
+    mode = _mode(env)
     if mode == "off":
         return None
-    from openlineage.client import OpenLineageClient
-
     if mode == "client":
-        return OpenLineageClient()
+        return {}
     if mode == "console":
-        from openlineage.client.transport.console import ConsoleConfig, ConsoleTransport
-
-        return OpenLineageClient(transport=ConsoleTransport(ConsoleConfig()))
+        return {"type": "console"}
     kind, _, target = mode.partition(":")
     if kind == "file" and target:
-        from openlineage.client.transport.file import FileConfig, FileTransport
-
-        return OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=target, append=True)))
+        return {"type": "file", "log_file_path": target, "append": True}
     url = target if kind == "http" and _is_http_url(target) else mode
     if _is_http_url(url):
-        from openlineage.client.transport.http import HttpConfig, HttpTransport
-
-        return OpenLineageClient(transport=HttpTransport(HttpConfig(url=url)))
+        return {"type": "http", "url": url}
     raise UserError(
         f"${MODE_VARIABLE}={mode!r} is not understood; use off, console, file:<path>, "
         "an http:// or https:// URL of an OpenLineage backend (e.g. http://marquez:5000), or client"
     )
+
+
+def client_from_environment(environ: Mapping[str, str] | None = None) -> OpenLineageClient | None:
+    """The configured client, or None when lineage events are off."""
+    config = transport_config(environ)
+    if config is None:
+        return None
+    from openlineage.client import OpenLineageClient
+
+    if not config:
+        return OpenLineageClient()
+    return OpenLineageClient(config={"transport": config})
+
+
+def provider_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Airflow OpenLineage provider's settings ([openlineage] as AIRFLOW__OPENLINEAGE__* variables)
+    for $DATAMESH_OPENLINEAGE: nothing when it is off (the provider then stays disabled), the
+    transport and the job namespace otherwise. `client` sets no transport: the provider reads
+    OPENLINEAGE_URL / OPENLINEAGE_CONFIG itself."""
+    config = transport_config(environ)
+    if config is None:
+        return {}
+    found = {"AIRFLOW__OPENLINEAGE__NAMESPACE": JOB_NAMESPACE}
+    if config:
+        found["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(config)
+    return found
 
 
 def _is_http_url(text: str) -> bool:
@@ -83,10 +120,18 @@ def _is_http_url(text: str) -> bool:
     return parsed.scheme in ("http", "https") and bool(parsed.hostname)
 
 
-def dataset_namespace(warehouse: Warehouse) -> str:
-    # The embedded server listens on a unix socket (host is a folder): that is this machine.
-    host = "localhost" if warehouse.host.startswith("/") else warehouse.host
-    return f"postgres://{host}:{warehouse.port}"
+def names_for(warehouse: Warehouse | None, environ: Mapping[str, str] | None = None) -> WarehouseNames:
+    """The dataset names of the settings (the ones the DAGs' Assets carry). A warning when they
+    are the defaults but the warehouse is a server elsewhere: its events would all say localhost."""
+    env = os.environ if environ is None else environ
+    names = warehouse_names(env)
+    if warehouse is not None and not env.get(NAMESPACE_VARIABLE) and not warehouse.host.startswith("/"):
+        if warehouse.host not in ("localhost", "127.0.0.1", "::1"):
+            log.warning(
+                "lineage names the warehouse %s, but it is %s:%s: set $%s (and render the DAGs with it)",
+                names.namespace, warehouse.host, warehouse.port, NAMESPACE_VARIABLE,
+            )
+    return names
 
 
 def run_uuid(spec: DataProduct, run_id: str) -> str:
@@ -94,21 +139,20 @@ def run_uuid(spec: DataProduct, run_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"datamesh://{spec.domain}/{spec.name}/runs/{run_id}"))
 
 
-def _events(spec: DataProduct, warehouse: Warehouse, run_id: str) -> dict[str, Any]:
+def _events(
+    spec: DataProduct, names: WarehouseNames, run_id: str, parent: parent_run.ParentRunFacet | None
+) -> dict[str, Any]:
     """The parts every event of this run shares."""
     from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run
-    from openlineage.client.facet_v2 import job_type_job, ownership_job, schema_dataset
+    from openlineage.client.facet_v2 import column_lineage_dataset, job_type_job, ownership_job, schema_dataset
 
-    namespace = dataset_namespace(warehouse)
-    database = warehouse.dbname
-    inputs = [
-        InputDataset(namespace, f"{database}.{i.published_schema}.{i.output}")
-        for i in spec.inputs.products
-    ] + [InputDataset(namespace, f"{database}.{s.schema_}.{s.table}") for s in spec.inputs.sources]
+    namespace = names.namespace
+    IDENTITY = column_lineage_dataset.Transformation(type="DIRECT", subtype="IDENTITY")
+    inputs = [InputDataset(namespace, names.name(spec.build_schema, o.name)) for o in spec.outputs]
     outputs = [
         OutputDataset(
             namespace,
-            f"{database}.{spec.published_schema}.{o.name}",
+            names.name(spec.published_schema, o.name),
             facets={
                 "schema": schema_dataset.SchemaDatasetFacet(
                     fields=[
@@ -117,14 +161,31 @@ def _events(spec: DataProduct, warehouse: Warehouse, run_id: str) -> dict[str, A
                         )
                         for c in o.columns
                     ]
-                )
+                ),
+                # The view selects each column of the build table as it is.
+                "columnLineage": column_lineage_dataset.ColumnLineageDatasetFacet(
+                    fields={
+                        c.name: column_lineage_dataset.Fields(
+                            inputFields=[
+                                column_lineage_dataset.InputField(
+                                    namespace,
+                                    names.name(spec.build_schema, o.name),
+                                    c.name,
+                                    transformations=[IDENTITY],
+                                )
+                            ]
+                        )
+                        for c in o.columns
+                    }
+                ),
             },
         )
         for o in spec.outputs
     ]
     job = Job(
         JOB_NAMESPACE,
-        f"{spec.key}.publish",
+        # Not `<key>.publish`: the Airflow provider names the publish task's own run so (its parent).
+        f"{spec.key}.publish_views",
         facets={
             "jobType": job_type_job.JobTypeJobFacet(
                 processingType="BATCH", integration="DATAMESH", jobType="PUBLISH"
@@ -134,7 +195,8 @@ def _events(spec: DataProduct, warehouse: Warehouse, run_id: str) -> dict[str, A
             ),
         },
     )
-    return {"run": Run(runId=run_uuid(spec, run_id)), "job": job, "inputs": inputs, "outputs": outputs}
+    run = Run(runId=run_uuid(spec, run_id), facets={"parent": parent} if parent else {})
+    return {"run": run, "job": job, "inputs": inputs, "outputs": outputs}
 
 
 def _emit(
@@ -146,7 +208,7 @@ def _emit(
     run = parts["run"]
     if error is not None:
         facet = error_message_run.ErrorMessageRunFacet(message=str(error), programmingLanguage="python")
-        run = Run(runId=run.runId, facets={"errorMessage": facet})
+        run = Run(runId=run.runId, facets={**(run.facets or {}), "errorMessage": facet})
     event = RunEvent(
         eventType=RunState[state],
         eventTime=datetime.now(UTC).isoformat(),
@@ -165,7 +227,7 @@ def _emit(
 @contextmanager
 def publish_run(
     spec: DataProduct,
-    warehouse: Warehouse,
+    warehouse: Warehouse | None = None,
     run_id: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[None]:
@@ -175,7 +237,7 @@ def publish_run(
     if client is None:
         yield
         return
-    parts = _events(spec, warehouse, run_id or current_run_id())
+    parts = _events(spec, names_for(warehouse, environ), run_id or current_run_id(), airflow_parent())
     _emit(client, "START", parts)
     try:
         yield
@@ -193,3 +255,43 @@ def current_run_id() -> str:
         return str(get_current_context()["run_id"])
     except Exception:  # noqa: BLE001 - outside a running task there is no context
         return f"manual__{uuid.uuid4().hex[:12]}"
+
+
+def airflow_parent() -> parent_run.ParentRunFacet | None:
+    """The parent run facet naming the running Airflow task's run, with the DAG run as its root,
+    by the ids the Airflow OpenLineage provider gives them (its macros); None outside a task."""
+    try:
+        from airflow.sdk import get_current_context
+
+        ti = get_current_context()["ti"]
+    except Exception:  # noqa: BLE001 - outside a running task there is no context
+        return None
+    from airflow.providers.openlineage.plugins import macros
+    from openlineage.client.facet_v2 import parent_run
+
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=macros.lineage_run_id(ti)),
+        job=parent_run.Job(namespace=macros.lineage_job_namespace(), name=macros.lineage_job_name(ti)),
+        root=parent_run.Root(
+            run=parent_run.RootRun(runId=macros.lineage_root_run_id(ti)),
+            job=parent_run.RootJob(
+                namespace=macros.lineage_root_job_namespace(ti), name=macros.lineage_root_job_name(ti)
+            ),
+        ),
+    )
+
+
+def _shell_exports(environ: Mapping[str, str] | None = None) -> str:
+    """`export NAME='value'` lines of provider_settings, for docker/entrypoint.sh to eval."""
+    import shlex
+
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in provider_settings(environ).items())
+
+
+if __name__ == "__main__":  # docker/entrypoint.sh
+    import sys
+
+    try:
+        sys.stdout.write(_shell_exports())
+    except UserError as exc:
+        sys.exit(f"datamesh: {exc}")

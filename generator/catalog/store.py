@@ -559,10 +559,12 @@ def audit(
     product: str | None,
     version: str | None,
     details: dict[str, Any],
+    by: str | None = None,
 ) -> None:
     """Append one entry to the audit log inside the caller's transaction (grant, revoke, request,
-    approve, deny: written with the change they record, or not at all)."""
-    _audit(cur, action, domain, product, version, None, details)
+    approve, deny: written with the change they record, or not at all). `by`: who it names
+    (default: `actor()`; the console passes the Airflow user)."""
+    _audit(cur, action, domain, product, version, None, details, by=by)
 
 
 def actor() -> str:

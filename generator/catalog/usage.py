@@ -57,12 +57,6 @@ Cursor = psycopg2.extensions.cursor
 
 
 @dataclass(frozen=True)
-class LoggingSetup:
-    method: str  # "pg_stat_statements" | "server_log"
-    logged_roles: tuple[str, ...] = ()  # the consumer logins whose statements are logged
-
-
-@dataclass(frozen=True)
 class Collected:
     method: str
     reads: int  # new read records
@@ -105,6 +99,9 @@ def has_pg_stat_statements(cur: Cursor) -> bool:
 
 def consumer_logins(cur: Cursor) -> list[str]:
     """Login roles, not superusers, that may use at least one product's published schema."""
+    cur.execute("SELECT to_regclass(%s)", (f"{CATALOG_SCHEMA}.products",))
+    if cur.fetchone()[0] is None:  # no catalog yet (a dry run before the first migration): no products
+        return []
     cur.execute(
         f"""SELECT DISTINCT r.rolname
               FROM pg_roles r
@@ -116,11 +113,65 @@ def consumer_logins(cur: Cursor) -> list[str]:
     return [row[0] for row in cur.fetchall()]
 
 
-def enable_logging(conn: psycopg2.extensions.connection) -> LoggingSetup:
-    """Make PostgreSQL record consumer reads (needs a superuser). Idempotent: run it again when a
-    consumer login was added. With pg_stat_statements there is nothing to change."""
+@dataclass(frozen=True)
+class LoggingPlan:
+    """What `enable_logging` would change: (what, SQL) pairs, nothing when it is done already."""
+
+    method: str  # "pg_stat_statements" | "server_log"
+    changes: tuple[tuple[str, str], ...] = ()
+    logged_roles: tuple[str, ...] = ()  # the consumer logins whose statements are (to be) logged
+    not_allowed: str | None = None  # why this login cannot make them (not a superuser)
+
+
+def plan_logging(cur: Cursor) -> LoggingPlan:
+    """Observe the server: which consumer logins' statements are not logged yet, and whether the
+    log lines name their role. With pg_stat_statements there is nothing to change."""
+    if has_pg_stat_statements(cur):
+        return LoggingPlan("pg_stat_statements")
+    roles = consumer_logins(cur)
+    cur.execute(
+        """SELECT r.rolname FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+            WHERE s.setdatabase = 0 AND 'log_statement=all' = ANY(s.setconfig)"""
+    )
+    logged = {row[0] for row in cur.fetchall()}
+    changes = [
+        (f"log the statements of consumer login {role}",
+         sql.SQL("ALTER ROLE {} SET log_statement = 'all';").format(sql.Identifier(role)).as_string(cur))
+        for role in roles if role not in logged
+    ]
+    if not _prefix_set(cur):
+        changes.append(
+            (f"log_line_prefix {LOG_LINE_PREFIX!r}: the role in every log line (then a reload, no restart)",
+             cur.mogrify("ALTER SYSTEM SET log_line_prefix = %s;", (LOG_LINE_PREFIX,)).decode())
+        )
+    cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    superuser = bool(cur.fetchone()[0])
+    why = None if superuser or not changes else (
+        f"role {cur.connection.info.user!r} may not change the server's log settings: run it as a superuser "
+        "(the platform's admin)")
+    return LoggingPlan("server_log", tuple(changes), tuple(roles), why)
+
+
+def _prefix_set(cur: Cursor) -> bool:
+    """log_line_prefix is ours now, or in the configuration files (set, its reload on the way)."""
+    cur.execute("SELECT current_setting('log_line_prefix')")
+    if cur.fetchone()[0] == LOG_LINE_PREFIX:
+        return True
+    cur.execute("SELECT has_table_privilege('pg_file_settings', 'SELECT')")
+    if not cur.fetchone()[0]:
+        return False
+    cur.execute("SELECT setting FROM pg_file_settings WHERE name = 'log_line_prefix' AND error IS NULL "
+                "ORDER BY seqno DESC LIMIT 1")
+    row = cur.fetchone()
+    return row is not None and row[0] == LOG_LINE_PREFIX
+
+
+def enable_logging(conn: psycopg2.extensions.connection, dry_run: bool = False) -> LoggingPlan:
+    """Make PostgreSQL record consumer reads (needs a superuser). Idempotent: what is done already
+    is not done again, and a consumer login added since is included. With pg_stat_statements
+    there is nothing to change. In a dry run, only return the plan."""
     try:
-        return _enable_logging(conn)
+        return _enable_logging(conn, dry_run)
     except psycopg2.errors.InsufficientPrivilege as exc:
         raise UserError(
             f"usage enable: role {conn.info.user!r} may not change the server's log settings "
@@ -128,27 +179,25 @@ def enable_logging(conn: psycopg2.extensions.connection) -> LoggingSetup:
         ) from None
 
 
-def _enable_logging(conn: psycopg2.extensions.connection) -> LoggingSetup:
+def _enable_logging(conn: psycopg2.extensions.connection, dry_run: bool) -> LoggingPlan:
     with transaction(conn) as cur:
-        if has_pg_stat_statements(cur):
-            return LoggingSetup("pg_stat_statements")
-        roles = consumer_logins(cur)
-        cur.execute("SELECT current_setting('log_line_prefix')")
-        prefix = cur.fetchone()[0]
-        for role in roles:
-            cur.execute(sql.SQL("ALTER ROLE {} SET log_statement = 'all'").format(sql.Identifier(role)))
-    if prefix != LOG_LINE_PREFIX:
-        # ALTER SYSTEM may not run inside a transaction block
-        saved = conn.autocommit
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute("ALTER SYSTEM SET log_line_prefix = %s", (LOG_LINE_PREFIX,))
+        plan = plan_logging(cur)
+    if dry_run or not plan.changes:
+        return plan
+    if plan.not_allowed:
+        raise UserError(f"usage enable: {plan.not_allowed}")
+    saved = conn.autocommit
+    conn.autocommit = True  # ALTER SYSTEM may not run inside a transaction block
+    try:
+        with conn.cursor() as cur:
+            for what, statement in plan.changes:
+                cur.execute(statement)
+                log.info("usage: %s", what)
+            if any(statement.startswith("ALTER SYSTEM") for _, statement in plan.changes):
                 cur.execute("SELECT pg_reload_conf()")
-        finally:
-            conn.autocommit = saved
-        log.info("log_line_prefix set to %r (the role in every line)", LOG_LINE_PREFIX)
-    return LoggingSetup("server_log", tuple(roles))
+    finally:
+        conn.autocommit = saved
+    return plan
 
 
 def collect(conn: psycopg2.extensions.connection, log_file: str | None = None) -> Collected:

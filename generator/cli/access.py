@@ -4,18 +4,10 @@ without a data build, the spec staying its only source. Registered in main.py.""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import click
 
 from generator.cli.context import Context, pass_ctx
-from generator.errors import UserError
-
-if TYPE_CHECKING:  # the spec model and psycopg2 are imported by the commands that run, not by `datamesh check`
-
-    from generator.spec.mesh import Mesh, ProductEntry
-
-
 
 
 @click.group("grants")
@@ -77,26 +69,22 @@ def access_request(ctx: Context, product: str, role: str, reason: str, output: s
 def access_approve(ctx: Context, request_id: int, write: bool, note: str | None) -> None:
     """Approve a request (as $DATAMESH_ACTOR, else your OS user: a member of the owning team).
     Prints the spec change as a unified diff; the grant follows when it is merged and synced."""
-    from generator.catalog.access_requests import decide, get_request
-    from generator.spec.edit import add_reader, unified_diff
+    from generator.catalog import store
+    from generator.catalog.access_requests import decide_request
 
-    mesh = ctx.mesh()
+    ctx.require_repo()
     with ctx.catalog() as conn:
-        request = get_request(conn, request_id)
-        entry = _entry(mesh, request.domain, request.product)
+        decided = decide_request(conn, ctx.root, request_id, True, store.actor(), note)
+    request = decided.request
+    click.echo(f"access request {request.id} approved by {request.decided_by}")
+    if not decided.diff:
         field, name = request.access_field
-        before = entry.spec_path.read_text(encoding="utf-8")
-        after = add_reader(before, entry.shown, field, name)  # checked before the decision is recorded
-        decided = decide(conn, request, entry.spec, mesh.domain(request.domain), approve=True, note=note)
-    diff = unified_diff(before, after, entry.shown)
-    click.echo(f"access request {decided.id} approved by {decided.decided_by}")
-    if not diff:
-        click.echo(f"{entry.shown} lists {name!r} under access.{field} already: nothing to change")
+        click.echo(f"{decided.spec_file} lists {name!r} under access.{field} already: nothing to change")
         return
-    click.echo(diff, nl=False)
-    if write:
-        entry.spec_path.write_text(after, encoding="utf-8")
-        click.echo(f"wrote {entry.shown}: commit it for review; once merged, `datamesh grants sync` grants it")
+    click.echo(decided.diff, nl=False)
+    if write and decided.spec_text is not None:
+        (ctx.root / decided.spec_file).write_text(decided.spec_text, encoding="utf-8")
+        click.echo(f"wrote {decided.spec_file}: commit it for review; once merged, `datamesh grants sync` grants it")
     else:
         click.echo("not written (pass --write): the grant changes only once this change is merged and synced")
 
@@ -107,14 +95,13 @@ def access_approve(ctx: Context, request_id: int, write: bool, note: str | None)
 @pass_ctx
 def access_deny(ctx: Context, request_id: int, note: str | None) -> None:
     """Deny a request (as a member of the owning team). Nothing else changes."""
-    from generator.catalog.access_requests import decide, get_request
+    from generator.catalog import store
+    from generator.catalog.access_requests import decide_request
 
-    mesh = ctx.mesh()
+    ctx.require_repo()
     with ctx.catalog() as conn:
-        request = get_request(conn, request_id)
-        entry = _entry(mesh, request.domain, request.product)
-        decided = decide(conn, request, entry.spec, mesh.domain(request.domain), approve=False, note=note)
-    click.echo(f"access request {decided.id} denied by {decided.decided_by}")
+        decided = decide_request(conn, ctx.root, request_id, False, store.actor(), note)
+    click.echo(f"access request {decided.request.id} denied by {decided.request.decided_by}")
 
 
 @access_group.command("list")
@@ -153,10 +140,3 @@ def access_history(ctx: Context, product: str | None, fmt: str) -> None:
     for e in entries:
         click.echo(f"{e['at']:%Y-%m-%d %H:%M}  {e['action']:7} {e['domain']}/{e['product']}  {e['actor']}  "
                    f"{json.dumps(e['details'], sort_keys=True)}")
-
-
-def _entry(mesh: Mesh, domain: str, product: str) -> ProductEntry:
-    entry = mesh.find(domain, product)
-    if entry is None:
-        raise UserError(f"the request is for {domain}/{product}, which is not a product of this mesh any more")
-    return entry

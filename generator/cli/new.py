@@ -21,13 +21,12 @@ from typing import Any
 import click
 
 from generator.cli.context import Context, pass_ctx
-from generator.errors import CheckFailed, UserError
+from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import DAGS_DIR, DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 
 # generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
 # this module through main.py and must stay light.
 REPLAY_FILE = ".cookiecutter.json"
-DOMAIN_SCHEMA_LINE = "# yaml-language-server: $schema=../generator/schemas/domain.schema.json\n"
 RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
 
@@ -56,6 +55,10 @@ class Checker:
             where = np.name_taken(self.root, value)
             if where:
                 found.append(f"name {value!r} is taken in the mesh by {where}: choose another name")
+        if key == "domain" and not found:
+            unknown = np.unknown_domain(self.root, value)
+            if unknown:
+                found.append(unknown)
         if key == "owner_team" and not found:
             teams = np.domain_teams(self.root, answers["domain"])
             if teams is not None and value not in teams:
@@ -137,6 +140,9 @@ def check_all(
         )
     checker = Checker(root)
     taken = checker.problems("name", answers)
+    unknown = np.unknown_domain(root, product.domain)
+    if unknown:
+        taken.append(unknown)
     if taken:
         raise Refused("\n".join(taken) + ". Nothing was written.")
     try:
@@ -159,29 +165,60 @@ def check_all(
     return spec, answers
 
 
-def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
-    """Write the spec and the answers, render the product; on any failure remove what was written."""
+def check_imported(root: Path, imported: Any) -> None:
+    """An imported contract's spec checked as `check_all` checks answers: a free name, its inputs in
+    the mesh, its team in the domain registry, the blocking policies. SpecError lists every problem,
+    each at its place in the contract; nothing is written."""
+    from generator.spec import new_product as np
+    from generator.spec.mesh import ProductEntry, check_inputs, load_mesh
+
+    product = imported.product
+    if not (root / DBT_DIR).is_dir():
+        raise Refused(f"{root} has no dbt/ folder: run datamesh from the repo root (or pass --root)")
+    problems = []
+    for path in (root / DBT_DIR / product.domain / product.name, root / DAGS_DIR / f"{product.key}.py"):
+        if path.exists():
+            problems.append(imported.problem(("name",), f"{product.domain}/{product.name} exists already "
+                                                        f"({path.relative_to(root)})"))
+    where = np.name_taken(root, product.name)
+    if where and not problems:
+        problems.append(imported.problem(("name",), f"name {product.name!r} is taken in the mesh by {where}"))
+    try:
+        mesh = load_mesh(root)
+    except UserError as exc:
+        raise Refused(f"the repo's specs have problems; fix them first.\n{exc}") from None
+    entry = ProductEntry(product, root / DBT_DIR / product.domain / product.name / SPEC_FILENAME, "")
+    for found in check_inputs([entry], mesh.products):
+        index = int(found.path.removeprefix("inputs.products[").rstrip("]"))
+        problems.append(imported.problem(("inputs", "products", index), found.message))
+    teams = np.domain_teams(root, product.domain)
+    if teams is not None and product.owner.team not in teams:
+        problems.append(
+            imported.problem(("owner", "team"), f"team {product.owner.team!r} is not a team of domain "
+                                                f"{product.domain!r} ({DOMAINS_DIR}/{product.domain}.yaml); "
+                                                f"allowed: {', '.join(teams)}")
+        )
+    problems += [imported.problem((), line) for line in Checker(root).blocking(product)]
+    if problems:
+        raise SpecError(problems)
+
+
+def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, comment: str = "") -> None:
+    """Write the spec and the answers (none for an imported contract), render the product (its skeleton
+    models with it); on any failure remove what was written. `comment`: lines for the spec's top."""
     domain, name = spec["domain"], spec["name"]
     domain_dir = root / DBT_DIR / domain
     product_dir = domain_dir / name
     dag_file = root / DAGS_DIR / f"{domain}__{name}.py"
     new_domain = not domain_dir.exists()
     new_dags_dir = not dag_file.parent.exists()
-    # A repo with a domain registry needs the new domain's file: the smallest valid one, owned by
-    # the product's team (the team completes it: members, on-call, description).
-    domain_file = root / DOMAINS_DIR / f"{domain}.yaml"
-    new_domain_file = domain_file.parent.is_dir() and not domain_file.exists()
     try:
-        if new_domain_file:
-            from generator.spec.domain import minimal_domain
-
-            data = minimal_domain(domain, spec["owner"]["team"], spec["owner"]["email"])
-            domain_file.write_text(DOMAIN_SCHEMA_LINE + _dump(data), encoding="utf-8")
         product_dir.mkdir(parents=True)
-        (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec), encoding="utf-8")
-        replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
-        replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
-        (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
+        (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec, comment), encoding="utf-8")
+        if answers is not None:
+            replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
+            replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
+            (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
         # The `datamesh render` command, run by this Python. -P: import the installed generator, not
         # a `generator/` folder in the working directory.
         render = subprocess.run(
@@ -194,8 +231,6 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
     except BaseException:
         # None of these existed before (checked): remove them whole, without hiding the error.
         shutil.rmtree(domain_dir if new_domain else product_dir, ignore_errors=True)
-        if new_domain_file:
-            domain_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             if new_dags_dir:
                 shutil.rmtree(dag_file.parent)
@@ -204,24 +239,11 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
         raise
 
 
-def spec_yaml(spec: dict[str, Any]) -> str:
+def spec_yaml(spec: dict[str, Any], comment: str = "") -> str:
     from generator.spec import new_product as np
+    from generator.spec.yaml_text import to_yaml
 
-    return np.SCHEMA_LINE + _dump(spec)
-
-
-def _dump(data: dict[str, Any]) -> str:
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        """safe_dump, with multi-line text as a readable `|` block (PyYAML quotes it when it must)."""
-
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return np.SCHEMA_LINE + comment + to_yaml(spec)
 
 
 def summary(spec: dict[str, Any], replay_hint: str) -> str:
@@ -317,10 +339,13 @@ def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
             answered[question.key] = given[question.key]
             continue
         prompt = question.prompt
+        default: str | None = np.with_defaults(answered, root)[question.key]
+        shown = question.choices
         if question.key == "domain":
-            known = np.known_domains(root)
-            if known:
-                prompt += f" [known: {', '.join(known)}]"
+            # The registry's domains are the choices; the checker refuses others, saying how to add one.
+            shown = tuple(np.known_domains(root))
+            if np.unknown_domain(root, default):
+                default = None
 
         def accept(text: str, key: str = question.key, choices: tuple[str, ...] = question.choices) -> str:
             value = text.strip() if key != "description" else text
@@ -331,9 +356,7 @@ def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
                 raise click.UsageError("; ".join(problems))
             return value
 
-        if question.choices:
-            prompt += f" ({', '.join(question.choices)})"
-        answered[question.key] = click.prompt(
-            prompt, default=np.with_defaults(answered, root)[question.key], value_proc=accept
-        )
+        if shown:
+            prompt += f" ({', '.join(shown)})"
+        answered[question.key] = click.prompt(prompt, default=default, value_proc=accept)
     return answered

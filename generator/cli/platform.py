@@ -30,7 +30,8 @@ def platform_group() -> None:
 def setup(ctx: Context, dry_run: bool, create_roles: bool) -> None:
     """Migrate the catalog; create the domain roles, the build schemas and the domains' read grants
     on their operational sources; revoke source grants no spec asks for any more; check that every
-    access role a spec names exists.
+    access role a spec names exists; sync the published schemas' grants; make PostgreSQL record
+    consumer reads (`datamesh usage enable`, a superuser only).
 
     Idempotent and safe to run on every deploy, and twice at once. Run it as the warehouse's admin
     (a superuser, or a role with CREATEROLE). Exit 1 when a spec is broken (the other products are
@@ -76,6 +77,8 @@ def _echo(report: SetupReport) -> None:
         click.echo(f"-- dry run: {len(report.changes)} change(s) above, none made")
     else:
         click.echo(f"{len(report.changes)} change(s) for {report.products} product(s)")
+    for note in report.notes:
+        click.echo(note, err=True)
     for source, named in report.waiting_sources.items():
         click.echo(
             f"waiting: source table {source} does not exist yet ({'; '.join(named)}): no grant on it. "

@@ -93,14 +93,14 @@ def read(
                 f"{', '.join(chosen.views) or '(none)'}"
             )
         schema = f"{domain}__{name}__v{major}" if major is not None else f"{domain}__{name}"
-        rows = _select(conn, schema, output, columns, limit, domain, name, chosen.major)
+        names, rows = _select(conn, schema, output, columns, limit, domain, name, chosen.major)
         _record(conn, domain, name, output, chosen.major, len(rows))
     finally:
         if own:
             conn.close()
     if chosen.deprecated:
         _warn_deprecated(domain, name, chosen)
-    return _as_frame(rows) if _wants_frame(as_frame) else rows
+    return _as_frame(names, rows) if _wants_frame(as_frame) else rows
 
 
 def served_majors(product: str, *, connection: psycopg2.extensions.connection) -> list[ServedMajor]:
@@ -174,7 +174,8 @@ def _select(
     domain: str,
     name: str,
     major: int,
-) -> list[dict[str, Any]]:
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The view's column names (in its order) and its rows."""
     chosen = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
     query = sql.SQL("SELECT {} FROM {}").format(chosen, sql.Identifier(schema, output))
     if limit is not None:
@@ -188,7 +189,7 @@ def _select(
         _end(conn)
         raise AccessRefused(_refusal(conn, schema, output, domain, name, major, exc)) from None
     _end(conn)
-    return rows
+    return names, rows
 
 
 def _refusal(
@@ -270,12 +271,15 @@ def _wants_frame(as_frame: bool | None) -> bool:
     return True
 
 
-def _as_frame(rows: list[dict[str, Any]]) -> Any:
+def _as_frame(names: list[str], rows: list[dict[str, Any]]) -> Any:
+    """Rows as a DataFrame, typed as pandas.read_sql types them: integers int64 (a nullable
+    column object, as there), numeric/Decimal float64 (coerce_float), timestamps datetime64, text
+    str. The columns keep the view's order, even with no rows."""
     try:
         import pandas
     except ImportError:
         raise UserError("as_frame=True needs pandas: pip install pandas") from None
-    return pandas.DataFrame.from_records(rows)
+    return pandas.DataFrame.from_records(rows, columns=names, coerce_float=True)
 
 
 def _end(conn: psycopg2.extensions.connection, commit: bool = False) -> None:

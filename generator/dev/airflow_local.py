@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator.catalog.openlineage import provider_settings
 from generator.errors import UserError
 from generator.layout import AIRFLOW_HOME_DIR
 from generator.render.airflow_dag import WAREHOUSE_POOL
@@ -28,7 +29,8 @@ class DagTestResult:
 
 
 def airflow_env(root: Path, warehouse: Warehouse, home: Path | None = None) -> dict[str, str]:
-    """Environment for `airflow` commands: local home, the repo's dags/, the warehouse's PG* variables."""
+    """Environment for `airflow` commands: local home, the repo's dags/, the warehouse's PG* variables,
+    the OpenLineage provider's settings from $DATAMESH_OPENLINEAGE."""
     env = dict(os.environ)
     env.update(warehouse.env())
     env.update(
@@ -40,6 +42,10 @@ def airflow_env(root: Path, warehouse: Warehouse, home: Path | None = None) -> d
             "DATAMESH_ROOT": str(root),
         }
     )
+    # $DATAMESH_OPENLINEAGE configures the Airflow OpenLineage provider too (task and DAG run
+    # events); unset, nothing is added and the provider stays disabled. Explicit settings win.
+    for name, value in provider_settings(env).items():
+        env.setdefault(name, value)
     return env
 
 

@@ -8,7 +8,10 @@ It runs the catalog migrations, then brings what the platform manages to what th
 - each domain role's read access to the operational sources its specs declare (USAGE on the schema,
   SELECT on the table), and no other such access: a grant no spec asks for any more is revoked;
 - the read grants on every published schema, equal to the specs' access lists (platform/grants.py);
-- the catalog's domain rows, equal to the domain registry (domains/<domain>.yaml).
+- the catalog's domain rows, equal to the domain registry (domains/<domain>.yaml);
+- usage measured by PostgreSQL (`datamesh usage enable`, catalog/usage.py): the consumer logins'
+  statements logged and the role in every log line, unless the server has pg_stat_statements. It
+  needs a superuser: a setup run by another admin says so and does the rest.
 
 What a domain role `domain_<d>` may do, and no more (least privilege that works):
 - own (and so write) the build schema of each of its products; the platform creates that schema,
@@ -35,6 +38,7 @@ second waits and then finds nothing to change.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -43,7 +47,7 @@ from pathlib import Path
 
 import psycopg2.extensions
 
-from generator.catalog import store
+from generator.catalog import store, usage
 from generator.errors import Problem, SpecError
 from generator.layout import CATALOG_SCHEMA, DBT_DIR
 from generator.platform import grants
@@ -127,6 +131,7 @@ class SetupReport:
     skipped: list[str] = field(default_factory=list)  # the spec files not set up
     products: int = 0
     dry_run: bool = False
+    notes: list[str] = field(default_factory=list)  # what was left for someone else to do (not a failure)
 
     @property
     def complete(self) -> bool:
@@ -425,15 +430,31 @@ def setup_platform(
         # Last, with the roles there: published schemas' read grants equal to the access lists
         # (a role still missing is reported above and simply gets nothing).
         synced = grants.sync(conn, entries, roles_must_exist=False, dry_run=dry_run)
+        # Then, with the consumers' grants known: PostgreSQL records their reads (catalog/usage.py).
+        measured = _usage_measurement(conn, dry_run)
     finally:
         conn.close()
     result.changes.extend(Change(c.action, f"{c.description} (access list)", c.sql) for c in synced.changes)
+    result.changes.extend(Change("usage", what, statement) for what, statement in measured.changes)
     for change in result.changes:
         log.info("%s%s: %s", "would " if dry_run else "", change.kind, change.description)
     return SetupReport(
         changes + result.changes, result.missing_roles, result.waiting_sources,
         products=len(entries), dry_run=dry_run,
+        notes=[f"usage measurement not enabled: {measured.not_allowed}"] if measured.not_allowed else [],
     )
+
+
+def _usage_measurement(conn: psycopg2.extensions.connection, dry_run: bool) -> usage.LoggingPlan:
+    """`datamesh usage enable` as part of setup: done (or planned, in a dry run) when this login may,
+    else left for a superuser and said so. A setup run by a non-superuser admin still succeeds."""
+    with transaction(conn) as cur:
+        planned = usage.plan_logging(cur)
+    if planned.not_allowed:
+        return dataclasses.replace(planned, changes=())  # nothing done; the report's note says why
+    if dry_run or not planned.changes:
+        return planned
+    return usage.enable_logging(conn)
 
 
 def setup_repo(

@@ -1,18 +1,20 @@
 """The catalog's REST API (JSON), mounted by the plugin under /datamesh/api.
 
 Every route calls the same library function the CLI calls (catalog.search, card, lineage, incidents,
-store.subscribe; governance.compliance.latest): the API adds HTTP, never SQL of its own.
-Errors: unknown product or output -> 404, a bad query -> 400, both with the library's message.
+store.subscribe, access_requests; governance.compliance.latest): the API adds HTTP, never SQL of its
+own. Errors: unknown product or output -> 404, a bad query -> 400, a decision by someone outside the
+owning team -> 403, each with the library's message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import psycopg2.extensions
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from generator.catalog import lineage as lin
@@ -21,6 +23,10 @@ from generator.catalog.incidents import Incident, list_incidents
 from generator.catalog.search import FRESHNESS_CHOICES, Filters, Hit, search
 from generator.errors import NotFound
 from generator.plugin.auth import GetUserDep, can_read, can_write
+from generator.plugin.catalog_access import repo_root
+
+if TYPE_CHECKING:
+    from generator.catalog.access_requests import AccessRequest
 
 router = APIRouter(prefix="/api", dependencies=[can_read])
 RUN_HISTORY = 100
@@ -229,13 +235,122 @@ def subscribe(
 ) -> Subscription:
     from generator.catalog import store
 
-    who = f"airflow:{user.get_name()}"  # the audit log names the Airflow user, not the server's account
+    who = _airflow(user)
     major = store.subscribe(
         conn, body.consumer, domain, product, output, body.major, body.contact, body.purpose, by=who
     )
     return Subscription(
         consumer=body.consumer.strip(), output=f"{domain}/{product}.{output}", major=major, subscribed_by=who
     )
+
+
+class AccessRequestBody(BaseModel):
+    role: str = Field(min_length=1, description="The database role that should read (domain_<d> for a whole domain).")
+    reason: str = Field(min_length=1, description="Why it needs to read the product.")
+    output: str | None = Field(default=None, description="The output it needs (access lists are per product).")
+
+
+class DecisionBody(BaseModel):
+    note: str | None = Field(default=None, description="Kept with the decision (for a denial: why).")
+
+
+class AccessRequestOut(BaseModel):
+    id: int
+    product: str
+    output: str | None
+    role: str
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    status: Literal["pending", "approved", "denied"]
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+
+
+class DecisionOut(BaseModel):
+    request: AccessRequestOut
+    spec_file: str = Field(description="The spec the change is for, repo-relative.")
+    diff: str = Field(description="The spec change as a unified diff, to commit for review (empty for a denial).")
+
+
+def _request_out(r: AccessRequest) -> AccessRequestOut:
+    return AccessRequestOut(
+        id=r.id, product=f"{r.domain}/{r.product}", output=r.output, role=r.role, reason=r.reason,
+        requested_by=r.requested_by, requested_at=r.requested_at, status=r.status,  # type: ignore[arg-type]
+        decided_by=r.decided_by, decided_at=r.decided_at, decision_note=r.decision_note,
+    )
+
+
+AIRFLOW_IDENTITY = "your Airflow user name"
+
+
+@router.get("/access-requests", response_model=list[AccessRequestOut], summary="Access requests, oldest first")
+def access_requests(
+    conn: Catalog,
+    status: Annotated[Literal["pending", "approved", "denied"] | None, Query()] = None,
+    domain: str | None = None,
+    product: str | None = None,
+) -> list[AccessRequestOut]:
+    from generator.catalog.access_requests import list_requests
+
+    key = f"{domain}__{product}" if domain and product else None
+    found = list_requests(conn, status, key)
+    return [_request_out(r) for r in found if domain is None or r.domain == domain]
+
+
+@router.post(
+    "/products/{domain}/{product}/access-requests",
+    response_model=AccessRequestOut,
+    status_code=201,
+    dependencies=[can_write],
+    summary="Ask for a role to read a product (the owning team decides)",
+)
+def request_access(
+    conn: Catalog, user: GetUserDep, domain: str, product: str, body: AccessRequestBody
+) -> AccessRequestOut:
+    from generator.catalog import access_requests as ar
+
+    entry = ar.product_entry(repo_root(), domain, product)
+    made = ar.request_access(conn, entry.spec, body.role.strip(), body.reason, body.output, by=_airflow(user))
+    return _request_out(made)
+
+
+@router.post(
+    "/access-requests/{request_id}/approve",
+    response_model=DecisionOut,
+    dependencies=[can_write],
+    summary="Approve a request as a member of the owning team: the spec change, as a diff for review",
+)
+def approve_access(conn: Catalog, user: GetUserDep, request_id: int, body: DecisionBody | None = None) -> DecisionOut:
+    return _decide(conn, user, request_id, True, body)
+
+
+@router.post(
+    "/access-requests/{request_id}/deny",
+    response_model=DecisionOut,
+    dependencies=[can_write],
+    summary="Deny a request as a member of the owning team",
+)
+def deny_access(conn: Catalog, user: GetUserDep, request_id: int, body: DecisionBody | None = None) -> DecisionOut:
+    return _decide(conn, user, request_id, False, body)
+
+
+def _decide(conn: Catalog, user: Any, request_id: int, approve: bool, body: DecisionBody | None) -> DecisionOut:
+    """The CLI's decision (catalog.access_requests.decide_request), as the Airflow user: matched
+    against the owning team's members in domains/<domain>.yaml; someone else is 403. The spec is not
+    written on the server: the diff is the change to commit for review (the audit log keeps it too)."""
+    from generator.catalog.access_requests import decide_request
+
+    decided = decide_request(
+        conn, repo_root(), request_id, approve, user.get_name(), body.note if body else None, AIRFLOW_IDENTITY,
+        by=_airflow(user),
+    )
+    return DecisionOut(request=_request_out(decided.request), spec_file=decided.spec_file, diff=decided.diff)
+
+
+def _airflow(user: Any) -> str:
+    return f"airflow:{user.get_name()}"  # the audit log names the Airflow user, not the server's account
 
 
 @router.get(
@@ -263,10 +378,32 @@ def dbt_docs(conn: Catalog, request: Request, domain: str, product: str) -> Resp
     return Response(page.html, media_type="text/html; charset=utf-8", headers=headers)
 
 
-@router.get("/products/{domain}/{product}/contract", summary="The product's ODCS data contract")
-def contract(conn: Catalog, domain: str, product: str) -> dict[str, Any]:
-    load_card(conn, domain, product)
-    raise NotFound(
-        f"no ODCS contract for {domain}/{product}: the catalog does not hold ODCS contracts yet "
-        "(the card and /lineage describe its outputs meanwhile)"
+@router.get(
+    "/products/{domain}/{product}/contract",
+    responses={
+        200: {
+            "content": {"application/json": {}, "application/yaml": {}},
+            "description": "The ODCS v3 contract (as `datamesh contract export` writes it); `format=yaml` for YAML",
+        }
+    },
+    summary="The product's ODCS data contract",
+)
+def contract(
+    conn: Catalog,
+    request: Request,
+    domain: str,
+    product: str,
+    format: Annotated[Literal["json", "yaml"], Query(description="json (default) or yaml.")] = "json",
+) -> Response:
+    """The contract of the version the catalog registered last, with the server of its published
+    schema on the warehouse this console reads."""
+    from generator.catalog.card import load_spec
+    from generator.contract.export import ServerLocation, checked_contract, to_yaml
+
+    warehouse = request.app.state.pool.warehouse
+    document = checked_contract(
+        load_spec(conn, domain, product), ServerLocation(warehouse.host, warehouse.port, warehouse.dbname)
     )
+    if format == "yaml":
+        return Response(to_yaml(document), media_type="application/yaml; charset=utf-8")
+    return JSONResponse(document)

@@ -17,15 +17,17 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException
 
 from generator import __version__
-from generator.errors import NotFound, UserError
+from generator.errors import NotAllowed, NotFound, UserError
 from generator.plugin import api, pages, swagger
 from generator.plugin.catalog_access import CatalogPool
 from generator.warehouse.connection import Warehouse
 
 DESCRIPTION = """The data mesh's catalog inside Airflow: products (search with the CLI's filters, the
 card), lineage and impact, quality, compliance and run history, incidents, subscriptions, and each
-product's dbt docs. Every route needs an Airflow login (the api-server's JWT cookie, or
-`Authorization: Bearer <token>` from `POST /auth/token`); subscribing needs create rights on assets."""
+product's dbt docs and ODCS data contract, access requests and their decisions. Every route needs an Airflow login (the
+api-server's JWT cookie, or `Authorization: Bearer <token>` from `POST /auth/token`); subscribing,
+asking for access and deciding need create rights on assets, and a decision needs the Airflow user to
+be a member of the team owning the product (domains/<domain>.yaml: its `login`, or its email)."""
 
 
 def create_app(warehouse: Warehouse | None = None) -> FastAPI:
@@ -42,6 +44,7 @@ def create_app(warehouse: Warehouse | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(swagger.router)
     app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(NotAllowed, _not_allowed)
     app.add_exception_handler(UserError, _bad_request)
     app.add_exception_handler(RequestValidationError, _malformed)
     app.add_exception_handler(HTTPException, _http_error)
@@ -63,6 +66,10 @@ def _answer(request: Request, status: int, message: str) -> Response:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     return _answer(request, 404, str(exc))
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return _answer(request, 403, str(exc))
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:

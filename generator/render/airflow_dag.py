@@ -8,6 +8,10 @@ validated as identifiers by spec.py.
 The card (doc_md) links to the product's dbt docs and its catalog card. Where those are served is a
 setting of the platform, read when rendering ($DATAMESH_DBT_DOCS_URL, $DATAMESH_REPORT_URL; see
 docs/operations.md) and written into the file as text: parsing a DAG reads no file and no database.
+
+Assets: publish emits one per output, named as OpenLineage names the published view (the warehouse's
+names are settings too, spec/dataset_names.py), and a product without a schedule is scheduled on
+the Assets of the outputs it reads (docs/catalog.md, "Assets").
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from generator.errors import UserError
 from generator.layout import DAGS_DIR, REPORT_FILE
 from generator.render.rendered import Rendered, header
 from generator.render.templating import render
+from generator.spec.dataset_names import WarehouseNames, warehouse_names
 from generator.spec.domain import Domain
 from generator.spec.mesh import Mesh, ProductEntry
-from generator.spec.model import DataProduct, asset_uri, published_schema
+from generator.spec.model import DataProduct, asset_name, asset_uri, published_schema
 
 TEMPLATE = "dag.py.j2"
 
@@ -109,16 +114,33 @@ def dag_path(spec: DataProduct) -> str:
     return f"{DAGS_DIR}/{spec.key}.py"
 
 
-def published_asset(domain: str, product: str, major: int) -> AssetRef:
-    """The Asset a product's publish task emits, one per major version."""
-    return AssetRef(name=f"{domain}.{product}.v{major}", uri=asset_uri(domain, product, major))
+def published_assets(spec: DataProduct, names: WarehouseNames) -> list[AssetRef]:
+    """The Assets a product's publish task emits: one per output (its published view, named as
+    OpenLineage names it), then the product's former Asset (see `legacy_asset`)."""
+    return [output_asset(spec.domain, spec.name, spec.major, o.name, names) for o in spec.outputs] + [
+        legacy_asset(spec.domain, spec.name, spec.major)
+    ]
 
 
-def input_assets(spec: DataProduct) -> list[AssetRef]:
-    """The Assets of the products this one reads, once each (a product may give several outputs)."""
+def output_asset(domain: str, product: str, major: int, output: str, names: WarehouseNames) -> AssetRef:
+    """The Asset of one output's published view `<domain>__<product>__v<major>.<output>`."""
+    schema = published_schema(domain, product, major)
+    return AssetRef(name=names.uri(schema, output), uri=names.airflow_uri(schema, output))
+
+
+def legacy_asset(domain: str, product: str, major: int) -> AssetRef:
+    """The one Asset per product and major that publish emitted before 0.3, still emitted for one
+    release so that its event history and any DAG outside the mesh scheduled on it carry over
+    (docs/catalog.md, "Assets"). No generated DAG is scheduled on it."""
+    return AssetRef(name=asset_name(domain, product, major), uri=asset_uri(domain, product, major))
+
+
+def input_assets(spec: DataProduct, names: WarehouseNames) -> list[AssetRef]:
+    """The Assets of the outputs this product reads, once each: it runs when all of them have
+    published, and not when its producers publish outputs it does not read."""
     seen: dict[AssetRef, None] = {}
     for wanted in spec.inputs.products:
-        seen[published_asset(wanted.domain, wanted.product, wanted.major)] = None
+        seen[output_asset(wanted.domain, wanted.product, wanted.major, wanted.output, names)] = None
     return list(seen)
 
 
@@ -133,20 +155,23 @@ def tags(spec: DataProduct) -> list[str]:
     return base + [t for t in spec.tags if t not in base]
 
 
-def render_dag(entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None) -> Rendered:
+def render_dag(
+    entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None, names: WarehouseNames | None = None
+) -> Rendered:
     """The DAG file of one product. The mesh was cross-checked, so each input's major is the one
-    its producer publishes, and the Assets here are the ones the producers' DAGs emit. `links`
-    defaults to the environment's settings (`card_links`)."""
+    its producer publishes, and the Assets here are the ones the producers' DAGs emit. `links` and
+    `names` default to the environment's settings (`card_links`, `warehouse_names`)."""
     spec = entry.spec
     links = links or card_links()
+    names = names or warehouse_names()
     source = render(
         TEMPLATE,
         header=header("#", entry.shown),
         spec=spec,
         dag_id=dag_id(spec),
         description=" ".join(spec.description.split()),
-        published=published_asset(spec.domain, spec.name, spec.major),
-        inputs=input_assets(spec),
+        published=published_assets(spec, names),
+        inputs=input_assets(spec, names),
         start_date=START_DATE,
         tags=tags(spec),
         owner_links=owner_links(spec, mesh),
@@ -197,8 +222,8 @@ def doc_md(spec: DataProduct, links: CardLinks | None = None, domain: Domain | N
     if spec.schedule:
         schedule = f"`{spec.schedule}`"
     else:
-        products = ", ".join(f"`{a.name}`" for a in input_assets(spec))
-        schedule = f"when its inputs publish ({products})"
+        reads = ", ".join(f"`{i.published_schema}.{i.output}`" for i in spec.inputs.products)
+        schedule = f"when the outputs it reads are published ({reads})"
     lines = [
         f"# Data product `{spec.domain}/{spec.name}`",
         "",

@@ -37,8 +37,14 @@ from generator.render.rendered import add_meta, drop_meta
 SOURCE_PARTS = ("render", "spec", "layout.py", "errors.py", "__init__.py")
 # The libraries whose output is written as is: YAML dumping, templating, the JSON Schema.
 LIBRARIES = ("PyYAML", "Jinja2", "pydantic")
-# Environment settings written into generated files (see render/airflow_dag.py, card_links).
-SETTINGS = ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL")
+# Environment settings written into generated files (see render/airflow_dag.py, card_links, and
+# spec/dataset_names.py, the warehouse's names in the Assets).
+SETTINGS = (
+    "DATAMESH_DBT_DOCS_URL",
+    "DATAMESH_REPORT_URL",
+    "DATAMESH_WAREHOUSE_NAMESPACE",
+    "DATAMESH_WAREHOUSE_DATABASE",
+)
 # The meta keys this module writes, in this order.
 KEYS = ("inputs", "reads", "files", "spec", "gen", "env", "body")
 HASH_CHARS = 16  # 64 bits: ample to tell versions of one file apart

@@ -5,7 +5,8 @@
     sla_miss               a run missed its freshness deadline (DeadlineAlert)     the product's owners
     gate_blocked           the governance gate blocked the publish                 the product's owners
     breaking_change        the first publish of a new major, consumers on older    the consumers' owners
-    deprecation_deadline   a deprecated major they read ends within 14 days        the consumers' owners
+    deprecation_deadline   a deprecated major they read ends within 30 days:       each consumer, once
+                           daily (the platform DAG) and at publish                 (recorded in the catalog)
     deprecated_kept        a major past serve_until is kept: consumers read it     the product's owners
 
 Channels come from settings, read when a notice is sent:
@@ -34,8 +35,11 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     import psycopg2.extensions
 
+    from generator.catalog.deadlines import Ending, Reader
     from generator.spec.model import DataProduct
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,10 @@ WEBHOOK_VARIABLE = "DATAMESH_NOTIFY_WEBHOOK"
 SMTP_CONN_ID = "datamesh_notify_smtp"
 WEBHOOK_CONN_ID = "datamesh_notify_webhook"
 DEFAULT_SENDER = "datamesh@localhost"
-DEADLINE_NEAR_DAYS = 14  # a deprecated major ending within this many days is "near"
+# A deprecated major ending within this many days is "near": the notice the policy
+# deprecation_gives_notice (policies/global.yaml) says consumers are owed. tests/test_notify.py checks
+# that the policy still asks for exactly this many days.
+DEPRECATION_NOTICE_DAYS = 30
 TIMEOUT_SECONDS = 10.0
 
 
@@ -256,11 +263,10 @@ def consumers_of(conn: psycopg2.extensions.connection, spec: DataProduct) -> lis
     return [ConsumerContact(*row) for row in rows]
 
 
-def publish_notices(
-    spec: DataProduct, published: Mapping[str, Any], consumers: list[ConsumerContact], today: Any
-) -> list[Notice]:
-    """What a publish tells people: consumers of older majors when a new major ships (breaking) or
-    the major they read ends soon; the owners when a major past its date is kept for its readers."""
+def publish_notices(spec: DataProduct, published: Mapping[str, Any], consumers: list[ConsumerContact]) -> list[Notice]:
+    """What a publish tells people: consumers of older majors when a new major ships (breaking), the
+    owners when a major past its date is kept for its readers. (That a major they read ends soon is
+    `send_deadline_notices`, once per consumer.)"""
     notices = []
     key = f"{spec.domain}/{spec.name}"
     entry = next((e for e in spec.changelog if e.version == spec.version), None)
@@ -288,22 +294,6 @@ def publish_notices(
                     {"major": major, "version": spec.version},
                 )
             )
-    for deprecation in spec.deprecations:
-        left = (deprecation.serve_until - today).days
-        readers = [c for c in consumers if c.major == deprecation.major]
-        if 0 <= left <= DEADLINE_NEAR_DAYS and readers:
-            notices.append(
-                Notice(
-                    "deprecation_deadline",
-                    key,
-                    f"[datamesh] {key} v{deprecation.major} ends in {left} day(s)",
-                    f"{key} v{deprecation.major} is served until {deprecation.serve_until} ({left} day(s) "
-                    f"left). {deprecation.note or f'Move to v{spec.major}.'} Readers: "
-                    f"{', '.join(r.consumer for r in readers)}.",
-                    tuple(sorted({r.email for r in readers if r.email} | {contact_for(spec)})),
-                    {"major": deprecation.major, "serve_until": str(deprecation.serve_until), "days_left": left},
-                )
-            )
     for kept in published.get("kept") or []:
         notices.append(
             Notice(
@@ -324,3 +314,64 @@ def send_all(notices: list[Notice], channels: Channels | None = None) -> list[De
     for notice in notices:
         deliveries += send(notice, channels)
     return deliveries
+
+
+# --- deprecation deadlines: once per major and consumer -----------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadlineRun:
+    sent: int = 0  # consumers told now
+    already: int = 0  # told before (the catalog's record)
+    undelivered: int = 0  # no channel took it: tried again next time
+
+
+def endings_of(spec: DataProduct, today: dt.date, days: int = DEPRECATION_NOTICE_DAYS) -> list[Ending]:
+    """The deprecated majors of `spec` that end within `days` (from the spec in hand, as a publish
+    has it before the catalog does)."""
+    from generator.catalog.deadlines import Ending
+
+    return [
+        Ending(spec.domain, spec.name, spec.owner.email, spec.version, d.major, d.serve_until, d.note)
+        for d in spec.deprecations
+        if 0 <= (d.serve_until - today).days <= days
+    ]
+
+
+def deadline_notice(ending: Ending, reader: Reader, today: dt.date) -> Notice:
+    left = ending.days_left(today)
+    current = ending.current_version.split(".")[0]
+    return Notice(
+        "deprecation_deadline",
+        ending.key,
+        f"[datamesh] {ending.key} v{ending.major} ends in {left} day(s); {reader.consumer} reads it",
+        f"{ending.key} v{ending.major} is served until {ending.serve_until} ({left} day(s) left), and "
+        f"{reader.consumer} still reads it. {ending.note or f'Move to v{current}.'}",
+        (reader.email,) if reader.email else (),
+        {"major": ending.major, "serve_until": str(ending.serve_until), "days_left": left,
+         "consumer": reader.consumer},
+    )
+
+
+def send_deadline_notices(
+    conn: psycopg2.extensions.connection, endings: list[Ending], today: dt.date, channels: Channels | None = None
+) -> DeadlineRun:
+    """Tell each consumer of each ending major, unless the catalog records it was told already.
+    A notice no channel delivered is not recorded, so the next run tries again. Never raises for a
+    receiver; a catalog that cannot be read raises (the caller decides)."""
+    from generator.catalog import deadlines
+
+    sent = already = undelivered = 0
+    for ending in endings:
+        for reader in deadlines.readers_of(conn, ending):
+            key = deadlines.notice_key(ending, reader)
+            if deadlines.was_notified(conn, key):
+                already += 1
+                continue
+            delivered = [d.channel for d in send(deadline_notice(ending, reader, today), channels) if d.ok]
+            if delivered:
+                deadlines.record_notified(conn, ending, reader, key, delivered)
+                sent += 1
+            else:
+                undelivered += 1
+    return DeadlineRun(sent, already, undelivered)

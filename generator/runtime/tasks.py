@@ -112,7 +112,7 @@ def run_models(dag_file: str, domain: str, product: str) -> dict:
     with dbt_runner.scratch_dir() as target:
         # dbt writes as domain_<domain>: its own build schema only; a platform that is not set up
         # fails here with the command that fixes it
-        with dbt_as_domain_role(entry.spec, warehouse):
+        with _dbt_lineage(warehouse, target), dbt_as_domain_role(entry.spec, warehouse):
             ran = dbt_runner.run(entry.project_dir, warehouse, target)
         lineage = output_inputs_from_manifest(target, entry.spec)
     return {
@@ -137,8 +137,9 @@ def test_models(dag_file: str, domain: str, product: str) -> dict:
     root, entry = _locate(dag_file, domain, product)
     warehouse = _warehouse(root)
     try:
-        with dbt_as_domain_role(entry.spec, warehouse):
-            tested = dbt_runner.test(entry.project_dir, warehouse)  # dbt exits non-zero on a failing test
+        with dbt_runner.scratch_dir() as target, _dbt_lineage(warehouse, target):
+            with dbt_as_domain_role(entry.spec, warehouse):
+                tested = dbt_runner.test(entry.project_dir, warehouse, target)  # non-zero exit on a failing test
     except dbt_runner.DbtFailed as exc:
         if not exc.transient:  # a lost connection judges nothing: the retry will
             _judge_failed_tests(root, entry, warehouse, exc.run_results)
@@ -150,6 +151,18 @@ def test_models(dag_file: str, domain: str, product: str) -> dict:
         _judge_failed_tests(root, entry, warehouse, run_results)
         raise RunFailed(f"{entry.spec.key}: tests failed: " + "; ".join(str(n) for n in tested.summary.failing))
     return {**counts, "run_results": run_results}
+
+
+@contextmanager
+def _dbt_lineage(warehouse: Warehouse, target: Path) -> Iterator[None]:
+    """After the dbt command in `target` (also when it failed), its OpenLineage events, when
+    $DATAMESH_OPENLINEAGE says where; the command's own outcome is raised unchanged."""
+    from generator.catalog.dbt_lineage import emit_dbt_events
+
+    try:
+        yield
+    finally:
+        emit_dbt_events(target, warehouse)
 
 
 def _judge_failed_tests(
@@ -249,8 +262,10 @@ def _notify_after_publish(conn: Any, spec: Any, published: dict) -> None:
 
         from generator.runtime import notify
 
+        today = dt.date.today()
         consumers = notify.consumers_of(conn, spec)
-        notify.send_all(notify.publish_notices(spec, published, consumers, dt.date.today()))
+        notify.send_all(notify.publish_notices(spec, published, consumers))
+        notify.send_deadline_notices(conn, notify.endings_of(spec, today), today)
     except Exception:
         log.exception("%s: could not send the notices of the publish", spec.key)
 

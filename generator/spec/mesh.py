@@ -95,7 +95,7 @@ def load_mesh(root: Path) -> Mesh:
     root = root.resolve()
     problems: list[Problem] = []
     entries = [e for e in (_load_entry(root, path, problems) for path in spec_paths(root)) if e]
-    problems += _check_inputs(entries, entries)
+    problems += check_inputs(entries, entries)
     domains = _registry(root, entries, None, problems)
     if problems:
         raise SpecError(problems)
@@ -123,7 +123,7 @@ def load_products(
     load(wanted)
     chosen = list(loaded.values())
     load(f"{i.domain}/{i.product}" for e in chosen for i in e.spec.inputs.products)
-    problems += _check_inputs(chosen, list(loaded.values()))
+    problems += check_inputs(chosen, list(loaded.values()))
     domains = _registry(root, chosen, {e.spec.domain for e in loaded.values()}, problems)
     if problems:
         raise SpecError(problems)
@@ -212,7 +212,7 @@ def _load_entry(root: Path, path: Path, problems: list[Problem]) -> ProductEntry
     return ProductEntry(spec, path, shown)
 
 
-def _check_inputs(entries: list[ProductEntry], available: list[ProductEntry]) -> list[Problem]:
+def check_inputs(entries: list[ProductEntry], available: list[ProductEntry]) -> list[Problem]:
     """The problems of `entries`' inputs, looked up among `available`."""
     by_key = {(e.spec.domain, e.spec.name): e for e in available}
     problems = []

@@ -499,7 +499,7 @@ class DataProduct(_Model):
 
     @property
     def asset_uri(self) -> str:
-        return asset_uri(self.domain, self.name, self.major)
+        return asset_uri(self.domain, self.name, self.major)  # the former per-product Asset
 
     @property
     def latest_schema(self) -> str:
@@ -542,9 +542,11 @@ def domain_role(domain: str) -> str:
 
 
 def asset_name(domain: str, product: str, major: int) -> str:
+    """The name of the product's former Asset (see asset_uri)."""
     return f"{domain}.{product}.v{major}"
 
 
 def asset_uri(domain: str, product: str, major: int) -> str:
-    """The Airflow Asset a product's publish emits and its consumers are scheduled on."""
+    """The one Asset per product and major that publish emitted before each output had its own
+    (render/airflow_dag.py output_asset); still emitted for one release, no DAG scheduled on it."""
     return f"datamesh://{domain}/{product}/v{major}"

@@ -36,7 +36,7 @@ class Question:
 
 QUESTIONS: tuple[Question, ...] = (
     Question("name", "Product name (lower_snake_case; the DAG is <domain>__<name>)", lambda a: "my_product", "name"),
-    Question("domain", "Domain that owns it (lower_snake_case)", lambda a: "my_domain", "domain"),
+    Question("domain", "Domain that owns it (one registered in domains/)", lambda a: "my_domain", "domain"),
     Question(
         "owner_team",
         "Owning team (lower_snake_case; becomes the DAG owner)",
@@ -91,15 +91,34 @@ ACROSS_FIELDS = {"name", "domain", "schedule"}
 
 def with_defaults(given: dict[str, str], root: Path | None = None) -> dict[str, str]:
     """Every answer: those given, and the defaults (computed from earlier answers) for the rest. With
-    `root`, a registered domain's owner team is the default team."""
+    `root`, a registered domain's proposals (its owner team, its `product_defaults`) come first."""
     answers: dict[str, str] = {}
+    proposed: dict[str, str] = {}
     for question in QUESTIONS:
+        if question.key == "owner_team" and root:  # the domain is answered by now
+            proposed = domain_defaults(root, answers["domain"])
         if question.key in given:
             answers[question.key] = given[question.key]
-            continue
-        registered = domain_teams(root, answers["domain"]) if root and question.key == "owner_team" else None
-        answers[question.key] = registered[0] if registered else question.default(answers)
+        else:
+            answers[question.key] = proposed.get(question.key) or question.default(answers)
     return answers
+
+
+def domain_defaults(root: Path, domain: str) -> dict[str, str]:
+    """The answers domains/<domain>.yaml proposes for a new product (as text, like typed answers): its
+    owner team and its `product_defaults`. Empty for a domain the registry does not have."""
+    from generator.spec.domain import load_domain
+
+    path = root / DOMAINS_DIR / f"{domain}.yaml"
+    if not path.is_file():
+        return {}
+    registered = load_domain(path, f"{DOMAINS_DIR}/{domain}.yaml")
+    proposed = {"owner_team": registered.owner_team}
+    defaults = registered.product_defaults
+    if defaults is not None:
+        for key, value in defaults.model_dump(mode="json", exclude_none=True).items():
+            proposed[key] = str(_plain_number(value)) if isinstance(value, float) else str(value)
+    return proposed
 
 
 def build_spec(answers: dict[str, Any]) -> dict[str, Any]:
@@ -202,9 +221,19 @@ def domain_teams(root: Path, domain: str) -> list[str] | None:
     return [registered.owner_team, *(t for t in registered.team_names if t != registered.owner_team)]
 
 
-def registry_exists(root: Path) -> bool:
-    """Once the repo has a domain registry, a new product's domain must be in it."""
-    return (root / DOMAINS_DIR).is_dir()
+def unknown_domain(root: Path, domain: str) -> str | None:
+    """Why `domain` cannot own a new product: once the repo has a domain registry, a product's domain
+    must be registered first (its owner, teams and on-call are the registry's). None when it may."""
+    registry = root / DOMAINS_DIR
+    if not registry.is_dir() or (registry / f"{domain}.yaml").is_file():
+        return None
+    known = ", ".join(known_domains(root)) or "none yet"
+    return (
+        f"domain {domain!r} is not in the domain registry ({DOMAINS_DIR}/); known domains: {known}. "
+        f"To add it, register it first: `datamesh domains new {domain} --owner-team TEAM --email EMAIL` "
+        f"writes {DOMAINS_DIR}/{domain}.yaml (or write that file yourself; `datamesh schema --domain` "
+        "gives its fields)"
+    )
 
 
 def name_taken(root: Path, name: str) -> str | None:

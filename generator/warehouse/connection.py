@@ -70,9 +70,10 @@ class Warehouse:
         return f"{kind} {self.user}@{self.host}:{self.port}/{self.dbname}{where}"
 
 
-def from_environment(root: Path, environ: Mapping[str, str] | None = None) -> Warehouse:
+def from_environment(root: Path, environ: Mapping[str, str] | None = None, start: bool = True) -> Warehouse:
     """The `datamesh_warehouse` Airflow connection if Airflow has one, else the server the PG*
-    variables name (PGHOST set), else the embedded one under `root` (started if needed)."""
+    variables name (PGHOST set), else the embedded one under `root` (started if needed, unless
+    `start` is False: then only its settings, e.g. to name the server in a data contract)."""
     env = os.environ if environ is None else environ
     found = from_airflow_connection(env)
     if found is not None:
@@ -88,7 +89,7 @@ def from_environment(root: Path, environ: Mapping[str, str] | None = None) -> Wa
             sslmode=env.get("PGSSLMODE") or None,
             source="PG* variables",
         )
-    return start_embedded(root / EMBEDDED_PG_DIR)
+    return start_embedded(root / EMBEDDED_PG_DIR) if start else embedded_settings(root / EMBEDDED_PG_DIR)
 
 
 def from_airflow_connection(environ: Mapping[str, str]) -> Warehouse | None:
@@ -195,6 +196,11 @@ def start_embedded(data_dir: Path) -> Warehouse:
     # cleanup_mode=None keeps the server up after this process exits, so dbt subprocesses and
     # later Airflow tasks share it; `datamesh db stop` (or deleting the folder) ends it.
     pgserver.get_server(str(data_dir), cleanup_mode=None)
+    return embedded_settings(data_dir)
+
+
+def embedded_settings(data_dir: Path) -> Warehouse:
+    """The embedded server's settings (its socket folder is the host), started or not."""
     return Warehouse(
         host=str(data_dir),
         port=5432,
