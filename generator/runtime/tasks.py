@@ -301,6 +301,8 @@ def _locate(dag_file: str, domain: str, product: str) -> tuple[Path, ProductEntr
             else f"${ROOT_VARIABLE} if set, else the DAG folder's parent"
         )
         raise RunFailed(f"no data product {domain}/{product} under {root / 'dbt'} (the root is {where})")
+    log.info("%s/%s: spec and dbt project from %s%s", domain, product, root,
+             f" (DAG bundle version {version})" if version else "")
     return root, locate(root, domain, product)
 
 
