@@ -27,6 +27,7 @@ import yaml
 from psycopg2 import sql
 
 from generator.warehouse.connection import Warehouse
+from tests.compose_env import env_file, interpolate, variables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -38,18 +39,8 @@ CLI = "airflow-cli"  # upstream's CLI service, under the `debug` profile: `up` d
 ONE_SHOT = {INIT, CLI}
 LONG_RUNNING = sorted(name for name in SERVICES if name not in ONE_SHOT)
 
-# Compose interpolation: $$ is a literal $, ${NAME}, ${NAME:-default} and $NAME are variables.
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
 def env_example() -> dict[str, str]:
-    values = {}
-    for line in (REPO_ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
+    return env_file(REPO_ROOT / ".env.example")
 
 
 def strings(node: Any) -> list[str]:
@@ -60,29 +51,6 @@ def strings(node: Any) -> list[str]:
     if isinstance(node, list):
         return [s for item in node for s in strings(item)]
     return []
-
-
-def variables(text: str, *, required_only: bool = False) -> set[str]:
-    """The variables `text` uses; with `required_only`, those without a default (`${NAME:-x}`)."""
-    return {
-        m.group(1) or m.group(4)
-        for m in _VARIABLE.finditer(text)
-        if m.group(0) != "$$" and not (required_only and m.group(2) in (":-", "-"))
-    }
-
-
-def interpolate(text: str, values: dict[str, str]) -> str:
-    """What compose makes of `text` with `values` as its .env."""
-
-    def value(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, operator, default = m.group(1) or m.group(4), m.group(2), m.group(3)
-        if (operator == ":-" and not values.get(name)) or (operator == "-" and name not in values):
-            return default
-        return values[name]
-
-    return _VARIABLE.sub(value, text)
 
 
 def service_environment(service: str, values: dict[str, str] | None = None) -> dict[str, str]:

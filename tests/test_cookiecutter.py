@@ -81,6 +81,15 @@ def datamesh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def register(root: Path, domain: str) -> None:
+    """Register `domain` as a team would before its first product: owned by <domain>_team, the team
+    the template proposes for it."""
+    team = f"{domain}_team"
+    email = f"{team.replace('_', '-')}@company.com"
+    done = datamesh(root, "domains", "new", domain, "--owner-team", team, "--email", email)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every folder and file under `root`, with a digest of each file: 'nothing written' is equality.
     The git-ignored caches in .datamesh/ (policy verdicts) are not the repo."""
@@ -105,6 +114,7 @@ def mesh_with_new_products(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch repo with two new products: defaults via --no-input, and a hostile description
     given the way cookiecutter passes answers on exactly (a replay file)."""
     root = copy_repo(tmp_path_factory.mktemp("scaffold") / "repo")
+    register(root, "self_serve")
     created(cookiecutter(root, "--no-input", name="first_product", domain="self_serve"))
     replay = json.loads((root / "dbt/self_serve/first_product/.cookiecutter.json").read_text())
     replay["cookiecutter"].update(name="odd_text", output_name="odd_rows", description=HOSTILE)
@@ -171,7 +181,7 @@ def test_new_product_parses_and_builds_with_dbt(
         )
         assert result.returncode == 0, f"dbt {command[0]} failed:\n{result.stdout}\n{result.stderr}"
     manifest = json.loads((project / "target/manifest.json").read_text())
-    assert f"model.{domain}__{name}.{output}" in manifest["nodes"]
+    assert f"model.{domain}__{name}.{output}.v0" in manifest["nodes"]  # versioned: its major
     # The skeleton builds the contract's table (no rows) in the product's private build schema.
     with warehouse.connect() as conn, conn.cursor() as cur:
         cur.execute(
@@ -245,6 +255,7 @@ def test_new_product_runs_its_dag_with_airflow_and_lands_in_the_catalog(
     from generator.dev.demo import prepare_warehouse
     from generator.spec.mesh import load_mesh
 
+    register(repo, "self_serve")
     created(cookiecutter(repo, "--no-input", name="ready_product", domain="self_serve"))
     dag_id = "self_serve__ready_product"
     prepare_warehouse(warehouse, load_mesh(repo), echo=lambda _: None)  # catalog, roles, build schemas
@@ -300,6 +311,17 @@ def test_new_product_runs_its_dag_with_airflow_and_lands_in_the_catalog(
         ({"name": "n" * 30, "domain": "d" * 20}, "exceed 48 bytes"),
         # A domain's policies (policies/domains/finance.yaml) apply before anything is written.
         ({"domain": "finance"}, "[finance_retention_seven_years] finance/my_product keeps data for 365 days"),
+        # The domain registry (domains/<domain>.yaml): its domains only, and a team of the domain.
+        (
+            {"domain": "brand_new"},
+            "domain 'brand_new' is not in the domain registry (domains/); known domains: commerce, customers, "
+            "finance, marketing, products, sales. To add it, register it first: "
+            "`datamesh domains new brand_new --owner-team TEAM --email EMAIL`",
+        ),
+        (
+            {"name": "price_history", "domain": "products"},
+            "owner_team 'products_team' is not a team of domain 'products' (domains/products.yaml); allowed: catalog",
+        ),
         # Choices are cookiecutter's own check.
         ({"classification": "secret"}, "secret provided for choice variable classification"),
     ],
@@ -334,6 +356,7 @@ def test_a_failed_render_removes_what_was_written(repo: Path) -> None:
     # dags/ as a file: the answers are fine, the spec gets written, and rendering the DAG fails.
     shutil.rmtree(repo / "dags")
     (repo / "dags").write_text("not a folder\n")
+    register(repo, "brand_new")
     before = snapshot(repo)
     result = cookiecutter(repo, "--no-input", name="doomed", domain="brand_new")
     assert result.returncode != 0
@@ -358,6 +381,7 @@ def test_typed_answers_reach_the_spec_exactly(repo: Path) -> None:
     # At the prompt cookiecutter does not evaluate {{ }} (it does in --no-input values: see
     # docs/self-serve.md). Enter accepts each default; classification is choice 3.
     description = "Typed {{ 7*7 }} with \"\"\"quotes\"\"\" and 'apostrophes' {% raw %}"
+    register(repo, "typed_domain")
     typed = ["typed_product", "typed_domain", "", "", description, "3", "", "", "", ""]
     created(cookiecutter(repo, stdin="\n".join(typed) + "\n"))
     spec = spec_of(repo, "typed_domain", "typed_product")
@@ -368,11 +392,13 @@ def test_typed_answers_reach_the_spec_exactly(repo: Path) -> None:
 
 def test_no_input_values_with_quotes_reach_the_spec_exactly(repo: Path) -> None:
     description = "It's \"quoted\", ''' and \"\"\" -- ; # not a comment: x"
+    register(repo, "texts")
     created(cookiecutter(repo, "--no-input", name="quoted", domain="texts", description=description))
     assert spec_of(repo, "texts", "quoted")["description"] == description
 
 
 def test_the_saved_answers_recreate_the_product(repo: Path, tmp_path: Path) -> None:
+    register(repo, "texts")
     created(cookiecutter(repo, "--no-input", name="again", domain="texts", classification="restricted"))
     product = repo / "dbt/texts/again"
     spec_before = (product / "data_product.yaml").read_bytes()
@@ -384,20 +410,3 @@ def test_the_saved_answers_recreate_the_product(repo: Path, tmp_path: Path) -> N
     created(cookiecutter(repo, "--replay-file", str(replay)))
     assert (product / "data_product.yaml").read_bytes() == spec_before
     assert spec_of(repo, "texts", "again")["classification"] == "restricted"
-
-
-def test_a_new_domain_gets_a_minimal_registry_file(mesh_with_new_products: Path) -> None:
-    from generator.spec.domain import load_domain
-
-    domain = load_domain(mesh_with_new_products / "domains" / "self_serve.yaml")
-    assert (domain.owner_team, domain.team_names) == ("self_serve_team", ["self_serve_team"])
-    assert domain.on_call.email == "self-serve-team@company.com"
-
-
-def test_a_team_outside_an_existing_domain_is_refused_with_the_allowed_teams(repo: Path) -> None:
-    before = snapshot(repo)
-    result = cookiecutter(repo, "--no-input", name="price_history", domain="products")
-    assert result.returncode != 0
-    assert "owner_team 'products_team' is not a team of domain 'products' (domains/products.yaml); " \
-        "allowed: catalog" in result.stderr
-    assert {k: v for k, v in snapshot(repo).items() if not k.startswith(".datamesh")} == before

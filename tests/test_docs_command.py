@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from generator.catalog import store
+from generator.dev.demo_data import seed_operational_data
+from generator.platform.publish import publish
+from generator.platform.setup import setup_platform
+from generator.runtime import dbt_runner
+from generator.spec.mesh import load_mesh
 from generator.warehouse.connection import Warehouse
+from tests.catalog_helpers import register_run
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +94,68 @@ def test_docs_are_served_on_localhost(repo_copy: Path, warehouse: Warehouse) -> 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def publish_example_mesh(root: Path, warehouse: Warehouse) -> None:
+    """Every example product built by dbt on the demo data and published, producers first."""
+    mesh = load_mesh(root)
+    conn = warehouse.connect(autocommit=True)
+    try:
+        seed_operational_data(conn)
+    finally:
+        conn.close()
+    setup_platform(warehouse, mesh.products)
+    for entry in mesh.products:
+        dbt_runner.run(entry.project_dir, warehouse)
+        conn = warehouse.connect()
+        try:
+            publish(conn, entry.spec, roles_must_exist=False)  # the readers' roles are not the point
+        finally:
+            conn.close()
+
+
+def test_docs_describe_the_published_outputs_with_their_warehouse_types(
+    repo_copy: Path, warehouse: Warehouse
+) -> None:
+    """catalog.json is built against the published schema: every output, every column, typed. A
+    subscriber registered in the catalog shows as an exposure of the docs (never of the render)."""
+    publish_example_mesh(repo_copy, warehouse)
+    profiles = load_mesh(repo_copy).select("customers/customer_profiles")[0].spec
+    conn = warehouse.connect()
+    try:
+        store.migrate(conn)
+        register_run(conn, profiles, "docs-test")
+        store.subscribe(conn, "Churn {{ board }}", "customers", "customer_profiles", "customers_dim", None,
+                        "crm-team@company.com", "weekly churn review")
+    finally:
+        conn.close()
+    try:
+        done = subprocess.run(
+            [DATAMESH, "--root", str(repo_copy), "docs"], capture_output=True, text=True, timeout=900, check=False
+        )
+    finally:
+        conn = warehouse.connect()
+        try:  # other tests of the session share this catalog
+            store.unsubscribe(conn, "Churn {{ board }}", "customers", "customer_profiles", "customers_dim")
+        finally:
+            conn.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    for entry in load_mesh(repo_copy).products:
+        spec = entry.spec
+        docs = repo_copy / ".datamesh/docs" / spec.key  # dbt's artifacts are kept beside the page
+        nodes = json.loads((docs / "catalog.json").read_text())["nodes"]
+        for output in spec.outputs:
+            node = nodes[f"model.{spec.key}.{output.name}.v{spec.major}"]
+            assert node["metadata"]["schema"] == spec.published_schema
+            assert node["metadata"]["name"] == output.name
+            assert node["metadata"]["type"] == "VIEW"  # what consumers read
+            columns = {name: column["type"] for name, column in node["columns"].items()}
+            assert list(columns) == [c.name for c in output.columns], spec.key
+            assert all(columns.values()), columns
+    project = load_mesh(repo_copy).select("customers/customer_profiles")[0].project_dir
+    manifest = repo_copy / ".datamesh/docs/customers__customer_profiles/manifest.json"
+    exposures = json.loads(manifest.read_text())["exposures"]
+    churn = exposures["exposure.customers__customer_profiles.subscriber__churn_board"]
+    assert churn["label"] == "Churn {{ board }}" and churn["owner"]["name"] == "crm-team@company.com"
+    assert churn["depends_on"]["nodes"] == ["model.customers__customer_profiles.customers_dim.v1"]
+    assert not (project / "models" / "_datamesh_subscribers.yml").exists()  # docs only, then gone

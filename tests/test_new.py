@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from generator.spec.domain import load_domain
 from generator.spec.new_product import KEYS, QUESTIONS, with_defaults
-from tests.test_cookiecutter import TEMPLATE, copy_repo, snapshot
+from tests.test_cookiecutter import TEMPLATE, copy_repo, datamesh, snapshot
 
 BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,8 +80,13 @@ def test_bad_answers_are_re_asked_with_the_reason_at_their_question(repo: Path) 
     term.type("product_catalog")  # taken in the products domain
     assert "name 'product_catalog' is taken in the mesh by products/product_catalog" in term.prompt("Product name")
     term.type("ledger")
-    prompt = term.prompt("Domain")
-    assert "known: commerce, customers, finance" in prompt  # the mesh's domains are offered
+    # The registry's domains are the choices, and none is a default: my_domain is not registered.
+    prompt = term.expect("Domain") + term.expect("): ")
+    assert "(commerce, customers, finance, marketing, products, sales): " in prompt
+    term.type("ledgers")
+    refused = term.expect("Domain") + term.expect("): ")
+    assert "domain 'ledgers' is not in the domain registry (domains/); known domains: commerce, customers" in refused
+    assert "`datamesh domains new ledgers --owner-team TEAM --email EMAIL`" in refused
     term.type("finance")
     for _ in ("owner_team", "owner_email", "description"):
         term.prompt("")
@@ -180,7 +186,33 @@ def test_a_registered_domain_proposes_its_owner_team_and_refuses_others(repo: Pa
     assert spec["owner"]["team"] == "catalog"
 
 
-def test_a_new_domain_gets_a_minimal_registry_file(repo: Path) -> None:
+def test_an_unregistered_domain_is_refused_until_datamesh_domains_new_registers_it(repo: Path) -> None:
+    before = snapshot(repo)
+    refused = run_new(repo, "--no-input", "name=first_one", "domain=brand_new")
+    assert refused.returncode == 2
+    assert "domain 'brand_new' is not in the domain registry (domains/); known domains: commerce, customers, " \
+        "finance, marketing, products, sales." in refused.stderr
+    assert "datamesh domains new brand_new --owner-team TEAM --email EMAIL` writes domains/brand_new.yaml" \
+        in refused.stderr
+    assert snapshot(repo) == before
+
+    registered = datamesh(repo, "domains", "new", "brand_new", "--owner-team", "brand_team", "--email", "brand@co.com")
+    assert registered.returncode == 0, registered.stderr
+    domain = load_domain(repo / "domains/brand_new.yaml")  # the registry's own rules
+    assert (domain.owner_team, domain.team_names) == ("brand_team", ["brand_team"])
+    assert domain.on_call.email == "brand@co.com"
     made = run_new(repo, "--no-input", "name=first_one", "domain=brand_new")
     assert made.returncode == 0, made.stderr
-    assert (repo / "domains/brand_new.yaml").is_file()
+    spec = yaml.safe_load((repo / "dbt/brand_new/first_one/data_product.yaml").read_text())
+    assert spec["owner"]["team"] == "brand_team"  # the registered owner team is the default
+
+
+def test_datamesh_domains_new_names_the_bad_argument_and_writes_nothing(repo: Path) -> None:
+    before = snapshot(repo)
+    bad = datamesh(repo, "domains", "new", "Brand-New", "--owner-team", "brand_team", "--email", "nobody")
+    assert bad.returncode == 2
+    assert "domains/Brand-New.yaml was not written:\n  NAME: 'Brand-New' is not a safe identifier" in bad.stderr
+    assert "\n  --email: 'nobody' is not an email address" in bad.stderr
+    again = datamesh(repo, "domains", "new", "sales", "--owner-team", "sales_analytics", "--email", "s@co.com")
+    assert again.returncode == 2 and "domains/sales.yaml exists already" in again.stderr
+    assert snapshot(repo) == before

@@ -220,6 +220,7 @@ def test_the_profile_has_a_dev_default_and_a_pipeline_target_on_the_build_schema
                     "role": '{{ "domain_sales" if env_var("DATAMESH_DBT_AS_DOMAIN", "") == "1" else "" }}',
                     "threads": 4,
                 },
+                "docs": {**CONNECTION, "schema": f"{key}__v2", "threads": 4},  # datamesh docs reads it
             },
         }
     }

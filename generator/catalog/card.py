@@ -6,7 +6,7 @@ runs and incidents, the quality trend, the consumers (products and subscribers) 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -104,6 +104,23 @@ class Card:
         """Quality scores of the shown runs, oldest first (unscored runs left out)."""
         return [r.quality_score for r in reversed(self.runs) if r.quality_score is not None]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The card as `show --format json` prints it (docs/interop.md): plain JSON values only."""
+        data = asdict(self)
+        data["key"] = self.key
+        data["last_success_at"] = _iso(self.last_success_at)
+        for run in data["runs"]:
+            run["ended_at"] = _iso(run["ended_at"])
+        for incident in data["incidents"]:
+            incident["at"] = _iso(incident["at"])
+        data["changelog"] = [
+            {k: _iso(v) if hasattr(v, "isoformat") else v for k, v in entry.items()} for entry in self.changelog
+        ]
+        for output in data["outputs"]:
+            output["sample_query"] = self.sample_query(next(o for o in self.outputs if o.name == output["name"]))
+        data["quality_trend"] = self.quality_trend
+        return data
+
     def sample_query(self, output: OutputInfo) -> str:
         """A query every reader the spec grants may run: the PII columns are left out (a reader not
         cleared for PII is refused them), with a comment line naming them and who is cleared."""
@@ -193,6 +210,10 @@ def load_card(conn: psycopg2.extensions.connection, domain: str, product: str) -
     _apply_registry(conn, card)
     conn.rollback()
     return card
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def _apply_registry(conn: psycopg2.extensions.connection, card: Card) -> None:

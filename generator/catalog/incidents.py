@@ -11,6 +11,8 @@ The callbacks themselves are in generator.runtime.callbacks; this module is thei
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -96,25 +98,13 @@ def record_incident_for(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Connect to the repo's warehouse, bring the catalog up to date and record one incident."""
-    from generator.catalog import store
-    from generator.warehouse.connection import from_environment
-
-    conn = from_environment(root).connect()
-    try:
-        store.migrate(conn)
+    with migrated_catalog(root) as conn:
         record_incident(conn, kind, domain, product, run_id, message, details)
-    finally:
-        conn.close()
 
 
 def last_published_at(root: Path, domain: str, product: str) -> datetime | None:
     """When the product's last successful run ended (its last publish), from the catalog."""
-    from generator.catalog import store
-    from generator.warehouse.connection import from_environment
-
-    conn = from_environment(root).connect()
-    try:
-        store.migrate(conn)
+    with migrated_catalog(root) as conn:
         with conn.cursor() as cur:
             cur.execute(
                 f"SELECT max(ended_at) FROM {CATALOG_SCHEMA}.runs "
@@ -124,5 +114,19 @@ def last_published_at(root: Path, domain: str, product: str) -> datetime | None:
             row = cur.fetchone()
         conn.commit()
         return row[0] if row else None
+
+
+@contextmanager
+def migrated_catalog(root: Path) -> Iterator[psycopg2.extensions.connection]:
+    """A connection to the repo's warehouse, its catalog migrated first (a DAG's callback may be the
+    first to reach a new catalog), closed after. For the DAGs' callbacks; commands use
+    `Context.catalog`, which says who must migrate when this role may not."""
+    from generator.catalog import store
+    from generator.warehouse.connection import from_environment
+
+    conn = from_environment(root).connect()
+    try:
+        store.migrate(conn)
+        yield conn
     finally:
         conn.close()

@@ -76,6 +76,24 @@ class Graph:
                 sub.edge_labels[(a, b)] |= labels
         return sub
 
+    def as_dict(self) -> dict[str, object]:
+        """Nodes and edges as `lineage --format json` prints them (docs/interop.md)."""
+        return {
+            "nodes": [
+                {"id": n, "label": self.labels[n], "kind": "subscriber" if is_subscriber(n) else "mesh"}
+                for n in sorted(self.labels)
+            ],
+            "edges": [
+                {
+                    "from": a,
+                    "to": b,
+                    "labels": sorted(self.edge_labels[(a, b)]),
+                    "major": self.edge_majors.get((a, b)),
+                }
+                for a, b in self.edges()
+            ],
+        }
+
     def around(self, node: str) -> Graph:
         """The node with everything upstream and downstream of it."""
         return self.subgraph(self.reachable(node, "up") | self.reachable(node, "down"))
@@ -268,6 +286,17 @@ class ImpactReport:
     # major): a change to `major` does not reach them. Major -> names, sorted.
     other_majors: dict[int, list[str]] = field(default_factory=dict)
 
+    def as_dict(self) -> dict[str, object]:
+        """The report as `impact --format json` prints it (docs/interop.md)."""
+        return {
+            "output": self.output,
+            "major": self.major,
+            "hits": [
+                {"kind": h.kind, "name": h.name, "depth": h.depth, "path": list(h.path)} for h in self.hits
+            ],
+            "other_majors": {str(m): names for m, names in sorted(self.other_majors.items())},
+        }
+
 
 def impact(
     conn: psycopg2.extensions.connection, domain: str, product: str, output: str, major: int | None = None
@@ -418,8 +447,10 @@ def output_inputs_from_manifest(
 
     result = {}
     for output in spec.outputs:
-        node_id = f"model.{spec.key}.{output.name}"
-        if node_id not in nodes:
+        # A versioned model (render/dbt_metadata.py) is model.<project>.<name>.v<major>.
+        candidates = (f"model.{spec.key}.{output.name}.v{spec.major}", f"model.{spec.key}.{output.name}")
+        node_id = next((i for i in candidates if i in nodes), "")
+        if not node_id:
             return None  # not this spec's manifest: do not guess
         result[output.name] = sorted(reads(node_id, set()))
     return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import psycopg2.extensions
@@ -72,6 +72,12 @@ class Hit:
     @property
     def key(self) -> str:
         return f"{self.domain}/{self.product}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The hit as `search --format json` prints it (docs/interop.md)."""
+        data: dict[str, object] = {"key": self.key, **asdict(self)}
+        data["last_success_at"] = self.last_success_at.isoformat() if self.last_success_at else None
+        return data
 
 
 def prefix_query(text: str) -> str | None:

@@ -9,8 +9,9 @@ Registered in cli.py.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +22,25 @@ if TYPE_CHECKING:
     from generator.cli.context import Context
 
 
+def output_format(*choices: str) -> Any:
+    """The `--format` option: text for people (first choice), json for tools (docs/interop.md)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice([*choices, "json"]),
+        default=choices[0],
+        show_default=True,
+        help="json: one JSON document on stdout, its shape in docs/interop.md.",
+    )
+
+
+def echo_json(data: Any) -> None:
+    """One JSON document; dates and anything else not JSON-native as their ISO text."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 @click.command()
@@ -40,6 +60,7 @@ if TYPE_CHECKING:
     "--sort", type=click.Choice(["relevance", "usage"]), default="relevance", show_default=True,
     help="relevance: best match first, the most used among equals; usage: the most read (30 days) first.",
 )
+@output_format("text")
 @click.pass_obj
 def search(
     ctx: Context,
@@ -51,6 +72,7 @@ def search(
     freshness: str | None,
     limit: int,
     sort: str,
+    fmt: str,
 ) -> None:
     """Full-text search over names, descriptions, tags and column names, best match first."""
     from generator.catalog.search import Filters, format_table
@@ -59,20 +81,28 @@ def search(
     filters = Filters(domain, tag, classification, min_score, freshness)
     with ctx.catalog() as conn:
         hits = run_search(conn, " ".join(words), filters, limit, sort)
+    if fmt == "json":
+        echo_json({"query": " ".join(words), "hits": [h.as_dict() for h in hits]})
+        return
     click.echo(format_table(hits))
 
 
 @click.command()
 @click.argument("product")
+@output_format("text")
 @click.pass_obj
-def show(ctx: Context, product: str) -> None:
+def show(ctx: Context, product: str, fmt: str) -> None:
     """A product's card: owner, outputs and columns, SLA now, runs, quality, consumers, how to read it."""
     from generator.catalog.card import format_card, load_card
     from generator.catalog.lineage import parse_target
 
     domain, name, _ = parse_target(product)
     with ctx.catalog() as conn:
-        click.echo(format_card(load_card(conn, domain, name)))
+        card = load_card(conn, domain, name)
+    if fmt == "json":
+        echo_json(card.as_dict())
+        return
+    click.echo(format_card(card))
 
 
 @click.command()
@@ -80,7 +110,12 @@ def show(ctx: Context, product: str) -> None:
 @click.option("--up", "direction", flag_value="up", help="Only upstream (what it reads).")
 @click.option("--down", "direction", flag_value="down", help="Only downstream (who reads it).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["tree", "mermaid", "graphviz"]), default="tree", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["tree", "mermaid", "graphviz", "json"]),
+    default="tree",
+    show_default=True,
+    help="json: the nodes and edges, and what is up- and downstream (docs/interop.md).",
 )
 @click.pass_obj
 def lineage(ctx: Context, target: str, direction: str | None, fmt: str) -> None:
@@ -91,6 +126,19 @@ def lineage(ctx: Context, target: str, direction: str | None, fmt: str) -> None:
     with ctx.catalog() as conn:
         graph = lin.load_graph(conn, level)  # type: ignore[arg-type]
     node = lin.node_of(graph, target)
+    if fmt == "json":
+        upstream = graph.reachable(node, "up") - {node} if direction in (None, "up") else set()
+        downstream = graph.reachable(node, "down") - {node} if direction in (None, "down") else set()
+        echo_json(
+            {
+                "target": node,
+                "level": level,
+                "upstream": sorted(upstream),
+                "downstream": sorted(downstream),
+                **graph.subgraph(upstream | downstream | {node}).as_dict(),
+            }
+        )
+        return
     if fmt != "tree":
         shown = graph.subgraph(graph.reachable(node, direction)) if direction else graph.around(node)
         click.echo(
@@ -112,8 +160,9 @@ def lineage(ctx: Context, target: str, direction: str | None, fmt: str) -> None:
     help="The major version the change is to (default: the current one). Readers pinned to "
     "another major are not hit.",
 )
+@output_format("text")
 @click.pass_obj
-def impact(ctx: Context, output: str, major: int | None) -> None:
+def impact(ctx: Context, output: str, major: int | None, fmt: str) -> None:
     """Who a breaking change to OUTPUT (<domain>/<product>.<output>) would hit."""
     from generator.catalog import lineage as lin
 
@@ -122,6 +171,9 @@ def impact(ctx: Context, output: str, major: int | None) -> None:
         raise UserError(f"{output!r}: impact needs an output, as <domain>/<product>.<output>")
     with ctx.catalog() as conn:
         found = lin.impact_report(conn, domain, product, name, major)
+    if fmt == "json":
+        echo_json({**found.as_dict(), "summary": lin.describe_impact(found)})
+        return
     click.echo(lin.describe_impact(found))
     if found.hits:
         click.echo(lin.format_impact(found.hits))

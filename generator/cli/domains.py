@@ -1,5 +1,6 @@
-"""`datamesh domains`: the domain registry with each domain's products and their health. Registered
-in main.py."""
+"""`datamesh domains`: the domain registry with each domain's products and their health, and
+`datamesh domains new`, which registers a domain (a product's domain must be registered before
+`datamesh new` or the cookiecutter template accept it). Registered in main.py."""
 
 from __future__ import annotations
 
@@ -9,15 +10,75 @@ from typing import Any
 import click
 
 from generator.cli.context import Context, pass_ctx
+from generator.errors import SpecError, UserError
+from generator.layout import DOMAINS_DIR
 
 
-@click.command("domains")
+@click.group("domains", invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format.")
 @click.option("--no-health", is_flag=True, help="The registry only: do not read the catalog.")
 @pass_ctx
 def domains(ctx: Context, fmt: str, no_health: bool) -> None:
     """Domains (domains/<domain>.yaml) with their owner, on-call, products and the products' health:
-    last run outcome and freshness against the SLA, from the catalog."""
+    last run outcome and freshness against the SLA, from the catalog. `domains new` registers one."""
+    if click.get_current_context().invoked_subcommand is None:
+        _list(ctx, fmt, no_health)
+
+
+@domains.command("new")
+@click.argument("name")
+@click.option("--owner-team", required=True, help="The team that owns the domain and its first products.")
+@click.option("--email", required=True, help="The owner team's address (also the on-call address, to start).")
+@click.option("--description", help="What the domain is about (a placeholder to complete otherwise).")
+@click.option("--bounded-context", help="The part of the business whose language its products speak.")
+@pass_ctx
+def new_domain(
+    ctx: Context, name: str, owner_team: str, email: str, description: str | None, bounded_context: str | None
+) -> None:
+    """Register a domain: write domains/NAME.yaml, owned by --owner-team.
+
+    The smallest valid registry file, checked by the registry's own rules; complete it by hand
+    (description, members, on-call, more teams). A product's domain must be registered before
+    `datamesh new` accepts it. Nothing is written if an argument breaks the rules or the file exists."""
+    from generator.spec.domain import domain_file, new_domain_text
+    from generator.spec.mesh import spec_paths
+
+    ctx.require_repo()
+    path = ctx.root / domain_file(name)
+    if path.exists():
+        raise UserError(f"{domain_file(name)} exists already: domain {name!r} is registered; nothing was written")
+    try:
+        text = new_domain_text(name, owner_team, email, description, bounded_context)
+    except SpecError as exc:
+        lines = dict.fromkeys(f"  {_argument(p.path)}: {p.message}" for p in exc.problems)
+        raise UserError(f"{domain_file(name)} was not written:\n" + "\n".join(lines)) from None
+    registry = ctx.root / DOMAINS_DIR
+    first = not registry.is_dir()
+    registry.mkdir(exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"Registered domain {name}: {domain_file(name)} (owner team {owner_team}).")
+    if first:
+        # A registry, once there, is checked for every domain with products (generator/spec/domain.py).
+        unregistered = sorted({p.parent.parent.name for p in spec_paths(ctx.root)} - {name})
+        if unregistered:
+            click.echo(
+                "warning: this repo had no domain registry; each domain with products needs its file too: "
+                + ", ".join(domain_file(d) for d in unregistered),
+                err=True,
+            )
+    click.echo(f"Next: complete {domain_file(name)} (description, members, on-call), then `datamesh new`.")
+
+
+def _argument(path: str) -> str:
+    """The argument of `domains new` that a field of the file it writes came from."""
+    parts = path.split(".")
+    top, last = parts[0], parts[-1]
+    if top in ("teams", "on_call"):
+        return "--email" if last == "email" else "--owner-team"
+    return {"name": "NAME", "owner_team": "--owner-team"}.get(top, f"--{top.replace('_', '-')}")
+
+
+def _list(ctx: Context, fmt: str, no_health: bool) -> None:
     mesh = ctx.mesh()
     health = {} if no_health else _health(ctx)
     listed = []
@@ -57,16 +118,10 @@ def domains(ctx: Context, fmt: str, no_health: bool) -> None:
 
 
 def _health(ctx: Context) -> dict[str, dict[str, Any]]:
-    from generator.catalog import store
     from generator.catalog.card import product_health
-    from generator.warehouse.connection import from_environment
 
-    conn = from_environment(ctx.root).connect()
-    try:
-        store.ensure_current(conn)
+    with ctx.catalog() as conn:
         return product_health(conn)
-    finally:
-        conn.close()
 
 
 def _status(found: dict[str, Any] | None) -> str:

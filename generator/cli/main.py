@@ -7,26 +7,26 @@ from __future__ import annotations
 
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from generator.cli.access import access_group, grants_group
-from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
+from generator.cli.catalog import docs, echo_json, impact, lineage, output_format, report, search, show, subscribe
 from generator.cli.console import console
 from generator.cli.context import Context, pass_ctx
 from generator.cli.domains import domains
 from generator.cli.migrate import migrate
 from generator.cli.new import new
 from generator.cli.platform import platform_group
-from generator.cli.policy import compliance_group, policy
+from generator.cli.policy import compliance_group, diff, policy
 from generator.cli.publish import rollback
 from generator.cli.upgrade import show_plan, upgrade
 from generator.cli.usage import usage_group
 from generator.cli.validation_cache import Judged, ValidationCache, Verdict
-from generator.errors import CheckFailed, UserError
+from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import find_root
 from generator.render.rendered import Rendered
 
@@ -55,13 +55,25 @@ def cli(ctx: click.Context, root: Path | None, debug: bool) -> None:
 
 @cli.command()
 @click.argument("product", required=False)
+@output_format("text")
 @pass_ctx
-def validate(ctx: Context, product: str | None) -> None:
+def validate(ctx: Context, product: str | None, fmt: str) -> None:
     """Check specs (all, or one PRODUCT) and their static policies. Writes nothing.
 
     Products whose spec, inputs' specs, policies and generator are unchanged since the last run
     print the findings remembered then (.datamesh/cache/validate.json)."""
-    verdicts = _verdicts(ctx, product)
+    try:
+        verdicts = _verdicts(ctx, product)
+    except SpecError as exc:
+        if fmt == "json":  # the problems as data too; still exit 2
+            echo_json({"products": [], "problems": [asdict(p) for p in exc.problems]})
+        raise
+    if fmt == "json":
+        echo_json({"products": [_validation(name, verdict) for name, verdict in verdicts.items()]})
+        blocked = sum(any(f.enforcement == "blocking" for f in v.findings) for v in verdicts.values())
+        if blocked:
+            raise CheckFailed(f"{blocked} product(s) violate blocking policies")
+        return
     blocked = 0
     for name, verdict in verdicts.items():
         blocking = [f for f in verdict.findings if f.enforcement == "blocking"]
@@ -71,6 +83,19 @@ def validate(ctx: Context, product: str | None) -> None:
         _echo_findings(verdict.findings)
     if blocked:
         raise CheckFailed(f"{blocked} product(s) violate blocking policies")
+
+
+def _validation(name: str, verdict: Verdict) -> dict:  # type: ignore[type-arg]
+    """One product of `validate --format json` (docs/interop.md)."""
+    return {
+        "product": name,
+        "version": verdict.version,
+        "spec": verdict.shown,
+        "ok": not any(f.enforcement == "blocking" for f in verdict.findings),
+        "findings": [
+            {"policy": f.policy, "enforcement": f.enforcement, "message": f.message} for f in verdict.findings
+        ],
+    }
 
 
 def _verdicts(ctx: Context, product: str | None) -> dict[str, Verdict]:
@@ -194,30 +219,29 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
         SCHEMA_PATH,
         SCHEMA_PATHS,
         render_all,
+        render_changed,
         render_products,
         schema_unless_current,
         stale_scope,
+        with_producers,
     )
 
     if product or full:
         mesh = ctx.mesh()
-        entries = mesh.select(product)
+        entries = mesh.select(product) if product is None else with_producers(mesh, mesh.select(product))
         rendered = render_all(mesh, entries) if product is None else render_products(mesh, entries)
         return _Render(rendered, stale_scope(mesh, entries), entries, _domains(mesh), len(entries))
     from generator.render.incremental import plan
 
     ctx.require_repo()
     known = plan(ctx.root)
-    entries: list[ProductEntry] = []
     rendered = schema_unless_current(ctx.root)
-    if known.dirty:
-        from generator.spec.mesh import load_products
-
-        mesh, entries = load_products(ctx.root, known.dirty, {n: known.reads[n] for n in known.clean})
-        rendered = rendered.merge(render_products(mesh, entries))
+    changed = render_changed(ctx.root, known)
+    rendered = rendered.merge(changed.rendered)
+    current = known.current - changed.again  # producers counted current by the plan, rendered again
     domains = sorted({name.split("/")[0] for name in known.products})
-    current = known.current + (0 if SCHEMA_PATH in rendered.generated else len(SCHEMA_PATHS))
-    return _Render(rendered, known.maybe_stale, entries, domains, len(known.products), current)
+    current += 0 if SCHEMA_PATH in rendered.generated else len(SCHEMA_PATHS)
+    return _Render(rendered, known.maybe_stale, changed.entries, domains, len(known.products), current)
 
 
 @cli.command()
@@ -374,6 +398,7 @@ cli.add_command(docs)
 cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
+cli.add_command(diff)  # breaking changes before merge: generator/governance/diff.py
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
 cli.add_command(new)  # a new product, answers checked as typed: generator/cli/new.py
 cli.add_command(migrate)  # specs of an older spec_version: generator/cli/migrate.py

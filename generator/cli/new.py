@@ -27,7 +27,6 @@ from generator.layout import DAGS_DIR, DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 # generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
 # this module through main.py and must stay light.
 REPLAY_FILE = ".cookiecutter.json"
-DOMAIN_SCHEMA_LINE = "# yaml-language-server: $schema=../generator/schemas/domain.schema.json\n"
 RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
 
@@ -56,6 +55,10 @@ class Checker:
             where = np.name_taken(self.root, value)
             if where:
                 found.append(f"name {value!r} is taken in the mesh by {where}: choose another name")
+        if key == "domain" and not found:
+            unknown = np.unknown_domain(self.root, value)
+            if unknown:
+                found.append(unknown)
         if key == "owner_team" and not found:
             teams = np.domain_teams(self.root, answers["domain"])
             if teams is not None and value not in teams:
@@ -137,6 +140,9 @@ def check_all(
         )
     checker = Checker(root)
     taken = checker.problems("name", answers)
+    unknown = np.unknown_domain(root, product.domain)
+    if unknown:
+        taken.append(unknown)
     if taken:
         raise Refused("\n".join(taken) + ". Nothing was written.")
     try:
@@ -167,16 +173,7 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
     dag_file = root / DAGS_DIR / f"{domain}__{name}.py"
     new_domain = not domain_dir.exists()
     new_dags_dir = not dag_file.parent.exists()
-    # A repo with a domain registry needs the new domain's file: the smallest valid one, owned by
-    # the product's team (the team completes it: members, on-call, description).
-    domain_file = root / DOMAINS_DIR / f"{domain}.yaml"
-    new_domain_file = domain_file.parent.is_dir() and not domain_file.exists()
     try:
-        if new_domain_file:
-            from generator.spec.domain import minimal_domain
-
-            data = minimal_domain(domain, spec["owner"]["team"], spec["owner"]["email"])
-            domain_file.write_text(DOMAIN_SCHEMA_LINE + _dump(data), encoding="utf-8")
         product_dir.mkdir(parents=True)
         (product_dir / SPEC_FILENAME).write_text(spec_yaml(spec), encoding="utf-8")
         replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
@@ -194,8 +191,6 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
     except BaseException:
         # None of these existed before (checked): remove them whole, without hiding the error.
         shutil.rmtree(domain_dir if new_domain else product_dir, ignore_errors=True)
-        if new_domain_file:
-            domain_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             if new_dags_dir:
                 shutil.rmtree(dag_file.parent)
@@ -206,22 +201,9 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str]) -> None:
 
 def spec_yaml(spec: dict[str, Any]) -> str:
     from generator.spec import new_product as np
+    from generator.spec.yaml_text import to_yaml
 
-    return np.SCHEMA_LINE + _dump(spec)
-
-
-def _dump(data: dict[str, Any]) -> str:
-    import yaml
-
-    class Dumper(yaml.SafeDumper):
-        """safe_dump, with multi-line text as a readable `|` block (PyYAML quotes it when it must)."""
-
-    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-        style = "|" if "\n" in value else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-    Dumper.add_representer(str, text)
-    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return np.SCHEMA_LINE + to_yaml(spec)
 
 
 def summary(spec: dict[str, Any], replay_hint: str) -> str:
@@ -317,10 +299,13 @@ def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
             answered[question.key] = given[question.key]
             continue
         prompt = question.prompt
+        default: str | None = np.with_defaults(answered, root)[question.key]
+        shown = question.choices
         if question.key == "domain":
-            known = np.known_domains(root)
-            if known:
-                prompt += f" [known: {', '.join(known)}]"
+            # The registry's domains are the choices; the checker refuses others, saying how to add one.
+            shown = tuple(np.known_domains(root))
+            if np.unknown_domain(root, default):
+                default = None
 
         def accept(text: str, key: str = question.key, choices: tuple[str, ...] = question.choices) -> str:
             value = text.strip() if key != "description" else text
@@ -331,9 +316,7 @@ def _ask(root: Path, given: dict[str, str]) -> dict[str, str]:
                 raise click.UsageError("; ".join(problems))
             return value
 
-        if question.choices:
-            prompt += f" ({', '.join(question.choices)})"
-        answered[question.key] = click.prompt(
-            prompt, default=np.with_defaults(answered, root)[question.key], value_proc=accept
-        )
+        if shown:
+            prompt += f" ({', '.join(shown)})"
+        answered[question.key] = click.prompt(prompt, default=default, value_proc=accept)
     return answered

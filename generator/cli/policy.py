@@ -1,4 +1,5 @@
-"""`datamesh policy check` (static governance, what CI runs) and `datamesh compliance report`.
+"""`datamesh policy check` (static governance, what CI runs), `datamesh compliance report` and
+`datamesh diff` (breaking changes since a git ref).
 
 Exit codes of `policy check`: 0 every policy passed, 1 a blocking violation, 2 bad input (a broken
 spec or policy file, nothing evaluated), 4 warnings only (0 with --warnings-ok). A domain policy file
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from generator.cli.catalog import echo_json, output_format
 from generator.cli.context import Context, pass_ctx
 from generator.errors import CheckFailed, UserError
 
@@ -120,8 +122,9 @@ def compliance_group() -> None:
 @click.option(
     "--html", "html", type=click.Path(dir_okay=False, path_type=Path), help="Also write an HTML report."
 )
+@output_format("text")
 @pass_ctx
-def report(ctx: Context, html: Path | None) -> None:
+def report(ctx: Context, html: Path | None, fmt: str) -> None:
     """Every product's last gate verdict, policy counts, messages and quality scores."""
     from generator.governance import compliance, policy_report
     from generator.report.compliance_page import write_compliance_page
@@ -132,7 +135,68 @@ def report(ctx: Context, html: Path | None) -> None:
         entries = compliance.latest(conn)
     finally:
         conn.close()
-    click.echo(policy_report.report_text(entries), nl=False)
+    if fmt == "json":
+        echo_json({"products": entries})
+    else:
+        click.echo(policy_report.report_text(entries), nl=False)
     if html:
         write_compliance_page(entries, html)
         click.echo(f"wrote {html}")
+
+
+@click.command("diff")
+@click.option(
+    "--against",
+    "ref",
+    required=True,
+    help="The git ref the change is judged against: a branch (origin/main), tag or commit.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, json for tools, junit (XML) for CI test reports.",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@click.option(
+    "--subscribers",
+    "with_subscribers",
+    is_flag=True,
+    help="Also name the catalog's subscribers each change hits (needs the warehouse `datamesh db url` names).",
+)
+@pass_ctx
+def diff(ctx: Context, ref: str, fmt: str, output: Path | None, with_subscribers: bool) -> None:
+    """Judge the contract changes since a git ref with the gate's compatibility rules.
+
+    Exit 0: no breaking change without a major bump; 1: at least one; 2: bad input (an unknown
+    ref, a broken spec or policy file).
+    """
+    import json
+
+    from generator.governance.diff import as_junit, as_text, catalog_subscribers, diff_against
+
+    mesh = ctx.mesh()
+    subscribers = None
+    if with_subscribers:
+        from generator.warehouse.connection import from_environment
+
+        conn = from_environment(ctx.root).connect()
+        try:
+            subscribers = catalog_subscribers(conn)
+        finally:
+            conn.close()
+    report = diff_against(ctx.root, mesh, ref, subscribers)
+    if fmt == "json":
+        text = json.dumps(report.as_dict(), indent=2) + "\n"
+    elif fmt == "junit":
+        text = as_junit(report)
+    else:
+        text = as_text(report)
+    if output:
+        output.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+    if report.blocking:
+        raise CheckFailed(f"{report.blocking} breaking change(s) without a major version bump since {ref}")

@@ -25,6 +25,7 @@ import psycopg2.extensions
 
 from generator.catalog import store
 from generator.errors import UserError
+from generator.platform import served
 from generator.platform.access import (
     SETUP_COMMAND,
     ViewShape,
@@ -33,7 +34,6 @@ from generator.platform.access import (
     sync_grants,
     wanted_readers,
 )
-from generator.platform.publish import _lock_product, _published_majors, _served_shapes
 from generator.spec.mesh import ProductEntry
 from generator.spec.model import DataProduct, published_schema
 
@@ -85,11 +85,11 @@ class SyncResult:
 
 def served_schemas(cur: Cursor, spec: DataProduct) -> list[tuple[str, list[ViewShape]]]:
     """Every schema the product serves now, with its views as grants see them (module doc)."""
-    schemas = [published_schema(spec.domain, spec.name, m) for m in sorted(_published_majors(cur, spec.key))]
+    schemas = [published_schema(spec.domain, spec.name, m) for m in sorted(served.majors(cur, spec.key))]
     cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (spec.latest_schema,))
     if schemas and cur.fetchone() is not None:
         schemas.append(spec.latest_schema)
-    return [(schema, _with_spec_pii(spec, _served_shapes(cur, spec, schema))) for schema in schemas]
+    return [(schema, _with_spec_pii(spec, served.shapes(cur, spec, schema))) for schema in schemas]
 
 
 def _with_spec_pii(spec: DataProduct, shapes: list[ViewShape]) -> list[ViewShape]:
@@ -105,7 +105,7 @@ def sync_product(cur: Cursor, spec: DataProduct, *, roles_must_exist: bool = Tru
     """Sync one product's grants inside the caller's transaction. None when it serves nothing yet.
     With `roles_must_exist`, a role the spec names that does not exist is a RunFailed (raised
     before any change)."""
-    _lock_product(cur, spec)  # not while a publish of the same product runs
+    served.lock_product(cur, spec)  # not while a publish of the same product runs
     readers = resolve_readers(cur, spec, roles_must_exist)
     schemas = served_schemas(cur, spec)
     if not schemas:

@@ -47,9 +47,9 @@ from psycopg2 import sql
 
 from generator.catalog.usage import readers_of_major
 from generator.errors import RunFailed
+from generator.platform import served
 from generator.platform.access import (
     Readers,
-    ViewShape,
     domain_role,
     ensure_build_schema,
     resolve_readers,
@@ -105,7 +105,7 @@ def publish(
     With a `run_id` (Airflow's), a second call for the same run returns the first one's result and
     changes nothing (see the module's docstring)."""
     with transaction(conn) as cur:
-        _lock_product(cur, spec)
+        served.lock_product(cur, spec)
         if run_id is not None:
             done = _published_by_run(cur, spec, run_id)
             if done is not None:
@@ -143,7 +143,7 @@ def rollback(
 ) -> PublishResult:
     """Point the published views back at the snapshot of the same major before the one they read."""
     with transaction(conn) as cur:
-        _lock_product(cur, spec)
+        served.lock_product(cur, spec)
         readers = resolve_readers(cur, spec, roles_must_exist)
         current = _current_snapshot(cur, spec)
         if current is None:
@@ -176,9 +176,6 @@ def current_snapshot(conn: psycopg2.extensions.connection, spec: DataProduct) ->
         return _current_snapshot(cur, spec)
 
 
-def _lock_product(cur: Cursor, spec: DataProduct) -> None:
-    # Two publishes (or a publish and a rollback) of one product run one after the other.
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"datamesh.publish.{spec.key}",))
 
 
 def _serve(cur: Cursor, spec: DataProduct, snapshot: str, readers: Readers) -> str | None:
@@ -186,10 +183,10 @@ def _serve(cur: Cursor, spec: DataProduct, snapshot: str, readers: Readers) -> s
     the spec's grants. Returns the latest schema when it was updated."""
     _point_views(cur, spec, spec.published_schema, snapshot)
     sync_grants(cur, spec.published_schema, spec_shapes(spec), readers)
-    majors = _published_majors(cur, spec.key)
+    majors = served.majors(cur, spec.key)
     for major in sorted(set(majors) - {spec.major}):
         schema = published_schema(spec.domain, spec.name, major)
-        sync_grants(cur, schema, _served_shapes(cur, spec, schema), readers)
+        sync_grants(cur, schema, served.shapes(cur, spec, schema), readers)
     if spec.major < max(majors, default=spec.major):
         log.info("%s: a newer major is published; %s stays as it is", spec.key, spec.latest_schema)
         return None
@@ -198,46 +195,10 @@ def _serve(cur: Cursor, spec: DataProduct, snapshot: str, readers: Readers) -> s
     return spec.latest_schema
 
 
-def _served_shapes(cur: Cursor, spec: DataProduct, schema: str) -> list[ViewShape]:
-    """The views another major serves, with the PII columns its snapshot was published with
-    (a snapshot labelled before labels carried them: the current spec's PII marks, and a column
-    the spec no longer has counts as PII, so only readers cleared for PII keep it)."""
-    shapes = []
-    for view in _views(cur, schema):
-        columns = tuple(name for name, _ in _columns(cur, schema, view))
-        read = _schemas_read_by(cur, schema, [view])
-        labelled = _label_of(cur, read[0] if read else None).get("pii")
-        if isinstance(labelled, dict) and isinstance(labelled.get(view), list):
-            pii = frozenset(labelled[view])
-        else:
-            output = spec.output(view)
-            known = {c.name: c.pii for c in output.columns} if output else {}
-            pii = frozenset(c for c in columns if c not in known or known[c] is not None)
-        shapes.append(ViewShape(view, columns, pii))
-    return shapes
 
 
-def _schemas_read_by(cur: Cursor, schema: str, views: list[str]) -> list[str]:
-    """The schemas of the relations the given views of `schema` read (their snapshots)."""
-    cur.execute(
-        """SELECT DISTINCT tn.nspname
-             FROM pg_class v
-             JOIN pg_namespace vn ON vn.oid = v.relnamespace
-             JOIN pg_rewrite rw ON rw.ev_class = v.oid
-             JOIN pg_depend d ON d.objid = rw.oid AND d.classid = 'pg_rewrite'::regclass
-                             AND d.refclassid = 'pg_class'::regclass
-             JOIN pg_class t ON t.oid = d.refobjid AND t.oid <> v.oid
-             JOIN pg_namespace tn ON tn.oid = t.relnamespace
-            WHERE vn.nspname = %s AND v.relname = ANY(%s)""",
-        (schema, views),
-    )
-    return [row[0] for row in cur.fetchall()]
 
 
-def _published_majors(cur: Cursor, key: str) -> list[int]:
-    cur.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)", (f"{key}__v",))
-    pattern = re.compile(re.escape(key) + r"__v(\d+)")
-    return [int(m.group(1)) for (name,) in cur.fetchall() if (m := pattern.fullmatch(name))]
 
 
 def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> tuple[list[str], list[str]]:
@@ -315,7 +276,7 @@ def _published_by_run(cur: Cursor, spec: DataProduct, run_id: str) -> PublishRes
     for snapshot, text in cur.fetchall():
         if _seq_of(spec.key, snapshot) is None:
             continue
-        label = _parse_label(text)
+        label = served.parse_label(text)
         published = label.get("published")
         if label.get("run_id") != run_id or not isinstance(published, dict):
             continue
@@ -339,41 +300,17 @@ def _published_by_run(cur: Cursor, spec: DataProduct, run_id: str) -> PublishRes
     return None
 
 
-def _label_of(cur: Cursor, snapshot: str | None) -> dict:
-    cur.execute(
-        "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s", (snapshot,)
-    )
-    row = cur.fetchone()
-    return _parse_label(row[0] if row else None)
 
 
-def _parse_label(text: str | None) -> dict:
-    try:
-        label = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return label if isinstance(label, dict) else {}
 
 
 def _major_of(cur: Cursor, snapshot: str) -> int | None:
     try:
-        return int(_label_of(cur, snapshot)["major"])
+        return int(served.label_of(cur, snapshot)["major"])
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def _columns(cur: Cursor, schema: str, relation: str) -> list[tuple[str, str]]:
-    """(name, type) of a relation's columns in order; empty when it does not exist."""
-    cur.execute(
-        """SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-             FROM pg_attribute a
-             JOIN pg_class c ON c.oid = a.attrelid
-             JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY a.attnum""",
-        (schema, relation),
-    )
-    return [(name, type_) for name, type_ in cur.fetchall()]
 
 
 def _check_relations(cur: Cursor, spec: DataProduct, schema: str, what: str) -> None:
@@ -386,7 +323,7 @@ def _check_relations(cur: Cursor, spec: DataProduct, schema: str, what: str) -> 
     require_output_tables(cur, spec, schema, what)
     problems = []
     for output in spec.outputs:
-        have = {name for name, _ in _columns(cur, schema, output.name)}
+        have = {name for name, _ in served.columns(cur, schema, output.name)}
         if not have:
             problems.append(f"output {output.name!r} is missing")
             continue
@@ -414,9 +351,9 @@ def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> 
     for output in spec.outputs:
         view = sql.Identifier(schema, output.name)
         names = [c.name for c in output.columns]
-        source = dict(_columns(cur, snapshot, output.name))
+        source = dict(served.columns(cur, snapshot, output.name))
         wanted = [(name, source[name]) for name in names]
-        existing = _columns(cur, schema, output.name)
+        existing = served.columns(cur, schema, output.name)
         if existing and existing != wanted:
             # CREATE OR REPLACE VIEW may only append columns; anything else needs a new view,
             # created in this same transaction, so readers never see it missing.
@@ -431,18 +368,11 @@ def _point_views(cur: Cursor, spec: DataProduct, schema: str, snapshot: str) -> 
         )
 
 
-def _views(cur: Cursor, schema: str) -> list[str]:
-    cur.execute(
-        """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relkind = 'v' ORDER BY c.relname""",
-        (schema,),
-    )
-    return [row[0] for row in cur.fetchall()]
 
 
 def _drop_views_of_removed_outputs(cur: Cursor, spec: DataProduct, schema: str) -> None:
     outputs = {o.name for o in spec.outputs}
-    for view in (v for v in _views(cur, schema) if v not in outputs):
+    for view in (v for v in served.views(cur, schema) if v not in outputs):
         log.info("%s.%s is no longer an output: dropping its view", schema, view)
         _drop_view(cur, spec, schema, view, why="it is no longer an output")
 
@@ -493,7 +423,7 @@ def _schemas_read_by_views_elsewhere(cur: Cursor, schema: str) -> list[str]:
 
 
 def _current_snapshot(cur: Cursor, spec: DataProduct) -> str | None:
-    read = _schemas_read_by(cur, spec.published_schema, [o.name for o in spec.outputs])
+    read = served.schemas_read_by(cur, spec.published_schema, [o.name for o in spec.outputs])
     seqs = [seq for name in read if (seq := _seq_of(spec.key, name)) is not None]
     return snapshot_schema(spec.key, max(seqs)) if seqs else None
 

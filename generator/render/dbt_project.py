@@ -17,6 +17,7 @@ import yaml
 
 from generator.errors import Problem, SpecError
 from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR
+from generator.render import dbt_metadata
 from generator.render.rendered import Rendered, header
 from generator.spec.mesh import Mesh, ProductEntry
 from generator.spec.model import (
@@ -41,6 +42,9 @@ DOMAIN_ROLE_SWITCH = '{{{{ "{role}" if env_var("DATAMESH_DBT_AS_DOMAIN", "") == 
 # The profile's targets: dbt by hand uses the default, `dev`; the runtime passes --target pipeline.
 DEV_TARGET = "dev"
 PIPELINE_TARGET = "pipeline"
+# `datamesh docs` only: the models' schema is the published one, where the views consumers read
+# carry the outputs' names, so dbt docs' catalog shows what consumers see. Never run models on it.
+DOCS_TARGET = "docs"
 DEV_SCHEMA_VARIABLE = "DATAMESH_DEV_SCHEMA"  # the personal part of the dev schema; default: $USER
 
 
@@ -61,7 +65,7 @@ def render_dbt_project(entry: ProductEntry, mesh: Mesh) -> Rendered:
         f"{base}/dbt_project.yml": _yaml(shown, _project(spec)),
         f"{base}/profiles.yml": _yaml(shown, _profiles(spec)),
         f"{base}/packages.yml": _yaml(shown, {"packages": [{"local": PLATFORM_PACKAGE_PATH}]}),
-        f"{base}/models/_models.yml": _yaml(shown, _models(spec, shown)),
+        f"{base}/models/_models.yml": _yaml(shown, _models(entry, mesh, shown)),
         f"{base}/models/_sources.yml": _yaml(shown, _sources(spec, mesh, shown)),
     }
     quality = _quality_tests(spec, shown, mesh)
@@ -124,6 +128,7 @@ def _profiles(spec: DataProduct) -> dict[str, Any]:
                     "role": DOMAIN_ROLE_SWITCH.format(role=spec.domain_role),
                     "threads": 4,
                 },
+                DOCS_TARGET: {**_connection(), "schema": spec.published_schema, "threads": 4},
             },
         }
     }
@@ -154,15 +159,29 @@ def dev_schema_expression(key: str) -> str:
 # --- models: contract, constraints, tests ----------------------------------------------------------
 
 
-def _models(spec: DataProduct, shown: str) -> dict[str, Any]:
-    return {"version": 2, "models": [_model(spec, output, shown) for output in spec.outputs]}
+def _models(entry: ProductEntry, mesh: Mesh, shown: str) -> dict[str, Any]:
+    spec = entry.spec
+    document: dict[str, Any] = {
+        "version": 2,
+        "groups": _escaped(dbt_metadata.groups(spec, mesh)),
+        "models": [_model(spec, output, shown) for output in spec.outputs],
+    }
+    found = dbt_metadata.exposures(entry, mesh, jinja_literal)
+    if found:
+        document["exposures"] = found
+    return document
 
 
 def _model(spec: DataProduct, output: Output, shown: str) -> dict[str, Any]:
     model: dict[str, Any] = {
         "name": output.name,
         "description": jinja_literal(output.description),
-        "config": {"contract": {"enforced": True}, "meta": _escaped(_product_meta(spec))},
+        "config": {
+            "contract": {"enforced": True},
+            **dbt_metadata.model_config(spec),
+            "meta": _escaped(_product_meta(spec)),
+        },
+        **dbt_metadata.versions(spec, output),
     }
     if output.primary_key:
         model["constraints"] = [{"type": "primary_key", "columns": list(output.primary_key)}]
@@ -184,6 +203,7 @@ def _product_meta(spec: DataProduct) -> dict[str, Any]:
         "classification": spec.classification.value,
         "retention_days": spec.retention_days,
         "sla": sla,
+        **({"deprecated_versions": dbt_metadata.deprecations(spec)} if spec.deprecations else {}),
     }
 
 
@@ -297,6 +317,7 @@ def _sources(spec: DataProduct, mesh: Mesh, shown: str) -> dict[str, Any]:
         }
         if upstream is not None:
             source["description"] = jinja_literal(upstream.spec.description)
+            source["config"] = dbt_metadata.source_config(upstream.spec, first.major)
         tables = []
         for output_name in dict.fromkeys(i.output for i in inputs):
             table: dict[str, Any] = {"name": output_name}

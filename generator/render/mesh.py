@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.layout import CACHE_DIR, DAGS_DIR, DBT_DIR
 from generator.render.fingerprint import SpecDigests, generator_fingerprint, stamp
-from generator.render.rendered import Rendered, generated_note
+from generator.render.rendered import Rendered, generated_note, read_meta
 
 if TYPE_CHECKING:
+    from generator.render.incremental import Plan
     from generator.spec.mesh import Mesh, ProductEntry
 
 SCHEMA_PATH = "generator/schemas/data_product.schema.json"
@@ -51,6 +53,65 @@ def stamped(files: Rendered, entry: ProductEntry, digests: SpecDigests) -> Rende
     parts = digests.parts(name)
     generated = {path: stamp(path, text, inputs, reads, count, parts) for path, text in files.generated.items()}
     return Rendered(generated=generated, owned=files.owned)
+
+
+def with_producers(mesh: Mesh, entries: list[ProductEntry]) -> list[ProductEntry]:
+    """`entries` and the products they read: a producer's dbt project lists the products reading it
+    as exposures (render/dbt_metadata.py), so rendering a consumer renders its producers too."""
+    chosen = {e.spec.key for e in entries}
+    read = {f"{i.domain}__{i.product}" for e in entries for i in e.spec.inputs.products} - chosen
+    return entries + [e for e in mesh.products if e.spec.key in read]
+
+
+@dataclass
+class Changed:
+    """What an incremental render produces: the stale products' files and their producers'."""
+
+    rendered: Rendered = field(default_factory=Rendered)
+    entries: list[ProductEntry] = field(default_factory=list)  # the products rendered now
+    again: int = 0  # generated files the plan counted current, rendered again (a producer's)
+    producers: list[str] = field(default_factory=list)  # domain/product rendered only for its exposures
+
+
+def render_changed(root: Path, known: Plan) -> Changed:
+    """The products whose files' hashes are stale (`known`, render/incremental.py), and the
+    products those read: a producer's dbt project lists the products reading it as exposures
+    (render/dbt_metadata.py), so a changed, new or removed consumer changes its producers' files
+    although their hashes (their own and their inputs' specs) did not change. Rendered from the
+    whole mesh: a partial one would not know all of a producer's consumers. The one selection both
+    `render` and the upgrade plan use."""
+    dirty = set(known.dirty)
+    again = _read_by(root, known.maybe_stale) - dirty
+    if not dirty and not again:
+        return Changed()
+    from generator.spec.mesh import load_mesh
+
+    mesh = load_mesh(root)
+    again |= {
+        f"{i.domain}/{i.product}"
+        for e in mesh.products
+        if f"{e.spec.domain}/{e.spec.name}" in dirty
+        for i in e.spec.inputs.products
+    }
+    again -= dirty
+    entries = [e for e in mesh.products if f"{e.spec.domain}/{e.spec.name}" in dirty]
+    extra = [e for e in mesh.products if f"{e.spec.domain}/{e.spec.name}" in again]
+    extra_files = render_products(mesh, extra)
+    return Changed(
+        render_products(mesh, entries).merge(extra_files), entries + extra, len(extra_files.generated), sorted(again)
+    )
+
+
+def _read_by(root: Path, files: list[str]) -> set[str]:
+    """The products read by the products whose generated `files` may be stale (their headers say)."""
+    found: set[str] = set()
+    for rel in files:
+        path = root / rel
+        if path.is_file():
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                head = handle.readline() + handle.readline()
+            found |= {r for r in read_meta(head).get("reads", "").split(",") if r}
+    return found
 
 
 def render_all(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:

@@ -66,15 +66,11 @@ class UpgradePlan:
 
 
 def upgrade_plan(root: Path) -> UpgradePlan:
-    from generator.render.mesh import render_products, schema_unless_current
+    from generator.render.mesh import render_changed, schema_unless_current
 
     known = plan(root)
-    rendered = schema_unless_current(root)
-    if known.dirty:
-        from generator.spec.mesh import load_products
-
-        mesh, entries = load_products(root, known.dirty, {n: known.reads[n] for n in known.clean})
-        rendered = rendered.merge(render_products(mesh, entries))
+    changed = render_changed(root, known)
+    rendered = schema_unless_current(root).merge(changed.rendered)
     on_disk = dict(generated_files(root))
     by_product: dict[str, list[FileChange]] = {}
     for rel, text in sorted(rendered.generated.items()):
@@ -90,7 +86,7 @@ def upgrade_plan(root: Path) -> UpgradePlan:
         by_product.setdefault(owner, []).append(FileChange(rel, "removed"))
     digests = SpecDigests(root)
     products = [
-        ProductPlan(name, _reason(name, on_disk, digests, changes), changes)
+        ProductPlan(name, _reason(name, on_disk, digests, changes, name in changed.producers), changes)
         for name, changes in sorted(by_product.items())
     ]
     return UpgradePlan(products, rendered, known.maybe_stale, len(known.products) - len(known.dirty))
@@ -112,7 +108,9 @@ def _change(rel: str, current: str | None, text: str) -> FileChange:
     return FileChange(rel, "changed", diff)
 
 
-def _reason(product: str, on_disk: dict[str, str], digests: SpecDigests, changes: list[FileChange]) -> str:
+def _reason(
+    product: str, on_disk: dict[str, str], digests: SpecDigests, changes: list[FileChange], producer: bool = False
+) -> str:
     """One line: why this product's files change, from the header of one of its files on disk."""
     if product == MESH:
         return "the spec's JSON Schema changed with the generator"
@@ -139,6 +137,8 @@ def _reason(product: str, on_disk: dict[str, str], digests: SpecDigests, changes
     same_parts = meta.get("spec") == now["spec"] and meta.get("gen") == now["gen"] and meta.get("env") == now["env"]
     if same_parts and meta.get("inputs") != digests.inputs_hash(product, reads):
         reasons.append(f"input change (a spec it reads: {', '.join(reads) or 'none'}; or its domain's registry file)")
+    if producer and not reasons:
+        reasons.append("a product reading it changed (its dbt exposures)")
     if any(c.kind in ("created", "removed", "skeleton") for c in changes) and not reasons:
         reasons.append("generated file missing or no longer produced")
     return "; ".join(reasons) or "header hashes differ"

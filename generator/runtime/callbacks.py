@@ -141,19 +141,15 @@ def _record_failure(
     root: Path, domain: str, product: str, run_id: str, failed_task: str | None, message: str
 ) -> None:
     from generator.catalog import store
+    from generator.catalog.incidents import migrated_catalog
     from generator.spec.load import load_spec
-    from generator.warehouse.connection import from_environment
 
     try:  # only this one spec: a broken spec elsewhere must not cost us the record
         version: str | None = load_spec(spec_path(root, domain, product)).version
     except Exception:  # noqa: BLE001 - the version is a nice-to-have here
         version = None
-    conn = from_environment(root).connect()
-    try:
-        store.migrate(conn)
+    with migrated_catalog(root) as conn:
         store.record_failed_run(conn, domain, product, run_id, failed_task, message, version=version)
-    finally:
-        conn.close()
 
 
 def _when(value: Any) -> datetime | None:

@@ -228,15 +228,20 @@ def parse(project_dir: Path, warehouse: Warehouse) -> None:
 
 
 def invoke(
-    project_dir: Path, warehouse: Warehouse, args: list[str], target_dir: Path | None = None
+    project_dir: Path,
+    warehouse: Warehouse,
+    args: list[str],
+    target_dir: Path | None = None,
+    target: str = "pipeline",
 ) -> Invocation:
     """Run one dbt command in `project_dir`, its target/ and logs in `target_dir` (a scratch
     folder of its own when None: then only the returned run_results outlive the call); stream its
-    output to the log. DbtFailed on failure."""
+    output to the log. DbtFailed on failure. `target` is the profile's target: `pipeline` (the
+    build schema) but for `datamesh docs` (`docs`, the published schema)."""
     project_dir = project_dir.resolve()
     if target_dir is None:
         with scratch_dir() as scratch:
-            return invoke(project_dir, warehouse, args, scratch)
+            return invoke(project_dir, warehouse, args, scratch, target)
     target_dir.mkdir(parents=True, exist_ok=True)
     results = target_dir / "run_results.json"
     results.unlink(missing_ok=True)  # so a command that dies early leaves no stale results behind
@@ -246,7 +251,7 @@ def invoke(
         *args,
         "--project-dir", str(project_dir),
         "--profiles-dir", str(project_dir),
-        "--target", "pipeline",  # the build schema (render/dbt_project.py PIPELINE_TARGET); by hand: dev
+        "--target", target,  # pipeline: the build schema (render/dbt_project.py PIPELINE_TARGET); by hand: dev
     ]
     env = {
         **os.environ,

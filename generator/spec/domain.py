@@ -10,26 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import yaml
 from pydantic import AfterValidator, Field, ValidationError
 
 from generator.errors import Problem, SpecError
 from generator.layout import DOMAINS_DIR
 from generator.spec.model import _EMAIL, MeshName, Text, _Model
-from generator.spec.problems import (
-    YAML_LOADER,
-    Loc,
-    error_loc,
-    error_message,
-    line_index,
-    load_yaml,
-    nearest_line,
-    readable_path,
-    yaml_problem,
-)
+from generator.spec.problems import Loc, invalid, load_mapping, located, read_file
+from generator.spec.yaml_text import to_yaml
 
+# Editors check a domain file against `datamesh schema --domain` (generator/schemas/).
+SCHEMA_LINE = "# yaml-language-server: $schema=../generator/schemas/domain.schema.json\n"
 _WORDING = {
     "extra_forbidden": "unknown field (check its spelling; see `datamesh schema --domain` for the fields allowed)",
     "missing": "required field is missing",
@@ -117,33 +109,20 @@ def domain_file(domain: str) -> str:
 def load_domain(path: Path, shown: str | None = None) -> Domain:
     """Parse and validate one domain file; SpecError with every problem."""
     shown = shown or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Problem(shown, "", f"cannot read the file: {exc.strerror}")]) from exc
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise SpecError([yaml_problem(shown, exc)]) from exc
-    if not isinstance(data, dict):
-        raise SpecError([Problem(shown, "", "a domain file must be a YAML mapping of fields", 1)])
+    return parse_domain(read_file(path, shown), shown, path.stem)
+
+
+def parse_domain(text: str, shown: str, stem: str) -> Domain:
+    """Validate a domain file's text (`stem`: the file's name without .yaml, which must be the domain)."""
+    data = load_mapping(text, shown, "a domain file")
     try:
         domain = Domain.model_validate(data)
     except ValidationError as exc:
-        lines = line_index(yaml.compose(text, Loader=YAML_LOADER))
-        raise SpecError([_problem(shown, err, data, lines) for err in exc.errors()]) from exc
-    problems = _cross_checks(domain, path.stem)
+        raise invalid(shown, text, data, exc, _WORDING) from exc
+    problems = _cross_checks(domain, stem)
     if problems:
-        lines = line_index(yaml.compose(text, Loader=YAML_LOADER))
-        raise SpecError(
-            [Problem(shown, readable_path(loc, data), message, nearest_line(loc, lines)) for loc, message in problems]
-        )
+        raise located(shown, text, data, problems)
     return domain
-
-
-def _problem(shown: str, err: Any, data: Any, lines: dict[Loc, int]) -> Problem:
-    loc = error_loc(err)
-    return Problem(shown, readable_path(loc, data), error_message(err, _WORDING), nearest_line(loc, lines))
 
 
 def _cross_checks(domain: Domain, stem: str) -> list[tuple[Loc, str]]:
@@ -193,15 +172,22 @@ def has_registry(root: Path) -> bool:
     return (root / DOMAINS_DIR).is_dir()
 
 
-def minimal_domain(domain: str, team: str, email: str) -> dict[str, Any]:
-    """The smallest valid domain file for a new domain whose first product `team` owns (what the
-    new-product template writes; the team fills in the rest)."""
-    return {
+def new_domain_text(
+    domain: str, team: str, email: str, description: str | None = None, bounded_context: str | None = None
+) -> str:
+    """A new domain's registry file: the smallest valid one, owned by `team` (reached at `email`,
+    also the on-call address until the team says otherwise). Checked by the loader's own rules:
+    SpecError naming the field when an argument breaks them."""
+    data = {
         "name": domain,
-        "description": f"The {domain} domain: describe what it is about.",
-        "bounded_context": f"{domain}: name the part of the business whose language its products speak.",
+        "description": description or f"The {domain} domain: describe what it is about.",
+        "bounded_context": bounded_context
+        or f"{domain}: name the part of the business whose language its products speak.",
         "owner_team": team,
         "teams": [{"name": team, "email": email}],
         "members": [],
         "on_call": {"email": email},
     }
+    text = SCHEMA_LINE + to_yaml(data)
+    parse_domain(text, domain_file(domain), domain)
+    return text

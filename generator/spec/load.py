@@ -7,24 +7,12 @@ name (`outputs.orders.columns.status.type`, not `outputs[0].columns[4].type`); s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from generator.errors import Problem, SpecError
 from generator.spec.model import SPEC_VERSION, DataProduct
-from generator.spec.problems import (
-    YAML_LOADER,
-    Loc,
-    error_loc,
-    error_message,
-    line_index,
-    load_yaml,
-    nearest_line,
-    readable_path,
-    yaml_problem,
-)
+from generator.spec.problems import invalid, load_mapping, read_file
 
 _WORDING = {
     "extra_forbidden": "unknown field (check its spelling; see `datamesh schema` for the fields allowed)",
@@ -35,20 +23,11 @@ _WORDING = {
 def load_spec(path: Path, display: str | None = None) -> DataProduct:
     """Parse and validate one spec file. `display` is the name shown in errors (repo-relative)."""
     shown = display or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([Problem(shown, "", f"cannot read the file: {exc.strerror}")]) from exc
-    return parse_spec(text, shown)
+    return parse_spec(read_file(path, shown), shown)
 
 
 def parse_spec(text: str, shown: str) -> DataProduct:
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise SpecError([yaml_problem(shown, exc)]) from exc
-    if not isinstance(data, dict):
-        raise SpecError([Problem(shown, "", "the spec must be a YAML mapping of fields", 1)])
+    data = load_mapping(text, shown, "the spec")
     version = data.get("spec_version")
     if type(version) is int and version != SPEC_VERSION:
         # Another version's fields mean other things: say which version it is, and nothing else.
@@ -56,15 +35,7 @@ def parse_spec(text: str, shown: str) -> DataProduct:
     try:
         return DataProduct.model_validate(data)
     except ValidationError as exc:
-        # Lines are only needed to report problems: the file is composed again, only then.
-        lines = line_index(yaml.compose(text, Loader=YAML_LOADER))
-        problems = [_problem(shown, err, data, lines) for err in exc.errors()]
-        raise SpecError(problems) from exc
-
-
-def _problem(shown: str, err: Any, data: Any, lines: dict[Loc, int]) -> Problem:
-    loc = error_loc(err)
-    return Problem(shown, readable_path(loc, data), error_message(err, _WORDING), nearest_line(loc, lines))
+        raise invalid(shown, text, data, exc, _WORDING) from exc
 
 
 def _other_version(version: int) -> str:

@@ -36,7 +36,7 @@ class Question:
 
 QUESTIONS: tuple[Question, ...] = (
     Question("name", "Product name (lower_snake_case; the DAG is <domain>__<name>)", lambda a: "my_product", "name"),
-    Question("domain", "Domain that owns it (lower_snake_case)", lambda a: "my_domain", "domain"),
+    Question("domain", "Domain that owns it (one registered in domains/)", lambda a: "my_domain", "domain"),
     Question(
         "owner_team",
         "Owning team (lower_snake_case; becomes the DAG owner)",
@@ -202,9 +202,19 @@ def domain_teams(root: Path, domain: str) -> list[str] | None:
     return [registered.owner_team, *(t for t in registered.team_names if t != registered.owner_team)]
 
 
-def registry_exists(root: Path) -> bool:
-    """Once the repo has a domain registry, a new product's domain must be in it."""
-    return (root / DOMAINS_DIR).is_dir()
+def unknown_domain(root: Path, domain: str) -> str | None:
+    """Why `domain` cannot own a new product: once the repo has a domain registry, a product's domain
+    must be registered first (its owner, teams and on-call are the registry's). None when it may."""
+    registry = root / DOMAINS_DIR
+    if not registry.is_dir() or (registry / f"{domain}.yaml").is_file():
+        return None
+    known = ", ".join(known_domains(root)) or "none yet"
+    return (
+        f"domain {domain!r} is not in the domain registry ({DOMAINS_DIR}/); known domains: {known}. "
+        f"To add it, register it first: `datamesh domains new {domain} --owner-team TEAM --email EMAIL` "
+        f"writes {DOMAINS_DIR}/{domain}.yaml (or write that file yourself; `datamesh schema --domain` "
+        "gives its fields)"
+    )
 
 
 def name_taken(root: Path, name: str) -> str | None:

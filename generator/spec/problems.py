@@ -9,11 +9,13 @@ nearest enclosing node that has one.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from generator.errors import Problem
+from generator.errors import Problem, SpecError
 
 Loc = tuple[str | int, ...]
 
@@ -41,6 +43,40 @@ def yaml_problem(shown: str, exc: yaml.YAMLError) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     return Problem(shown, "", f"not valid YAML: {problem}", mark.line + 1 if mark else None)
+
+
+def read_file(path: Path, shown: str) -> str:
+    """The file's text; SpecError when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([Problem(shown, "", f"cannot read the file: {exc.strerror}")]) from exc
+
+
+def load_mapping(text: str, shown: str, what: str) -> dict[str, Any]:
+    """The document's fields; SpecError when it is not valid YAML or not a mapping (`what`: "the
+    spec", "a domain file", for the message)."""
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SpecError([yaml_problem(shown, exc)]) from exc
+    if not isinstance(data, dict):
+        raise SpecError([Problem(shown, "", f"{what} must be a YAML mapping of fields", 1)])
+    return data
+
+
+def invalid(shown: str, text: str, data: Any, exc: ValidationError, wording: Mapping[str, str]) -> SpecError:
+    """A model's ValidationError as one SpecError: every problem with its line and field path."""
+    return located(shown, text, data, [(error_loc(err), error_message(err, wording)) for err in exc.errors()])
+
+
+def located(shown: str, text: str, data: Any, found: list[tuple[Loc, str]]) -> SpecError:
+    """Problems given by field location, with their lines. The lines are only needed to report
+    problems: the text is composed again, only then."""
+    lines = line_index(yaml.compose(text, Loader=YAML_LOADER))
+    return SpecError(
+        [Problem(shown, readable_path(loc, data), message, nearest_line(loc, lines)) for loc, message in found]
+    )
 
 
 def error_loc(err: Mapping[str, Any]) -> Loc:

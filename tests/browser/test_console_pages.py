@@ -127,7 +127,7 @@ def test_search_open_a_product_follow_lineage_and_read_the_dbt_docs(page, consol
     page.wait_for_load_state("networkidle")
     page.screenshot(path=screenshots / "4-dbt-docs.png")
     # dbt's app rendered the project's model page, with the owner the spec names in its meta
-    page.goto(f"{page.url.split('#')[0]}#!/model/model.commerce__orders.orders_fact")
+    page.goto(f"{page.url.split('#')[0]}#!/model/model.commerce__orders.orders_fact.v1")  # versioned: its major
     shown = page.locator("body")
     expect(shown).to_contain_text("orders_fact table", use_inner_text=True)
     expect(shown).to_contain_text('"team":"orders_team"', use_inner_text=True)

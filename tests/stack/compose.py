@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.compose_env import interpolate
 
-# Compose interpolation: $$ is a literal $, ${NAME}, ${NAME:-default} and $NAME are variables.
-_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # The compose network's host names, and the ports the services listen on inside it.
 COMPOSE_HOSTS = ("postgres", "redis", "airflow-apiserver")
@@ -27,29 +26,6 @@ COMPOSE_HOSTS = ("postgres", "redis", "airflow-apiserver")
 
 def load_compose(root: Path = REPO_ROOT) -> dict[str, Any]:
     return yaml.safe_load((root / "docker-compose.yml").read_text(encoding="utf-8"))
-
-
-def env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines of a .env-style file (comments and blank lines skipped)."""
-    values = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip()
-    return values
-
-
-def interpolate(text: str, values: dict[str, str]) -> str:
-    def value(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, operator, default = m.group(1) or m.group(4), m.group(2), m.group(3)
-        if (operator == ":-" and not values.get(name)) or (operator == "-" and name not in values):
-            return default
-        return values[name]
-
-    return _VARIABLE.sub(value, text)
 
 
 @dataclass(frozen=True)

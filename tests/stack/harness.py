@@ -36,6 +36,7 @@ import psutil
 import psycopg2
 import redis
 
+from tests.compose_env import env_file, interpolate
 from tests.stack import compose
 from tests.stack.api import AirflowApi
 from tests.stack.postgres import TcpPostgres
@@ -54,7 +55,7 @@ GIT_IDENTITY = {"GIT_AUTHOR_NAME": "stack test", "GIT_AUTHOR_EMAIL": "stack@exam
 
 # Test values for .env: .env.example with its secrets replaced.
 def dot_env() -> dict[str, str]:
-    values = compose.env_file(REPO_ROOT / ".env.example")
+    values = env_file(REPO_ROOT / ".env.example")
     values.update(
         WAREHOUSE_PASSWORD="stack-warehouse",
         AIRFLOW_DB_PASSWORD="stack-airflow-db",
@@ -309,7 +310,7 @@ class Stack:
         """The worker answers Celery's ping: the compose healthcheck's own command."""
         spec = self.compose["services"]["airflow-worker"]["healthcheck"]["test"]
         assert spec[0] == "CMD-SHELL", spec
-        command = compose.interpolate(spec[1], {})  # $$ -> $: the shell reads $HOSTNAME
+        command = interpolate(spec[1], {})  # $$ -> $: the shell reads $HOSTNAME
         env = {**self.services[hostname].env, "HOSTNAME": hostname}
 
         def answers() -> bool:
