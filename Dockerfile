@@ -13,16 +13,16 @@ ENV AIRFLOW_HOME=/opt/airflow \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# curl: the api-server's and scheduler's health checks.
+# curl: the api-server's and scheduler's health checks; git: the git DAG bundle's clones.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
+    && apt-get install -y --no-install-recommends curl git \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/datamesh-src
 COPY pyproject.toml constraints.txt ./
 COPY generator ./generator
-# The `stack` extra adds what the compose stack runs beyond the dev setup: the Celery executor
-# and the FAB auth manager (the UI's users). The lock pins every package, so a new upstream
+# The `stack` extra adds what the compose stack runs beyond the dev setup: the Celery executor,
+# the FAB auth manager (the UI's users) and the git DAG bundle. The lock pins every package, so a new upstream
 # release cannot change what the image runs.
 RUN pip install -c constraints.txt ".[stack]" && pip check
 

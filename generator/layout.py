@@ -37,8 +37,18 @@ CATALOG_SCHEMA = "datamesh_catalog"
 ROOT_VARIABLE = "DATAMESH_ROOT"
 
 
-def repo_root(dag_file: str) -> Path:
-    """At run time: $DATAMESH_ROOT if set, else the parent of the DAG file's folder (dags/..)."""
+def repo_root(dag_file: str, bundle_version: str | None = None) -> Path:
+    """At run time: where the specs, dbt projects and policies of this run are.
+
+    When the run was created from a version of a versioned DAG bundle (`bundle_version`, e.g. a
+    git commit of a GitDagBundle), the checkout of that version the DAG file was loaded from: the
+    repo around the DAG file. Every task of the run loads that same version, however often a deploy
+    moves the tracked branch meanwhile, so the whole run reads one revision. $DATAMESH_ROOT names
+    the deployed checkout, which such a deploy changes: it is not read then.
+    Otherwise (a local bundle, the DAG folder): $DATAMESH_ROOT if set, else dags/..
+    """
+    if bundle_version:
+        return find_root(Path(dag_file).resolve().parent)
     configured = os.environ.get(ROOT_VARIABLE)
     return Path(configured).resolve() if configured else Path(dag_file).resolve().parents[1]
 

@@ -38,7 +38,7 @@ def record_failure(context: Any) -> None:
         run_id = context.get("run_id") or context["dag_run"].run_id
         reason = str(context.get("reason") or "the DAG run failed")
         message = reason + (f" (last task: {failed_task})" if failed_task else "")
-        root = repo_root(dag.fileloc)
+        root = run_root(context)
         _record_failure(root, domain, product, str(run_id), failed_task, message)
         # ... and an incident for the people on call (docs/operations.md)
         details = {"failed_task": failed_task} if failed_task else {}
@@ -95,13 +95,32 @@ def record_sla_miss(
     _send_notice(repo_root(dag_file), domain, product, "sla_miss", run_id, message)
 
 
+def run_root(context: Any) -> Path:
+    """The repo of the failed run: when the bundle is versioned, the DAG processor loads the DAG
+    to call back from the run's version, checked out under <storage>/<bundle>/versions/<version>/
+    (layout.repo_root); else $DATAMESH_ROOT or dags/.."""
+    fileloc = context["dag"].fileloc
+    return repo_root(fileloc, _bundle_version_of(fileloc))
+
+
+def _bundle_version_of(dag_file: str) -> str | None:
+    """The bundle version whose checkout holds `dag_file`, by Airflow's bundle storage layout."""
+    try:
+        from airflow.dag_processing.bundles.base import get_bundle_storage_root_path
+
+        parts = Path(dag_file).resolve().relative_to(get_bundle_storage_root_path().resolve()).parts
+    except Exception:  # noqa: BLE001 - not under the bundle storage (a local bundle), or no Airflow
+        return None
+    return parts[2] if len(parts) > 3 and parts[1] == "versions" else None
+
+
 def _notify(context: Any, kind: str, message: str) -> None:
     """Tell the product's owners (generator.runtime.notify). Never raises."""
     try:
         dag = context["dag"]
         domain, product = dag.dag_id.split("__", 1)
         run_id = context.get("run_id") or context["dag_run"].run_id
-        _send_notice(repo_root(dag.fileloc), domain, product, kind, str(run_id), message)
+        _send_notice(run_root(context), domain, product, kind, str(run_id), message)
     except Exception:
         log.exception("could not send the %s notice", kind)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
-from generator.layout import repo_root, spec_path
+from generator.layout import spec_path
 from generator.runtime import notify
+from generator.runtime.callbacks import run_root
 
 
 class DatameshNotifier(BaseNotifier):
@@ -34,7 +35,7 @@ class DatameshNotifier(BaseNotifier):
 
             dag = context["dag"]
             domain, product = dag.dag_id.split("__", 1)
-            spec = load_spec(spec_path(repo_root(dag.fileloc), domain, product))
+            spec = load_spec(spec_path(run_root(context), domain, product))
             run_id = context.get("run_id")
             message = self.message or str(context.get("reason") or "the DAG run failed")
             build = notify.failure_notice if self.kind == "failure" else notify.sla_miss_notice

@@ -2,7 +2,8 @@
 
     run_models -> test_models -> governance_gate -> publish_outputs -> register_in_catalog
 
-Each takes the DAG file (to find the repo root: $DATAMESH_ROOT, else the DAG folder's parent), the
+Each takes the DAG file (to find the repo root: the checkout of the run's DAG bundle version when
+the bundle is versioned, else $DATAMESH_ROOT, else the DAG folder's parent: layout.repo_root), the
 domain and the product, and reads only that product's spec (spec/locate.py): another product's
 broken spec never fails this run. Airflow imports this module whenever it parses a DAG file, so
 its top stays cheap: psycopg2, dbt, yaml, pydantic and the rest are imported inside the functions.
@@ -306,12 +307,17 @@ def _locate(dag_file: str, domain: str, product: str) -> tuple[Path, ProductEntr
     """The repo root and this product's entry, read from its own spec file only."""
     from generator.spec.locate import locate
 
-    root = repo_root(dag_file)
+    version = _bundle_version()
+    root = repo_root(dag_file, version)
     if not spec_path(root, domain, product).is_file():
-        raise RunFailed(
-            f"no data product {domain}/{product} under {root / 'dbt'} "
-            f"(the root is ${ROOT_VARIABLE} if set, else the DAG folder's parent)"
+        where = (
+            f"the checkout of DAG bundle version {version} the DAG file was loaded from"
+            if version
+            else f"${ROOT_VARIABLE} if set, else the DAG folder's parent"
         )
+        raise RunFailed(f"no data product {domain}/{product} under {root / 'dbt'} (the root is {where})")
+    log.info("%s/%s: spec and dbt project from %s%s", domain, product, root,
+             f" (DAG bundle version {version})" if version else "")
     return root, locate(root, domain, product)
 
 
@@ -343,6 +349,19 @@ def _run_id() -> str | None:
         return str(get_current_context()["run_id"])
     except Exception:  # noqa: BLE001 - outside a running task there is no context
         return None
+
+
+def _bundle_version() -> str | None:
+    """The version of the DAG bundle this task was loaded from (a git commit), when called inside a
+    task of a run created from a versioned bundle; else None (a local bundle, or outside Airflow)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        bundle = getattr(get_current_context()["ti"], "bundle_instance", None)
+    except Exception:  # noqa: BLE001 - outside a running task there is no context
+        return None
+    version = getattr(bundle, "version", None)
+    return str(version) if version else None
 
 
 def _run_started_at() -> Any:

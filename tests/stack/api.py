@@ -56,11 +56,22 @@ class AirflowApi:
     def dags(self) -> dict[str, dict[str, Any]]:
         return {d["dag_id"]: d for d in self.request("GET", "/dags", params={"limit": 100})["dags"]}
 
+    def dag(self, dag_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/dags/{dag_id}")
+
     def import_errors(self) -> list[dict[str, Any]]:
         return self.request("GET", "/importErrors")["import_errors"]
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         self.request("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
+
+    def drop_queued_asset_events(self, dag_id: str) -> None:
+        """Forget the asset events queued for `dag_id` (none queued is fine)."""
+        try:
+            self.request("DELETE", f"/dags/{dag_id}/assets/queuedEvents")
+        except httpx.HTTPStatusError as error:
+            if error.response.status_code != 404:
+                raise
 
     def trigger(self, dag_id: str) -> str:
         """A manual run now (the UI's Trigger button); its run id."""

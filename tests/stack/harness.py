@@ -3,8 +3,12 @@
 PostgreSQL (pgserver's, on TCP) holds the warehouse and, in its own database with its own login,
 Airflow's metadata; Redis (Debian's redis-server) is the Celery broker; then airflow-init's script,
 and api-server, scheduler, dag-processor, triggerer and two Celery workers, each with the command
-and environment compose gives it (compose.py). Each worker runs in its own copy of the repo's
-dags/, dbt/ and policies/; the other services share a third.
+and environment compose gives it (compose.py).
+
+The DAGs come, as in compose, from a git DAG bundle: the test's checkout of the repo's dags/, dbt/,
+policies/ and domains/ is a git repository (its branch `main` is what is deployed; `commit` deploys a
+change) and every service clones it into a bundle storage of its own, so each worker runs a run's
+tasks from its own checkout of the commit the run was created from, with no shared dbt/ folder.
 
 What differs from compose, and why (TEST_SETTINGS below): ports and paths (one machine), one
 api-server worker (two cores), DAGs paused at creation (the test unpauses only what it triggers,
@@ -43,12 +47,10 @@ from tests.stack.warehouse_checks import prepare_organisation
 REPO_ROOT = compose.REPO_ROOT
 BIN = Path(sys.executable).parent
 WORKERS = ("stack-worker-1", "stack-worker-2")
-CHECKOUT_DIRS = ("dags", "dbt", "policies")
-
-# Each worker has its own checkout, as on separate hosts: a run's tasks hand results over only
-# through XCom and the catalog (issue 11, item 3). DATAMESH_STACK_SHARED_CHECKOUT=1 lets both
-# workers share one (to tell a checkout problem from another when a run fails).
-SHARED_WORKER_CHECKOUT = os.environ.get("DATAMESH_STACK_SHARED_CHECKOUT", "0") == "1"
+CHECKOUT_DIRS = ("dags", "dbt", "policies", "domains")
+GIT_BRANCH = "main"  # DATAMESH_GIT_REF's default in docker-compose.yml
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "stack test", "GIT_AUTHOR_EMAIL": "stack@example.com",
+                "GIT_COMMITTER_NAME": "stack test", "GIT_COMMITTER_EMAIL": "stack@example.com"}
 
 
 # Test values for .env: .env.example with its secrets replaced.
@@ -84,8 +86,11 @@ TEST_SETTINGS = {
     # timeout, not redelivery, is what retries the task of a dead worker.
     "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "300",
     "AIRFLOW__CELERY__TASK_ACKS_LATE": "True",
-    # Parse each DAG file once (no re-parsing every 30 s on two busy cores).
+    # Parse each DAG file once (no re-parsing every 30 s on two busy cores); a file a new commit
+    # changes is parsed again at once all the same (its modification time is newer).
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+    # Fetch the bundle's branch every few seconds (compose: a minute), so a deploy shows in seconds.
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
 }
 
 # The test's cluster policies (airflow_local_settings.py; they apply where DAGs are parsed, so the
@@ -132,15 +137,35 @@ def free_port() -> int:
             return port
 
 
-def copy_checkout(target: Path) -> Path:
-    """A checkout of the parts a worker reads (dags/, dbt/, policies/), without build leftovers."""
+def git(checkout: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=checkout, env={**os.environ, **GIT_IDENTITY}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"git {' '.join(args)} in {checkout}: {done.stderr}"
+    return done.stdout.strip()
+
+
+def git_checkout(target: Path) -> Path:
+    """The repo's dags/, dbt/, policies/ and domains/ (without build leftovers) as a new git
+    repository with one commit on GIT_BRANCH: what the git DAG bundle of the stack clones."""
     for name in CHECKOUT_DIRS:
-        shutil.copytree(
-            REPO_ROOT / name,
-            target / name,
-            ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "__pycache__", ".user.yml"),
-        )
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(
+                REPO_ROOT / name,
+                target / name,
+                ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", "__pycache__", ".user.yml"),
+            )
+    shutil.copy(REPO_ROOT / ".gitignore", target / ".gitignore")
+    git(target, "init", "--quiet", "--initial-branch", GIT_BRANCH)
+    commit(target, "the example mesh")
     return target
+
+
+def commit(checkout: Path, message: str) -> str:
+    """Commit everything the checkout's git does not ignore to its branch (a deploy); the new commit."""
+    git(checkout, "add", "--all", "--", *[name for name in CHECKOUT_DIRS if (checkout / name).is_dir()])
+    git(checkout, "commit", "--quiet", "--message", message)
+    return git(checkout, "rev-parse", "HEAD")
 
 
 def dockerfile_script(name: str) -> Path:
@@ -164,6 +189,8 @@ class Stack:
     def __post_init__(self) -> None:
         self.compose = compose.load_compose()
         self.logs = self.root / "logs"
+        # The repository the git DAG bundle follows (.env's DATAMESH_GIT_URL; DATAMESH_GIT_REF: main)
+        self.values["DATAMESH_GIT_URL"] = str(self.root / "checkout-main")
         self.endpoints = compose.Endpoints(
             postgres_port=free_port(), warehouse_port=free_port(), redis_port=free_port(), api_port=free_port()
         )
@@ -246,12 +273,10 @@ class Stack:
         )
 
     def make_checkouts(self) -> None:
-        """One checkout for api-server, scheduler, dag-processor and triggerer, one per worker
-        (or one both workers share, see SHARED_WORKER_CHECKOUT)."""
-        self.checkouts = {"main": copy_checkout(self.root / "checkout-main")}
-        shared = copy_checkout(self.root / "checkout-workers") if SHARED_WORKER_CHECKOUT else None
-        for hostname in WORKERS:
-            self.checkouts[hostname] = shared or copy_checkout(self.root / f"checkout-{hostname}")
+        """The deployed checkout, as compose mounts it into every service (DATAMESH_ROOT: the CLI and
+        airflow-init read it), which is also the git repository the DAG bundle clones. Tasks read
+        their bundle version's checkout instead, in their worker's bundle storage."""
+        self.checkouts = {"main": git_checkout(Path(self.values["DATAMESH_GIT_URL"]))}
 
     def start_airflow(self) -> None:
         main = self.checkouts["main"]
@@ -265,7 +290,7 @@ class Stack:
             self._service(role, self._argv(spec.command), self._airflow_env(spec, role, main)).start()
         spec = compose.service(self.compose, "airflow-worker", self.values)
         for hostname in WORKERS:
-            env = self._airflow_env(spec, hostname, self.checkouts[hostname])
+            env = self._airflow_env(spec, hostname, main)
             argv = [*self._argv(spec.command), "--celery-hostname", hostname, "--queues", "default"]
             self._service(hostname, argv, env).start()
 
@@ -383,6 +408,8 @@ class Stack:
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.root / "airflow-task-logs"),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(checkout / "dags"),
                 "DATAMESH_ROOT": str(checkout),
+                # Each service's own clones of the bundle (compose: a folder of each container).
+                "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
                 "PYTHONPATH": str(REPO_ROOT),  # the image pip-installs generator/; here it is the repo's
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.endpoints.api_port),

@@ -4,21 +4,32 @@ Airflow stack, then faults injected on a producer/consumer chain.
 The mesh runs once (the `mesh_run` fixture): platform setup, then each cron-scheduled product
 unpaused and triggered through the REST API in waves (a wave reads only what earlier waves
 publish); the asset-scheduled consumers are unpaused and must start on their own from the asset
-events publish emits. Each fault test then runs the chain PRODUCER -> CONSUMER once more.
+events publish emits. Each fault test then runs the chain PRODUCER -> CONSUMER once more: a worker killed in the middle
+of dbt run, of the gate and of publish (before and after its commit), the scheduler restarted, the
+warehouse cut off, and a deploy (a commit to the branch the git DAG bundle follows) during a run.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+import yaml
+from psycopg2 import sql
 
+from generator.layout import CATALOG_SCHEMA, spec_path
 from tests.stack import warehouse_checks as checks
-from tests.stack.harness import TIMINGS, WORKERS, Stack
+from tests.stack.harness import TIMINGS, WORKERS, Stack, commit
+from tests.stack.locks import HeldLock
+from tests.stack.processes import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -155,9 +166,10 @@ def wait_for_task(stack: Stack, dag_id: str, run_id: str, task_id: str, timeout:
     raise AssertionError(f"{dag_id}.{task_id} of {run_id} was never seen running")
 
 
-def run_chain_with_fault(stack: Stack, chain: dict, fault, name: str) -> dict:  # type: ignore[no-untyped-def]
+def run_chain_with_fault(stack: Stack, chain: dict, fault, name: str, consumer: bool = True) -> dict:  # type: ignore[no-untyped-def]
     """Trigger the producer, call `fault(run_id)` while its dbt_run runs, then wait for the producer's
-    run and the consumer's asset-triggered run; check the warehouse after both."""
+    run and (unless `consumer` is False: it is paused) the consumer's asset-triggered run; check the
+    warehouse after both."""
     started = time.monotonic()
     known = {r["dag_run_id"] for r in stack.api.runs(CONSUMER)}
     run_id = stack.api.trigger(PRODUCER)
@@ -165,38 +177,126 @@ def run_chain_with_fault(stack: Stack, chain: dict, fault, name: str) -> dict:  
     fault(run_id)
     producer = stack.api.wait_for_run(PRODUCER, run_id, RUN_TIMEOUT)
     assert producer["state"] == "success", f"{PRODUCER} after {name}: {stack.api.task_instances(PRODUCER, run_id)}"
-    consumer = consumer_run(stack, CONSUMER, known)
-    assert consumer["state"] == "success"
-    assert consumer["run_type"] == "asset_triggered"
+    finished = [(chain["producer"], producer)]
+    if consumer:
+        consumer_ran = consumer_run(stack, CONSUMER, known)
+        assert consumer_ran["state"] == "success"
+        assert consumer_ran["run_type"] == "asset_triggered"
+        finished.append((chain["consumer"], consumer_ran))
     with closing(stack.warehouse()) as conn:
-        for spec, run in ((chain["producer"], producer), (chain["consumer"], consumer)):
+        for spec, run in finished:
             checks.assert_consistent(conn, spec, [run["dag_run_id"]])
     TIMINGS[f"fault: {name}"] = time.monotonic() - started
     return producer
 
 
-def test_a_worker_killed_mid_task_is_replaced_by_the_other(stack: Stack, chain: dict) -> None:
+def worker_of(stack: Stack, run_id: str, task_id: str, command_hint: str | None = None) -> str:
+    """The worker running the producer's `task_id` (its task process is titled with the try's id)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ti = stack.api.task_instances(PRODUCER, run_id)[task_id]
+        hostname = stack.worker_running(ti.get("pid"), command_hint=command_hint or f"airflow worker -- {ti['id']}")
+        if hostname:
+            return hostname
+        time.sleep(0.2)
+    raise AssertionError(f"no worker holds the running {task_id}")
+
+
+def wait_for_retry(stack: Stack, run_id: str, task_id: str, timeout: float = 180) -> dict:
+    """The task's second (or later) try, once it runs or has run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ti = stack.api.task_instances(PRODUCER, run_id)[task_id]
+        if ti["try_number"] >= 2 and ti["state"] in ("running", "success", "failed"):
+            return ti
+        time.sleep(0.5)
+    raise AssertionError(f"{task_id} of {run_id} was not retried within {timeout:.0f}s")
+
+
+def kill_mid_task(
+    stack: Stack, run_id: str, task_id: str, killed: list[str], lock: HeldLock | None = None, hint: str | None = None
+) -> None:
+    """Kill the worker of `task_id` (waiting for `lock`, or running a process whose command line has
+    `hint`), release the lock, and once the retry runs (on the other worker, the only one up) start
+    the killed worker again."""
+    hostname = worker_of(stack, run_id, task_id, hint)
+    if hint:
+        time.sleep(1)  # into the middle of it
+    stack.services[hostname].kill()
+    killed.append(f"{task_id}@{hostname}")
+    if lock is not None:
+        lock.release()
+    wait_for_retry(stack, run_id, task_id)
+    stack.services[hostname].start()
+
+
+def snapshots(stack: Stack, key: str) -> list[str]:
+    with closing(stack.warehouse()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT nspname FROM pg_namespace WHERE nspname ~ %s ORDER BY 1", (f"^{key}__s[0-9]+$",))
+        return [r[0] for r in cur.fetchall()]
+
+
+def catalog_run(stack: Stack, run_id: str) -> dict:
+    with closing(stack.warehouse()) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT version, snapshot FROM {CATALOG_SCHEMA}.runs WHERE run_id = %s AND outcome = 'success'", (run_id,)
+        )
+        rows = cur.fetchall()
+    assert len(rows) == 1, f"run {run_id} is in the catalog {len(rows)} times"
+    return {"version": rows[0][0], "snapshot": rows[0][1]}
+
+
+def test_workers_killed_mid_task_are_replaced_and_nothing_is_lost_or_mixed(stack: Stack, chain: dict) -> None:
+    """A worker dies during dbt run, during the gate (its compliance record not yet written) and
+    during publish (its transaction not yet committed): each task is retried on the other worker,
+    and the retries redo the work cleanly: one gate record, one new snapshot, the views on it."""
+    producer = chain["producer"]
     killed: list[str] = []
+    before = snapshots(stack, producer.key)
+    # Held from the start: the gate's INSERT of its compliance record waits (a SHARE lock lets
+    # readers through), and so does publish's CREATE OR REPLACE VIEW (a reader holds the view).
+    records = HeldLock(stack.warehouse, f"LOCK TABLE {CATALOG_SCHEMA}.compliance_records IN SHARE MODE")
+    view = sql.Identifier(producer.published_schema, producer.outputs[0].name)
+    reader = HeldLock(stack.warehouse, sql.SQL("SELECT * FROM {} LIMIT 1").format(view))
+    served: dict[str, str] = {}
 
-    def kill_the_worker(run_id: str) -> None:
-        ti = stack.api.task_instances(PRODUCER, run_id)["dbt_run"]
-        deadline = time.monotonic() + 30
-        hostname = None
-        while hostname is None and time.monotonic() < deadline:
-            hostname = stack.worker_running(ti.get("pid"), command_hint=f"dbt/{chain['producer'].domain}/")
-            time.sleep(0.2)
-        assert hostname, "no worker holds the running dbt_run"
-        time.sleep(1)  # into the middle of dbt
-        stack.services[hostname].kill()
-        killed.append(hostname)
+    def kill_the_workers(run_id: str) -> None:
+        kill_mid_task(stack, run_id, "dbt_run", killed, hint=f"dbt/{producer.domain}/{producer.name}")
+        records.wait_for_waiter(f"INSERT INTO {CATALOG_SCHEMA}.compliance_records")
+        kill_mid_task(stack, run_id, "governance_gate", killed, lock=records)
+        reader.wait_for_waiter("CREATE OR REPLACE VIEW")
+        with closing(stack.warehouse()) as conn:  # the catalogs only: the view's lock is queued for
+            served.update(checks.view_snapshots(conn, producer))
+        kill_mid_task(stack, run_id, "publish", killed, lock=reader)
 
-    producer = run_chain_with_fault(stack, chain, kill_the_worker, "worker killed during dbt_run")
-    tries = stack.api.tries(PRODUCER, producer["dag_run_id"], "dbt_run")
-    assert len(tries) >= 2, tries
-    assert not stack.services[killed[0]].alive()
-    (survivor,) = set(WORKERS) - set(killed)
-    retried = f"task_id='dbt_run', dag_id='{PRODUCER}', run_id='{producer['dag_run_id']}', try_number={len(tries)}"
+    try:
+        run = run_chain_with_fault(stack, chain, kill_the_workers, "workers killed during dbt_run, gate, publish")
+    finally:
+        records.release()
+        reader.release()
+    run_id = run["dag_run_id"]
+    assert [k.split("@")[0] for k in killed] == ["dbt_run", "governance_gate", "publish"], killed
+    for task_id in ("dbt_run", "governance_gate", "publish"):
+        assert len(stack.api.tries(PRODUCER, run_id, task_id)) >= 2, task_id
+    # dbt_run's retry ran on the other worker, the only one up then
+    dead = killed[0].split("@")[1]
+    (survivor,) = set(WORKERS) - {dead}
+    tries = len(stack.api.tries(PRODUCER, run_id, "dbt_run"))
+    retried = f"task_id='dbt_run', dag_id='{PRODUCER}', run_id='{run_id}', try_number={tries}"
     assert retried in stack.services[survivor].log.read_text(errors="replace"), f"{survivor} did not run the retry"
+    # publish's first attempt was rolled back with its worker: the views read the old snapshot
+    # then, and the retry published exactly one new snapshot, the next in sequence.
+    assert set(served.values()) == {before[-1]}, (served, before)
+    after = snapshots(stack, producer.key)
+    published = catalog_run(stack, run_id)["snapshot"]
+    assert [s for s in after if s not in before] == [published], (before, after)
+    assert int(published.rsplit("__s", 1)[1]) == int(before[-1].rsplit("__s", 1)[1]) + 1
+    with closing(stack.warehouse()) as conn, conn.cursor() as cur:
+        cur.execute(
+            f"SELECT count(*) FROM {CATALOG_SCHEMA}.compliance_records WHERE run_id = %s AND moment = 'gate'",
+            (run_id,),
+        )
+        assert cur.fetchone()[0] == 1, "the gate's record of the run is not there exactly once"
 
 
 def test_the_run_survives_a_scheduler_restart(stack: Stack, chain: dict) -> None:
@@ -204,6 +304,86 @@ def test_the_run_survives_a_scheduler_restart(stack: Stack, chain: dict) -> None
     starts = scheduler.starts
     run_chain_with_fault(stack, chain, lambda run_id: scheduler.restart(), "scheduler restarted")
     assert scheduler.starts == starts + 1 and scheduler.alive()
+
+
+def bump_patch(version: str) -> str:
+    major, minor, patch = (int(part) for part in version.split("."))
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def deploy_version(stack: Stack, spec: checks.DataProduct, version: str) -> str:
+    """A deploy: the producer's spec at `version`, re-rendered, committed to the branch the git DAG
+    bundle follows. The new commit."""
+    checkout = stack.checkouts["main"]
+    path = spec_path(checkout, spec.domain, spec.name)
+    text = path.read_text(encoding="utf-8")
+    current = yaml.safe_load(text)["version"]
+    assert f"\nversion: {current}\n" in text, path
+    path.write_text(text.replace(f"\nversion: {current}\n", f"\nversion: {version}\n"), encoding="utf-8")
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("datamesh")), "render"],
+        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checks.REPO_ROOT)}, capture_output=True, text=True,
+        check=False, timeout=120,
+    )
+    assert done.returncode == 0, f"datamesh render:\n{done.stdout}\n{done.stderr}"
+    return commit(checkout, f"{spec.key} {version}")
+
+
+def test_a_run_reads_the_revision_it_was_created_from(stack: Stack, chain: dict) -> None:
+    """A deploy (a new spec version committed) while a run goes on: every task of the run, the
+    retry of a publish whose worker died after its commit included, runs from the commit the run
+    was created from, and the catalog records the old version; the next run is on the new commit."""
+    producer = chain["producer"]
+    first_commit = stack.api.dag(PRODUCER)["bundle_version"]
+    assert first_commit, "the producer's DAG has no bundle version: not from the git DAG bundle"
+    old = yaml.safe_load(spec_path(stack.checkouts["main"], producer.domain, producer.name).read_text())["version"]
+    new = bump_patch(old)
+    deployed: dict[str, str] = {}
+    killed: list[str] = []
+
+    def deploy_then_kill_after_publish(run_id: str) -> None:
+        deployed["commit"] = deploy_version(stack, producer, new)
+        # publish commits, then reads the catalog for its notices: there it waits, and dies
+        subscriptions = HeldLock(stack.warehouse, f"LOCK TABLE {CATALOG_SCHEMA}.subscriptions IN ACCESS EXCLUSIVE MODE")
+        try:
+            subscriptions.wait_for_waiter("SELECT DISTINCT 'product '")
+            with closing(stack.warehouse()) as conn:
+                deployed["snapshot"] = checks.view_snapshots(conn, producer)[producer.outputs[0].name]
+            kill_mid_task(stack, run_id, "publish", killed, lock=subscriptions)
+        finally:
+            subscriptions.release()
+
+    # The consumer stays paused (its runs would only add time); its queued asset events are dropped.
+    stack.api.set_paused(CONSUMER, True)
+    try:
+        run = run_chain_with_fault(stack, chain, deploy_then_kill_after_publish, "a deploy during the run", False)
+        later = run_on_the_new_commit(stack, chain, deployed["commit"])
+    finally:
+        stack.api.drop_queued_asset_events(CONSUMER)
+    run_id, second_commit = run["dag_run_id"], deployed["commit"]
+    assert run["bundle_version"] == first_commit != second_commit
+    for task_id, ti in stack.api.task_instances(PRODUCER, run_id).items():
+        for attempt in range(1, ti["try_number"] + 1):
+            log = stack.task_log(PRODUCER, run_id, task_id, attempt)
+            assert f"(DAG bundle version {first_commit})" in log, f"{task_id} try {attempt}:\n{log[-2000:]}"
+            assert second_commit not in log, f"{task_id} try {attempt} saw the new commit"
+    # the retry after publish's commit returned the first attempt's snapshot; the catalog has the old version
+    assert len(stack.api.tries(PRODUCER, run_id, "publish")) >= 2
+    assert catalog_run(stack, run_id) == {"version": old, "snapshot": deployed["snapshot"]}
+    assert deployed["snapshot"] in snapshots(stack, producer.key)
+    # the next run: on the new commit, and the catalog has the new version
+    assert later["bundle_version"] == second_commit
+    assert catalog_run(stack, later["dag_run_id"])["version"] == new
+
+
+def run_on_the_new_commit(stack: Stack, chain: dict, commit: str) -> dict:
+    """Once the dag-processor has parsed `commit`, a run of the producer."""
+
+    def on_the_new_commit() -> bool:
+        return stack.api.dag(PRODUCER)["bundle_version"] == commit
+
+    wait_for("the dag-processor to parse the new commit", on_the_new_commit, timeout=120, interval=1)
+    return run_chain_with_fault(stack, chain, lambda run_id: None, "the run after the deploy", False)
 
 
 def test_a_warehouse_outage_is_retried(stack: Stack, chain: dict) -> None:

@@ -114,7 +114,19 @@ class Published:
 
 
 def published(conn, spec: DataProduct) -> Published:  # type: ignore[no-untyped-def]
-    snapshots, rows = {}, {}
+    snapshots, rows = view_snapshots(conn, spec), {}
+    with conn.cursor() as cur:
+        for output in spec.outputs:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.published_schema, output.name)))
+            rows[output.name] = cur.fetchone()[0]
+    conn.rollback()
+    return Published(snapshots, rows)
+
+
+def view_snapshots(conn, spec: DataProduct) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Output -> the snapshot schema its published view reads, from the system catalogs only (no
+    lock on the view: it answers while publish waits for the view)."""
+    snapshots = {}
     with conn.cursor() as cur:
         for output in spec.outputs:
             cur.execute(
@@ -131,10 +143,8 @@ def published(conn, spec: DataProduct) -> Published:  # type: ignore[no-untyped-
             found = [r[0] for r in cur.fetchall()]
             assert len(found) == 1, f"{spec.published_schema}.{output.name} reads {found}, not one snapshot"
             snapshots[output.name] = found[0]
-            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(spec.published_schema, output.name)))
-            rows[output.name] = cur.fetchone()[0]
     conn.rollback()
-    return Published(snapshots, rows)
+    return snapshots
 
 
 def catalog_runs(conn, spec: DataProduct) -> list[dict]:  # type: ignore[no-untyped-def]
