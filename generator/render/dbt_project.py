@@ -8,6 +8,7 @@ SQL files only ever contain names the spec validated, numbers, and the rule SQL 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -78,8 +79,39 @@ def render_dbt_project(entry: ProductEntry, mesh: Mesh) -> Rendered:
 
 
 def _yaml(shown: str, data: dict[str, Any]) -> str:
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
-    return header("#", shown) + body
+    return header("#", shown) + dump_yaml(data)
+
+
+# libyaml's emitter (CSafeDumper, several times faster) writes the same bytes as PyYAML's own for
+# text of printable characters of the Basic Multilingual Plane; it differs on line breaks, tabs,
+# other control characters and characters beyond the BMP (how it escapes and folds them). So it
+# is used only for data whose every string is of the first kind (tests/test_render_dbt.py). The
+# data is checked as JSON (json's C encoder walks it faster than Python would): json escapes
+# control characters (\n, \u0001, ...) and leaves every other character as it is.
+FAST_DUMPER: type | None = getattr(yaml, "CSafeDumper", None)
+_NOT_SAME_IN_LIBYAML = re.compile(
+    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]|\\\\[bfnrtu]"
+)
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """`yaml.safe_dump` of a generated YAML file's data, through libyaml when that writes the same."""
+    return yaml.dump(
+        data,
+        Dumper=FAST_DUMPER if FAST_DUMPER is not None and _same_in_libyaml(data) else yaml.SafeDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=False,
+    )
+
+
+def _same_in_libyaml(data: dict[str, Any]) -> bool:
+    try:
+        text = json.dumps(data, ensure_ascii=False)
+    except (TypeError, ValueError):  # not plain JSON data: PyYAML it is
+        return False
+    return _NOT_SAME_IN_LIBYAML.search(text) is None
 
 
 # --- project, profile ---------------------------------------------------------------------------

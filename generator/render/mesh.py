@@ -42,7 +42,7 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     result = Rendered()
     for entry in entries:
         files = render_dbt_project(entry, mesh).merge(render_dag(entry, mesh, links, names))
-        result = result.merge(stamped(files, entry, digests))
+        result.add(stamped(files, entry, digests))
     return result
 
 
