@@ -158,7 +158,7 @@ def test_a_failing_dbt_test_stops_the_run_before_publish(
     log = result.log.read_text()
 
     assert not result.ok
-    assert "accepted_values_products_dim_product_category" in log  # dbt's own message, in the task log
+    assert "accepted_values_products_dim_v1_product_category" in log  # dbt's own message, in the task log
     for never_ran in ("governance_gate", "publish", "catalog_register"):
         assert f"task_id='{never_ran}'" not in log or "upstream_failed" in log
     with warehouse.connect() as conn, conn.cursor() as cur:

@@ -167,7 +167,7 @@ def test_a_failing_dbt_test_still_leaves_its_compliance_record_and_score(root: P
     )[0][0] else 0
 
     # the task still fails with dbt's own message, as before ...
-    with pytest.raises(RunFailed, match=r"(?s)dbt test failed in .*accepted_values_customers_dim_customer_segment"):
+    with pytest.raises(RunFailed, match=r"(?s)dbt test failed in .*accepted_values_customers_dim_v1_customer_segment"):
         tasks.test_models(dag_file, DOMAIN, PRODUCT)
 
     # ... but the run is judged first: the catalog holds its gate record, blocked by the failed
@@ -180,7 +180,7 @@ def test_a_failing_dbt_test_still_leaves_its_compliance_record_and_score(root: P
     assert failed_tests["outcome"] == "blocked" and failed_tests["failed"] == 1
     (message,) = failed_tests["messages"]
     assert message.startswith(
-        "customers/customer_profiles: dbt test accepted_values_customers_dim_customer_segment"
+        "customers/customer_profiles: dbt test accepted_values_customers_dim_v1_customer_segment"
     ), message
     assert "did not pass (status fail" in message
     assert score is not None and 0 < float(score) < 100
