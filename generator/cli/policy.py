@@ -25,14 +25,8 @@ class WarningsFound(UserError):
     exit_code = EXIT_WARNINGS
 
 
-@click.group("policy")
-def policy() -> None:
-    """Governance policies (policies/*.yaml, CEL) on the specs."""
-
-
-@policy.command("check")
-@click.argument("product", required=False)
-@click.option(
+# `policy check` and `diff` report the same ways (CI reads either as JUnit).
+report_format = click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "json", "junit"]),
@@ -40,7 +34,20 @@ def policy() -> None:
     show_default=True,
     help="text for a terminal, json for tools, junit (XML) for CI test reports.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+report_output = click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file."
+)
+
+
+@click.group("policy")
+def policy() -> None:
+    """Governance policies (policies/*.yaml, CEL) on the specs."""
+
+
+@policy.command("check")
+@click.argument("product", required=False)
+@report_format
+@report_output
 @click.option("--warnings-ok", is_flag=True, help="Exit 0 (not 4) when only warnings were found.")
 @click.option(
     "--record", is_flag=True, help="Also write a static compliance record per product to the catalog."
@@ -151,15 +158,8 @@ def report(ctx: Context, html: Path | None, fmt: str) -> None:
     required=True,
     help="The git ref the change is judged against: a branch (origin/main), tag or commit.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "junit"]),
-    default="text",
-    show_default=True,
-    help="text for a terminal, json for tools, junit (XML) for CI test reports.",
-)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
+@report_format
+@report_output
 @click.option(
     "--subscribers",
     "with_subscribers",
