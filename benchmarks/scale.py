@@ -186,9 +186,117 @@ def peak_rss_of(bench: Bench, *args: str, before: Callable[[], None] | None = No
     return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
 
 
-# Each figure a function of the bench; later figures (dag-processor pass, task locate, run overhead,
-# cookiecutter) go here.
-FIGURES: list[Callable[[Bench], list[Row]]] = [import_figures, render_figures, check_figures, validate_figures]
+# What a data engineer writes by hand for a pipeline of the same shape as a generated DAG: five
+# chained TaskFlow tasks, a doc, tags, an Asset emitted. One file per DAG, as hand-written DAGs are.
+HAND_WRITTEN_DAG = '''import datetime
+
+from airflow.sdk import DAG, Asset, task
+
+with DAG(
+    dag_id="hand_{i:04d}",
+    schedule="0 2 * * *",
+    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
+    catchup=False,
+    default_args={{"owner": "me", "retries": 2}},
+    tags=["domain:hand"],
+    doc_md="# A hand-written DAG\\n",
+):
+
+    @task
+    def run():
+        return 1
+
+    @task
+    def test(x):
+        return x
+
+    @task
+    def gate(x):
+        return x
+
+    @task(outlets=[Asset(name="hand.{i:04d}", uri="hand://{i:04d}")])
+    def publish(x):
+        return x
+
+    @task
+    def register(x):
+        return x
+
+    register(publish(gate(test(run()))))
+'''
+
+
+def dag_processor_figures(bench: Bench) -> list[Row]:
+    """One real pass of Airflow's dag processor (`airflow dag-processor -n 1`, default settings,
+    SQLite) over the rendered mesh's dags/, and over as many hand-written one-file DAGs."""
+    if not any((bench.root / "dags").glob("*.py")):
+        bench.run("render")
+    hand = bench.root / "hand_dags"
+    hand.mkdir(exist_ok=True)
+    for i in range(len(list((bench.root / "dbt").glob("*/*/data_product.yaml")))):
+        (hand / f"hand_{i:04d}.py").write_text(HAND_WRITTEN_DAG.format(i=i), encoding="utf-8")
+    generated = dag_processor_pass(bench, bench.root / "dags")
+    written = dag_processor_pass(bench, hand)
+    files = len(list((bench.root / "dags").glob("*.py")))
+    return [
+        Row(f"one dag-processor pass, generated DAGs ({generated.dags} DAGs in {files} files)",
+            f"{generated.took}; peak RSS {generated.peak_mb:.0f} MB", "≤ 30 s"),
+        Row(f"one dag-processor pass, hand-written one-file DAGs ({written.dags} files)",
+            f"{written.took}; peak RSS {written.peak_mb:.0f} MB", ""),
+    ]
+
+
+@dataclass(frozen=True)
+class Pass:
+    took: Took
+    dags: int  # DAGs serialized into the metadata database by the pass
+    peak_mb: float  # the largest RSS of any process of the pass (the processor or a file's child)
+
+
+def dag_processor_pass(bench: Bench, folder: Path) -> Pass:
+    """`airflow dag-processor -n 1` over `folder` in a fresh AIRFLOW_HOME (SQLite, migrated
+    beforehand, outside the timing), Airflow's default settings otherwise."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with tempfile.TemporaryDirectory(prefix="datamesh-airflow-") as home:
+        env = {
+            **bench.env,
+            "AIRFLOW_HOME": home,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "DATAMESH_ROOT": str(bench.root),
+        }
+        subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, check=True)
+        probe = (
+            "import resource, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "wall = time.perf_counter() - t\n"
+            "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "if done.returncode: sys.exit(done.stdout[-3000:] + done.stderr[-3000:])\n"
+            "print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", probe, airflow, "dag-processor", "-n", "1"],
+            env=env, capture_output=True, text=True, check=True,
+        )
+        wall, cpu, peak = done.stdout.split()[-3:]
+        count = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+             "'select count(*) from serialized_dag').fetchone()[0])", f"{home}/airflow.db"],
+            capture_output=True, text=True, check=True,
+        )
+        return Pass(Took(float(wall), float(cpu)), int(count.stdout), int(peak) / 1024)
+
+
+# Each figure a function of the bench, run in this order.
+FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
+    "import": import_figures,
+    "render": render_figures,
+    "check": check_figures,
+    "validate": validate_figures,
+    "dag-processor": dag_processor_figures,
+}
 
 
 def main() -> None:
@@ -196,6 +304,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose CLI is timed")
+    parser.add_argument("--only", action="append", choices=list(FIGURES), help="these figures only (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datamesh-scale-") as scratch:
         root = Path(scratch)
@@ -205,7 +314,7 @@ def main() -> None:
             [sys.executable, "-P", "-c", "import generator; print(generator.__file__)"],
             env=bench.env, cwd=root, capture_output=True, text=True, check=True,
         ).stdout.strip()
-        rows = [row for figure in FIGURES for row in figure(bench)]
+        rows = [row for name, figure in FIGURES.items() if not args.only or name in args.only for row in figure(bench)]
     print(f"{args.products} products in {DOMAINS} domains (a third read another), code: {where}, "
           f"median of {args.rounds}\n")
     print("| what | figure | goal |\n|---|---|---|")

@@ -13,7 +13,14 @@ its header's meta line:
 `reads` lists the products the hash covered besides the file's own (named on the first line), so the
 hash can be recomputed from spec bytes alone, without parsing YAML; `files` is how many generated
 files the product has (a deleted one is noticed); `body` is a hash of the file's path and the rest of
-its text (a hand edit is noticed). Imports nothing heavy: `datamesh check` runs this on every file.
+its text (a hand edit is noticed). A file of several products (a domain's DAG file) carries
+instead
+
+    # datamesh: inputs=<hash> products=<domain/product,...> reads=<domain/product,...> body=<hash>
+
+where the hash covers every product named in `products` and `reads` (in that order), and the
+products' own files count it in their `files`. Imports nothing heavy: `datamesh check` runs this on
+every file.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ LIBRARIES = ("PyYAML", "Jinja2", "pydantic")
 # Environment settings written into generated files (see render/airflow_dag.py, card_links).
 SETTINGS = ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL")
 # The meta keys this module writes, in this order.
-KEYS = ("inputs", "reads", "files", "body")
+KEYS = ("inputs", "products", "reads", "files", "body")
 HASH_CHARS = 16  # 64 bits: ample to tell versions of one file apart
 
 
@@ -111,6 +118,13 @@ def body_hash(path: str, text: str) -> str:
 def stamp(path: str, text: str, inputs: str, reads: list[str], files: int) -> str:
     return add_meta(
         text, inputs=inputs, reads=",".join(reads), files=str(files), body=body_hash(path, text)
+    )
+
+
+def stamp_shared(path: str, text: str, inputs: str, products: list[str], reads: list[str]) -> str:
+    """`stamp` for a file of several products (a domain's DAG file)."""
+    return add_meta(
+        text, inputs=inputs, products=",".join(products), reads=",".join(reads), body=body_hash(path, text)
     )
 
 
