@@ -289,6 +289,95 @@ def dag_processor_pass(bench: Bench, folder: Path) -> Pass:
         return Pass(Took(float(wall), float(cpu)), int(count.stdout), int(peak) / 1024)
 
 
+# Runs in a child with the code under test on its path, in a copy of the example repo: one product's
+# run under `airflow dags test`, warm (a first run, untimed, seeded the warehouse and set up the
+# platform), beside a plain `dbt build` of the same project. Prints JSON.
+RUN_PROBE = """
+import datetime, json, os, resource, sqlite3, subprocess, sys, time
+from pathlib import Path
+from generator.dev import airflow_local
+from generator.dev.demo import run_demo
+from generator.warehouse.connection import from_environment
+
+root, product, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+key = product.replace("/", "__")
+quiet = lambda *a, **k: None
+assert run_demo(root, only=product, echo=quiet), "the warm-up run failed: see .datamesh/logs"
+warehouse = from_environment(root)
+env = airflow_local.airflow_env(root, warehouse)
+cli = [sys.executable, "-P", "-c", "from generator.cli.main import main; main()", "--root", str(root)]
+prepared = subprocess.run([*cli, "platform", "prepare", product], env=env, capture_output=True, text=True)
+project = root / "dbt" / product
+
+def timed(command, **kw):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, **kw)
+    took = time.perf_counter() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return took
+
+def tasks_of_last_run():
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    [run_id] = db.execute("select run_id from dag_run where dag_id=? order by id desc limit 1", (key,)).fetchone()
+    rows = db.execute("select task_id, start_date, end_date from task_instance where dag_id=? and run_id=?",
+                      (key, run_id)).fetchall()
+    seconds = lambda a, b: (datetime.datetime.fromisoformat(b) - datetime.datetime.fromisoformat(a)).total_seconds()
+    order = ["dbt_run", "dbt_test", "governance_gate", "publish", "catalog_register"]
+    return {t: round(seconds(a, b), 2) for t, a, b in sorted(rows, key=lambda r: order.index(r[0])) if a and b}
+
+dbt = str(Path(sys.executable).with_name("dbt"))
+build_env = {**env, **warehouse.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+builds, runs, breakdowns = [], [], []
+for _ in range(rounds):
+    builds.append(timed([dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project)],
+                        cwd=project, env=build_env))
+    result = airflow_local.dags_test(env, key, root / ".datamesh" / "bench-dags-test.log")
+    assert result.ok, result.log.read_text()[-3000:]
+    runs.append(result.seconds)
+    breakdowns.append(tasks_of_last_run())
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"build": builds, "run": runs, "tasks": breakdowns, "peak_mb": peak,
+                  "prepared": prepared.returncode == 0}))
+"""
+
+
+def run_figures(bench: Bench) -> list[Row]:
+    """One product's run (`airflow dags test`, warm, tasks in one process as `dags test` runs them)
+    against a plain `dbt build` of the same project, and the breakdown per task."""
+    import json
+
+    product = "customers/customer_profiles"  # one model, no product inputs
+    with tempfile.TemporaryDirectory(prefix="datamesh-run-") as scratch:
+        root = Path(scratch)
+        for folder in ("dbt", "dags", "policies", "generator/schemas"):
+            shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns(
+                "target", "dbt_packages", "logs", "__pycache__"))
+        env = {k: v for k, v in bench.env.items() if not k.startswith("PG")}  # the embedded warehouse
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", RUN_PROBE, str(root), product, str(bench.rounds)],
+            env=env, cwd=root, capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"run figures failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        subprocess.run([sys.executable, "-c", "import pgserver, sys; pgserver.get_server(sys.argv[1]).cleanup()",
+                        str(root / ".datamesh" / "pg")], capture_output=True)
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    build = statistics.median(found["build"])
+    run = statistics.median(found["run"])
+    per_task = {t: statistics.median(b[t] for b in found["tasks"]) for t in found["tasks"][0]}
+    rows = [
+        Row("plain `dbt build` of a one-model product", f"{build:.2f} s", ""),
+        Row("its run under `airflow dags test` (warm" + (", prepared)" if found["prepared"] else ")"),
+            f"{run:.2f} s ({run / build:.1f}× the `dbt build`)", "≤ 2× the `dbt build`"),
+    ]
+    rows += [Row(f"  task `{task}`", f"{seconds:.2f} s", "≤ 1 s" if task in ("governance_gate", "publish",
+             "catalog_register") else "") for task, seconds in per_task.items()]
+    rows.append(Row("peak RSS of a run (`airflow dags test`: every task in one process, dbt included)",
+                    f"{found['peak_mb']:.0f} MB", ""))
+    return rows
+
+
 # Each figure a function of the bench, run in this order.
 FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
     "import": import_figures,
@@ -296,6 +385,7 @@ FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
     "check": check_figures,
     "validate": validate_figures,
     "dag-processor": dag_processor_figures,
+    "run": run_figures,
 }
 
 
