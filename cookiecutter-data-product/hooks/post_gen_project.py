@@ -210,7 +210,8 @@ def create_product(root: Path, spec: dict[str, Any], answers: dict[str, Any]) ->
     domain, name = spec["domain"], spec["name"]
     domain_dir = root / "dbt" / domain
     product_dir = domain_dir / name
-    dag_file = root / "dags" / f"{domain}__{name}.py"
+    dag_file = root / "dags" / f"{domain}.py"  # the domain's DAGs, this product's among them
+    dag_before = dag_file.read_text(encoding="utf-8") if dag_file.is_file() else None
     new_domain = not domain_dir.exists()
     new_dags_dir = not dag_file.parent.exists()
     try:
@@ -235,8 +236,10 @@ def create_product(root: Path, spec: dict[str, Any], answers: dict[str, Any]) ->
         with contextlib.suppress(OSError):
             if new_dags_dir:
                 shutil.rmtree(dag_file.parent)
-            else:
+            elif dag_before is None:
                 dag_file.unlink(missing_ok=True)
+            else:  # the domain's other DAGs stay as they were
+                dag_file.write_text(dag_before, encoding="utf-8")
         raise
 
 
@@ -262,7 +265,7 @@ def print_next_steps(spec: dict[str, Any]) -> None:
         (f"{base}/data_product.yaml", "the spec: yours to edit (columns, inputs, access, ...)"),
         (f"{base}/models/{output}.sql", "the model: replace the skeleton query"),
         (f"{base}/{REPLAY_FILE}", "your answers: `cookiecutter --replay-file` re-creates the product"),
-        (f"dags/{domain}__{name}.py", "the DAG (generated)"),
+        (f"dags/{domain}.py", "the DAGs of the domain, this one's among them (generated)"),
     ]
     width = max(len(path) for path, _ in files)
     print(f"\nCreated data product {domain}/{name}:")
