@@ -240,9 +240,9 @@ def dag_processor_figures(bench: Bench) -> list[Row]:
     files = len(list((bench.root / "dags").glob("*.py")))
     return [
         Row(f"one dag-processor pass, generated DAGs ({generated.dags} DAGs in {files} files)",
-            f"{generated.took}; peak RSS {generated.peak_mb:.0f} MB", "≤ 30 s"),
+            f"{generated.took}; peak RSS {generated.peak_mb:.0f} MB (first pass: {generated.first})", "≤ 30 s"),
         Row(f"one dag-processor pass, hand-written one-file DAGs ({written.dags} files)",
-            f"{written.took}; peak RSS {written.peak_mb:.0f} MB", ""),
+            f"{written.took}; peak RSS {written.peak_mb:.0f} MB (first pass: {written.first})", ""),
     ]
 
 
@@ -251,6 +251,7 @@ class Pass:
     took: Took
     dags: int  # DAGs serialized into the metadata database by the pass
     peak_mb: float  # the largest RSS of any process of the pass (the processor or a file's child)
+    first: Took  # the first pass, which also writes every DAG into the metadata database
 
 
 def dag_processor_pass(bench: Bench, folder: Path) -> Pass:
@@ -276,17 +277,23 @@ def dag_processor_pass(bench: Bench, folder: Path) -> Pass:
             "if done.returncode: sys.exit(done.stdout[-3000:] + done.stderr[-3000:])\n"
             "print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss)\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-P", "-c", probe, airflow, "dag-processor", "-n", "1"],
-            env=env, capture_output=True, text=True, check=True,
-        )
-        wall, cpu, peak = done.stdout.split()[-3:]
+        # The first pass also writes every DAG into the metadata database (the same cost in either
+        # layout, once); the second one is what every later pass costs: parse, compare, write nothing.
+        passes = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-P", "-c", probe, airflow, "dag-processor", "-n", "1"],
+                env=env, capture_output=True, text=True, check=True,
+            )
+            passes.append(done.stdout.split()[-3:])
+        (first_wall, first_cpu, _), (wall, cpu, peak) = passes
         count = subprocess.run(
             [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
              "'select count(*) from serialized_dag').fetchone()[0])", f"{home}/airflow.db"],
             capture_output=True, text=True, check=True,
         )
-        return Pass(Took(float(wall), float(cpu)), int(count.stdout), int(peak) / 1024)
+        return Pass(Took(float(wall), float(cpu)), int(count.stdout), int(peak) / 1024,
+                    Took(float(first_wall), float(first_cpu)))
 
 
 # Runs in a child with the code under test on its path, in a copy of the example repo: one product's
