@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # upstream release cannot break a fresh install. Regenerate with `make lock` after changing pyproject.toml.
 LOCK := constraints.txt
 
-.PHONY: demo test lint clean lock
+.PHONY: demo test test-stack test-browser lint clean lock
 
 # Re-run when pyproject.toml or the lock changes: pip then moves installed packages to the pinned versions.
 $(BIN)/datamesh: pyproject.toml $(LOCK)
@@ -22,12 +22,28 @@ demo: $(BIN)/datamesh
 	$(BIN)/datamesh demo
 
 # Two workers (the machines have two cores); each test file stays on one worker, and each worker
-# has its own embedded PostgreSQL.
+# has its own embedded PostgreSQL. pytest-randomly shuffles the order of the files and of the tests
+# in each file (the same seed on both workers), so a test that only passes after another fails here.
+# Not -q: the header names the seed. Repeat an order with `pytest --randomly-seed=N` (the same files);
+# `-p no:randomly` runs the files and tests in the order they are written.
 test: $(BIN)/datamesh
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile -m "not stack and not browser"
+
+# The deployed stack (tests/stack): api-server, scheduler, dag-processor, triggerer and two Celery
+# workers as docker-compose.yml runs them, with Redis and PostgreSQL; about 10 minutes on 2 cores.
+# Needs Debian's redis-server (.ci/run installs it when run as root).
+test-stack: $(BIN)/datamesh
+	$(BIN)/pytest -q -m stack tests/stack
+
+# The console in a real browser (tests/browser): Playwright driving Debian's chromium
+# (`apt-get install chromium`, as root; .ci/run installs it), against a real api-server. One worker:
+# the suite shares one api-server. Screenshots: the folder it prints (under pytest's basetemp).
+test-browser: $(BIN)/datamesh
+	$(BIN)/pytest -s -m browser tests/browser
 
 lint: $(BIN)/datamesh
 	$(BIN)/ruff check generator tests benchmarks cookiecutter-data-product/hooks
+	$(BIN)/lint-imports --no-logo --no-cache
 
 clean:
 	-$(BIN)/datamesh db stop

@@ -35,6 +35,10 @@ class SpecError(UserError):
         super().__init__("\n".join(lines))
 
 
+class NotFound(UserError):
+    """What was asked for (a product, an output) is not in the catalog. The console answers 404."""
+
+
 class CheckFailed(UserError):
     """A check ran and found something wrong (drift, a failing policy): exit code 1, not 2."""
 

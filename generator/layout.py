@@ -13,6 +13,7 @@ from pathlib import Path
 # --- the repo: what a domain team and the platform team commit -----------------------------------
 DBT_DIR = "dbt"  # dbt/<domain>/<product>/: one dbt project per product
 DAGS_DIR = "dags"  # dags/<domain>.py: the generated DAGs, one file per domain
+DOMAINS_DIR = "domains"  # domains/<domain>.yaml: the domain registry (owner team, teams, members)
 POLICIES_DIR = "policies"  # policies/global.yaml and policies/domains/<domain>.yaml
 SPEC_FILENAME = "data_product.yaml"  # a product's spec, at the top of its dbt project
 PLATFORM_PACKAGE_DIR = "_platform"  # dbt/_platform: the shared dbt package, not a product

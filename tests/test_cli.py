@@ -29,6 +29,7 @@ def repo_copy(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "dbt", root / "dbt", ignore=shutil.ignore_patterns("target", "dbt_packages", "logs"))
     shutil.copytree(REPO / "dags", root / "dags", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "policies", root / "policies")
+    shutil.copytree(REPO / "domains", root / "domains")
     shutil.copytree(REPO / "generator" / "schemas", root / "generator" / "schemas")
     return root
 
@@ -37,7 +38,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("command", [[], ["validate"], ["render"], ["check"], ["schema"], ["demo"], ["db"]])
+@pytest.mark.parametrize(
+    "command", [[], ["validate"], ["render"], ["check"], ["schema"], ["demo"], ["db"], ["domains"], ["grants", "sync"],
+                ["access", "request"], ["access", "approve"]],
+)
 def test_help_everywhere(command: list[str]) -> None:
     done = datamesh(*command, "--help")
     assert done.returncode == 0 and "Usage:" in done.stdout

@@ -38,7 +38,7 @@ HOSTILE = (
 def copy_repo(destination: Path) -> Path:
     """What the generator reads and writes, without dbt's build output."""
     ignore = shutil.ignore_patterns("target", "dbt_packages", "logs", "package-lock.yml", "__pycache__")
-    for folder in ("dbt", "dags", "policies", "generator/schemas"):
+    for folder in ("dbt", "dags", "domains", "policies", "generator/schemas"):
         shutil.copytree(REPO_ROOT / folder, destination / folder, ignore=ignore)
     return destination
 
@@ -381,3 +381,20 @@ def test_the_saved_answers_recreate_the_product(repo: Path, tmp_path: Path) -> N
     created(cookiecutter(repo, "--replay-file", str(replay)))
     assert (product / "data_product.yaml").read_bytes() == spec_before
     assert spec_of(repo, "texts", "again")["classification"] == "restricted"
+
+
+def test_a_new_domain_gets_a_minimal_registry_file(mesh_with_new_products: Path) -> None:
+    from generator.spec.domain import load_domain
+
+    domain = load_domain(mesh_with_new_products / "domains" / "self_serve.yaml")
+    assert (domain.owner_team, domain.team_names) == ("self_serve_team", ["self_serve_team"])
+    assert domain.on_call.email == "self-serve-team@company.com"
+
+
+def test_a_team_outside_an_existing_domain_is_refused_with_the_allowed_teams(repo: Path) -> None:
+    before = snapshot(repo)
+    result = cookiecutter(repo, "--no-input", name="price_history", domain="products")
+    assert result.returncode != 0
+    assert "owner_team 'products_team' is not a team of domain 'products' (domains/products.yaml); " \
+        "allowed: catalog" in result.stderr
+    assert {k: v for k, v in snapshot(repo).items() if not k.startswith(".datamesh")} == before

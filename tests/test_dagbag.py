@@ -197,7 +197,7 @@ def test_a_broken_product_block_hides_none_of_its_domains_other_dags(tmp_path: P
     [example] = [e for e in MESH.products if e.spec.key == "customers__customer_profiles"]
     names = ["alpha", "broken", "omega"]
     entries = [replace(example, spec=example.spec.model_copy(update={"name": n})) for n in names]
-    [(path, source)] = render_domain("customers", entries).generated.items()
+    [(path, source)] = render_domain("customers", entries, MESH).generated.items()
     marker = "    PRODUCT = 'broken'\n"
     assert marker in source
     source = source.replace(marker, marker + "    raise ValueError('a mistake in this block only')\n")

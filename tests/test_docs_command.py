@@ -52,6 +52,14 @@ def test_docs_page_shows_owner_classification_and_pii(repo_copy: Path, warehouse
         assert fact.replace(" ", "") in html.replace(" ", ""), fact
     assert "customers_dim" in html
     assert (repo_copy / ".datamesh/docs/index.html").exists()
+    # ... and the same page in the catalog, where the console's api-servers serve it from
+    from contextlib import closing
+
+    from generator.catalog.docs_pages import load_docs_page
+
+    with closing(warehouse.connect()) as conn:
+        stored = load_docs_page(conn, "customers", "customer_profiles")
+    assert stored is not None and stored.html == html and stored.version == "1.0.0"
 
 
 def test_docs_are_served_on_localhost(repo_copy: Path, warehouse: Warehouse) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,8 @@ def datamesh(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def published(tmp_path_factory: pytest.TempPathFactory, warehouse: Warehouse) -> Path:
     """A scratch repo whose product catalog has been published once (v1, version 1.2.0)."""
     root = copy_repo(tmp_path_factory.mktemp("gate_blocks"))
-    done = datamesh(root, "demo", "--product", "products/product_catalog")
+    # --seed-demo-data: the session's warehouse comes through PG* variables, and it is a scratch one
+    done = datamesh(root, "demo", "--product", "products/product_catalog", "--seed-demo-data")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return root
 
@@ -72,12 +75,14 @@ def consumer_view(warehouse: Warehouse) -> dict[str, Any]:
     return {"rows": rows, "grants": grants, "schema_usage": usage}
 
 
-def change_spec(root: Path, change: Any) -> None:
-    """Edit the spec as a domain team would, then render its dbt project and DAG again."""
-    path = root / SPEC
-    spec = yaml.safe_load(path.read_text())
+def change_spec(root: Path, change: Callable[[dict], None]) -> None:
+    """Edit the published spec as a domain team would, then render its dbt project and DAG again.
+
+    Each change starts from the spec as published, never from another test's change.
+    """
+    spec = yaml.safe_load((REPO / SPEC).read_text())  # what `published` copied and published
     change(spec)
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (root / SPEC).write_text(yaml.safe_dump(spec, sort_keys=False))
     done = datamesh(root, "render", "products/product_catalog")
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -106,9 +111,41 @@ def last_run_and_record(warehouse: Warehouse) -> tuple[tuple, tuple]:
     return run, record
 
 
-def test_a_breaking_change_without_a_major_bump_is_blocked(published: Path, warehouse: Warehouse) -> None:
-    before = consumer_view(warehouse)
+@dataclass(frozen=True)
+class BlockedRun:
+    """A DAG run the gate stopped, and what consumers and the catalog saw right after it."""
 
+    log: str
+    before: dict[str, Any]  # consumer_view before the run
+    after: dict[str, Any]
+    run: tuple  # (outcome, failed_task) of the product's latest run
+    record: tuple  # (verdict, policies_blocked, policies) of its latest gate record
+
+
+def blocked_run(root: Path, warehouse: Warehouse, change: Callable[[dict], None], name: str) -> BlockedRun:
+    before = consumer_view(warehouse)
+    change_spec(root, change)
+    log = run_dag(root, warehouse, name)
+    return BlockedRun(log, before, consumer_view(warehouse), *last_run_and_record(warehouse))
+
+
+def internal_with_pii(spec: dict) -> None:
+    spec["classification"] = "internal"
+    column = next(c for c in spec["outputs"][0]["columns"] if c["name"] == "product_name")
+    column["pii"] = "name"
+    spec["access"]["pii_roles"] = ["analyst"]
+
+
+@pytest.fixture(scope="module")
+def pii_blocked(published: Path, warehouse: Warehouse) -> tuple[BlockedRun, subprocess.CompletedProcess[str]]:
+    """The product made internal with a PII column, its run blocked, and the compliance report
+    written right after (module scope: two tests read it, one DAG run)."""
+    blocked = blocked_run(published, warehouse, internal_with_pii, "pii")
+    report = datamesh(published, "compliance", "report", "--html", str(published / "compliance.html"))
+    return blocked, report
+
+
+def test_a_breaking_change_without_a_major_bump_is_blocked(published: Path, warehouse: Warehouse) -> None:
     def add_upper_bound(spec: dict) -> None:  # a new bound narrows the range: breaking
         column = next(c for c in spec["outputs"][0]["columns"] if c["name"] == "list_price")
         column["constraints"]["max"] = 100000
@@ -116,60 +153,43 @@ def test_a_breaking_change_without_a_major_bump_is_blocked(published: Path, ware
     # A dashboard outside the mesh reads the output: the gate's message names it.
     done = datamesh(published, "subscribe", "pricing_dashboard", "products/product_catalog.products_dim")
     assert done.returncode == 0, done.stdout + done.stderr
-    change_spec(published, add_upper_bound)
-    log = run_dag(published, warehouse, "breaking")
+    blocked = blocked_run(published, warehouse, add_upper_bound, "breaking")
 
-    assert "the governance gate blocks the publish" in log
-    [blocking] = [line for line in log.splitlines() if "blocking breaking_change_needs_major_bump" in line]
+    assert "the governance gate blocks the publish" in blocked.log
+    [blocking] = [line for line in blocked.log.splitlines() if "blocking breaking_change_needs_major_bump" in line]
     assert (
         "blocking breaking_change_needs_major_bump: products/product_catalog 1.2.0: column "
         "products_dim.list_price: max none -> 100000 breaks the contract published as 1.2.0: set "
         "version to 2.0.0 so it is published alongside v1, or revert the change."
     ) in " ".join(blocking.split())
     assert "pricing_dashboard" in blocking
-    assert consumer_view(warehouse) == before
-    run, record = last_run_and_record(warehouse)
-    assert run == ("failed", "governance_gate")
-    verdict, blocked, policies = record
-    assert (verdict, blocked) == ("block", 1)
-    assert [p["policy"] for p in policies if p["outcome"] == "blocked"] == [
-        "breaking_change_needs_major_bump"
-    ]
+    assert blocked.after == blocked.before
+    assert blocked.run == ("failed", "governance_gate")
+    verdict, blocked_count, policies = blocked.record
+    assert (verdict, blocked_count) == ("block", 1)
+    assert [p["policy"] for p in policies if p["outcome"] == "blocked"] == ["breaking_change_needs_major_bump"]
 
 
-def test_pii_in_an_internal_product_is_blocked(published: Path, warehouse: Warehouse) -> None:
-    before = consumer_view(warehouse)
-
-    def internal_with_pii(spec: dict) -> None:
-        spec["classification"] = "internal"
-        output = spec["outputs"][0]
-        column = next(c for c in output["columns"] if c["name"] == "product_name")
-        column["pii"] = "name"
-        column["constraints"].pop("max", None)
-        spec["access"]["pii_roles"] = ["analyst"]
-        for column in output["columns"]:  # undo the previous test's change, if it ran
-            column.get("constraints", {}).pop("max", None)
-
-    change_spec(published, internal_with_pii)
-    log = run_dag(published, warehouse, "pii")
-
+def test_pii_in_an_internal_product_is_blocked(pii_blocked) -> None:
+    blocked, _ = pii_blocked
     assert (
         "blocking pii_only_in_protected_products: products/product_catalog: column "
         "products_dim.product_name holds PII (name) but the product is classified internal: classify "
         "the product confidential or restricted, or drop the column from the output."
-    ) in " ".join(log.split())
-    assert consumer_view(warehouse) == before
-    run, record = last_run_and_record(warehouse)
-    assert run == ("failed", "governance_gate")
-    assert record[0] == "block"
+    ) in " ".join(blocked.log.split())
+    assert blocked.after == blocked.before
+    assert blocked.run == ("failed", "governance_gate")
+    assert blocked.record[0] == "block"
 
 
-def test_the_compliance_report_shows_the_blocked_product(published: Path, warehouse: Warehouse) -> None:
-    html = published / "compliance.html"
-    done = datamesh(published, "compliance", "report", "--html", str(html))
-    assert done.returncode == 0, done.stderr
-    line = next(x for x in done.stdout.splitlines() if x.startswith("products/product_catalog "))
+def test_the_compliance_report_shows_the_blocked_product(pii_blocked, published: Path) -> None:
+    _, report = pii_blocked
+    assert report.returncode == 0, report.stderr
+    line = next(x for x in report.stdout.splitlines() if x.startswith("products/product_catalog "))
     assert " block " in line
-    assert "pii_only_in_protected_products" in done.stdout
-    assert '<h2 id="products__product_catalog">products/product_catalog</h2>' in html.read_text()
+    assert "pii_only_in_protected_products" in report.stdout
+    assert (
+        '<h2 id="products__product_catalog">products/product_catalog</h2>'
+        in (published / "compliance.html").read_text()
+    )
     assert load_mesh(published).find("products", "product_catalog") is not None

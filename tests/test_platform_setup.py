@@ -203,7 +203,7 @@ def test_grants_no_spec_asks_for_are_revoked_and_nothing_else_is(root, warehouse
         ops_table(warehouse, f"{shop}_ops", table)
     write(root, spec_dict(shop, "orders", [(f"{shop}_ops", "orders"), (f"{shop}_ops", "legacy")]))
     setup_repo(warehouse, root)
-    published = f"{shop}__orders__v1"  # a product schema: its grants are publish's
+    published = f"{shop}__orders__v1"  # a product schema: its grants follow the access list only
     execute(
         warehouse,
         f"CREATE ROLE {reader} NOLOGIN",
@@ -221,11 +221,12 @@ def test_grants_no_spec_asks_for_are_revoked_and_nothing_else_is(root, warehouse
     assert lines(report, shop) == [
         f"revoke: CREATE on database {database} from domain_{shop}",
         f"revoke: SELECT on {shop}_ops.legacy from domain_{shop} (no spec declares it)",
+        f"revoke: USAGE on schema {published} from domain_{shop} (access list)",  # grants sync
     ]
     assert not can(warehouse, f"domain_{shop}", f"{shop}_ops.legacy")
     assert can(warehouse, f"domain_{shop}", f"{shop}_ops.orders")
     assert can(warehouse, reader, f"{shop}_ops.legacy")
-    assert query(warehouse, "SELECT has_schema_privilege(%s, %s, 'USAGE')", f"domain_{shop}", published) == [(True,)]
+    assert query(warehouse, "SELECT has_schema_privilege(%s, %s, 'USAGE')", f"domain_{shop}", published) == [(False,)]
 
     write(root, spec_dict(shop, "orders"))  # no source at all: the schema's USAGE goes too
     assert lines(setup_repo(warehouse, root), shop) == [

@@ -577,5 +577,8 @@ def test_every_run_time_kind_is_validated_on_load(tmp_path: Path) -> None:
         "policy 'volume_typo': assert: unknown field 'row_count' of run; it has: change_pct, previous_rows, rows"
         in text
     )
-    assert "policy 'input_typo': assert: unknown field 'age' of input; it has: age_hours, domain" in text
+    assert (
+        "policy 'input_typo': assert: unknown field 'age' of input; it has: age_hours, days_left, deprecated, domain"
+        in text
+    )
     assert "policy 'change_var': assert: unknown variable 'column'; this policy can use product, change" in text

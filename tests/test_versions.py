@@ -386,7 +386,6 @@ def test_a_failed_gate_leaves_published_data_and_grants_exactly_as_they_were(
 
 
 def test_datamesh_rollback_republishes_the_previous_build(root: Path, warehouse: Warehouse):
-    key = "__".join(PRODUCER)
     first = run_and_publish(root, *PRODUCER)
     second = run_and_publish(root, *PRODUCER)
     datamesh = str(Path(sys.executable).with_name("datamesh"))
@@ -408,7 +407,7 @@ def test_datamesh_rollback_republishes_the_previous_build(root: Path, warehouse:
         SELECT DISTINCT t.relnamespace::regnamespace::text FROM pg_depend d
           JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class t ON t.oid = d.refobjid
          WHERE r.ev_class = %s::regclass AND t.oid <> r.ev_class""",
-        f"{key}__v2.customers_dim",
+        f"{second['schema']}.customers_dim",  # whichever major is current: v2 once test_v2_ships ran
     )
     assert current == [(first["snapshot"],)]
     recorded = query(

@@ -34,6 +34,7 @@ from typing import Any
 ANSWERS_FILE = "answers.json"
 REPLAY_FILE = ".cookiecutter.json"
 SCHEMA_LINE = "# yaml-language-server: $schema=../../../generator/schemas/data_product.schema.json\n"
+DOMAIN_SCHEMA_LINE = "# yaml-language-server: $schema=../generator/schemas/domain.schema.json\n"
 FIRST_VERSION = "0.1.0"
 RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
@@ -160,6 +161,14 @@ def checked_spec(answers: dict[str, Any], root: Path) -> dict[str, Any]:
         )
     for finding in findings:
         print(f"warning: [{finding.policy}] {finding.message}")
+    registered = root / "domains" / f"{product.domain}.yaml"
+    if registered.is_file():
+        teams = rules.load_domain(registered, f"domains/{product.domain}.yaml").team_names
+        if product.owner.team not in teams:
+            raise Refused(
+                f"owner_team {product.owner.team!r} is not a team of domain {product.domain!r} "
+                f"(domains/{product.domain}.yaml); allowed: {', '.join(teams)}. Nothing was written."
+            )
     return spec
 
 
@@ -186,6 +195,7 @@ def _import_generator() -> SimpleNamespace:
 
         from generator.errors import UserError
         from generator.governance.policies import evaluate_spec, load_policies
+        from generator.spec.domain import load_domain, minimal_domain
         from generator.spec.mesh import load_mesh
         from generator.spec.model import DataProduct
     except ImportError as exc:
@@ -198,6 +208,8 @@ def _import_generator() -> SimpleNamespace:
         ValidationError=ValidationError,
         UserError=UserError,
         load_mesh=load_mesh,
+        load_domain=load_domain,
+        minimal_domain=minimal_domain,
         load_policies=load_policies,
         evaluate_spec=evaluate_spec,
     )
@@ -214,7 +226,15 @@ def create_product(root: Path, spec: dict[str, Any], answers: dict[str, Any]) ->
     dag_before = dag_file.read_text(encoding="utf-8") if dag_file.is_file() else None
     new_domain = not domain_dir.exists()
     new_dags_dir = not dag_file.parent.exists()
+    # A repo with a domain registry needs the new domain's file: the smallest valid one, owned by
+    # the product's team (the team completes it: members, on-call, description).
+    domain_file = root / "domains" / f"{domain}.yaml"
+    new_domain_file = (root / "domains").is_dir() and not domain_file.exists()
     try:
+        if new_domain_file:
+            owner = spec["owner"]
+            data = _import_generator().minimal_domain(domain, owner["team"], owner["email"])
+            domain_file.write_text(DOMAIN_SCHEMA_LINE + _dump(data), encoding="utf-8")
         product_dir.mkdir(parents=True)
         (product_dir / "data_product.yaml").write_text(spec_yaml(spec), encoding="utf-8")
         replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
@@ -233,6 +253,8 @@ def create_product(root: Path, spec: dict[str, Any], answers: dict[str, Any]) ->
         # None of these existed before (checked above): remove them whole. Cleaning up must not
         # hide the error that made it necessary.
         shutil.rmtree(domain_dir if new_domain else product_dir, ignore_errors=True)
+        if new_domain_file:
+            domain_file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             if new_dags_dir:
                 shutil.rmtree(dag_file.parent)
@@ -244,6 +266,10 @@ def create_product(root: Path, spec: dict[str, Any], answers: dict[str, Any]) ->
 
 
 def spec_yaml(spec: dict[str, Any]) -> str:
+    return SCHEMA_LINE + _dump(spec)
+
+
+def _dump(data: dict[str, Any]) -> str:
     import yaml
 
     class Dumper(yaml.SafeDumper):
@@ -254,8 +280,7 @@ def spec_yaml(spec: dict[str, Any]) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     Dumper.add_representer(str, text)
-    body = yaml.dump(spec, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
-    return SCHEMA_LINE + body
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 
 def print_next_steps(spec: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import psycopg2.extensions
 
-from generator.errors import UserError
+from generator.errors import NotFound, UserError
 from generator.layout import CATALOG_SCHEMA
 from generator.spec.model import DataProduct
 
@@ -156,7 +156,7 @@ def node_of(graph: Graph, target: str) -> str:
     node = f"{domain}/{product}" + (f".{output}" if output else "")
     if node not in graph.labels:
         kind = "output" if output else "product"
-        raise UserError(f"no {kind} {node} in the catalog (has it been registered by a run?)")
+        raise NotFound(f"no {kind} {node} in the catalog (has it been registered by a run?)")
     return node
 
 
@@ -286,7 +286,7 @@ def impact_report(
     graph = load_graph(conn, "output")
     start = f"{domain}/{product}.{output}"
     if start not in graph.labels:
-        raise UserError(f"no output {start} in the catalog (has it been registered by a run?)")
+        raise NotFound(f"no output {start} in the catalog (has it been registered by a run?)")
     # Who reads the output, at which major (an edge without a known major counts as hit).
     pinned = {n: graph.edge_majors[(start, n)] for n in graph.down[start] if (start, n) in graph.edge_majors}
     current = graph.majors[f"{domain}/{product}"]

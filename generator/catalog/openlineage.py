@@ -102,7 +102,7 @@ def _events(spec: DataProduct, warehouse: Warehouse, run_id: str) -> dict[str, A
     namespace = dataset_namespace(warehouse)
     database = warehouse.dbname
     inputs = [
-        InputDataset(namespace, f"{database}.{i.domain}__{i.product}__v{i.major}.{i.output}")
+        InputDataset(namespace, f"{database}.{i.published_schema}.{i.output}")
         for i in spec.inputs.products
     ] + [InputDataset(namespace, f"{database}.{s.schema_}.{s.table}") for s in spec.inputs.sources]
     outputs = [

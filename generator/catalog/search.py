@@ -2,7 +2,9 @@
 
 The words are matched (as prefixes, all of them) against each product's `search_document`, a
 weighted tsvector kept by registration: names and domain weigh most, then tags, then descriptions
-and output names, then column names. A GIN index serves the match; `ts_rank` orders the hits.
+and output names, then column names. A GIN index serves the match; `ts_rank` orders the hits, and
+among equally relevant hits the most used first (reads PostgreSQL measured in the last 30 days,
+generator.catalog.usage); `sort="usage"` orders by use alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ RANK_WEIGHTS = "{0.02, 0.2, 0.5, 1.0}"
 # PostgreSQL's parser. Nothing else the user types (tsquery operators included) reaches the query.
 _WORD = re.compile(r"[^\W_]+")
 FILTER_OPTIONS = "--domain, --tag, --classification, --min-score, --fresh or --stale"
+SORT_CHOICES = ("relevance", "usage")
+USAGE_DAYS = 30  # the window search ranks by (generator.catalog.usage.RECENT_DAYS)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ class Hit:
     age_hours: float | None
     fresh: bool
     quality_score: float | None
+    reads: int = 0  # measured reads in the last USAGE_DAYS days
+    deprecated: tuple[str, ...] = ()  # "v1 until 2026-02-10" per deprecated major still listed
 
     @property
     def key(self) -> str:
@@ -79,18 +85,24 @@ def prefix_query(text: str) -> str | None:
 
 
 def search(
-    conn: psycopg2.extensions.connection, text: str, filters: Filters = Filters(), limit: int = 20
+    conn: psycopg2.extensions.connection,
+    text: str,
+    filters: Filters = Filters(),
+    limit: int = 20,
+    sort: str = "relevance",
 ) -> list[Hit]:
-    """Products matching all words of `text` and the filters, best first. Without text, every
-    product the filters let through; text without a word (only punctuation, say) is an error
-    rather than a silent "everything"."""
+    """Products matching all words of `text` and the filters, best first (relevance, then use), or
+    most used first with sort="usage". Without text, every product the filters let through; text
+    without a word (only punctuation, say) is an error rather than a silent "everything"."""
+    if sort not in SORT_CHOICES:
+        raise UserError(f"search: sort must be one of {', '.join(SORT_CHOICES)}, not {sort!r}")
     tsquery = prefix_query(text)
     if tsquery is None and text.strip():
         raise UserError(
             f"search: {text.strip()!r} has no word to search for (a word is letters or digits); "
             f"give one, or only filters ({FILTER_OPTIONS}) to list the products they let through"
         )
-    params: dict[str, object] = {"q": tsquery, "limit": limit}
+    params: dict[str, object] = {"q": tsquery, "limit": limit, "days": USAGE_DAYS}
     # Conditions on the product row (served by the GIN index and the table) ...
     on_product = ["TRUE"]
     if tsquery:
@@ -113,20 +125,27 @@ def search(
         on_health.append("h.fresh" if filters.freshness == "fresh" else "NOT h.fresh")
     rank = f"ts_rank('{RANK_WEIGHTS}', p.search_document, to_tsquery('english', %(q)s))" if tsquery else "0"
     # Without health filters the best `limit` matches are known before any run is looked at.
-    early_limit = "" if len(on_health) > 1 else "ORDER BY rank DESC, p.domain, p.name LIMIT %(limit)s"
+    order = "rank DESC, reads DESC" if sort == "relevance" else "reads DESC, rank DESC"
+    early_limit = "" if len(on_health) > 1 else f"ORDER BY {order}, p.domain, p.name LIMIT %(limit)s"
     query = f"""
         WITH matched AS (
             SELECT p.domain, p.name, p.current_version, p.owner_team, p.description, p.classification,
-                   p.tags, {rank} AS rank
+                   p.tags, {rank} AS rank,
+                   (SELECT coalesce(sum(r.reads), 0) FROM {CATALOG_SCHEMA}.view_reads r
+                     WHERE r.domain = p.domain AND r.product = p.name AND NOT r.refused
+                       AND r.at > now() - make_interval(days => %(days)s)) AS reads,
+                   ARRAY(SELECT 'v' || (d->>'major') || ' until ' || (d->>'serve_until')
+                           FROM jsonb_array_elements(p.spec->'deprecations') d) AS deprecated
             FROM {CATALOG_SCHEMA}.products p
             WHERE {" AND ".join(on_product)}
             {early_limit})
         SELECT p.domain, p.name, p.current_version, p.owner_team, p.description, p.classification,
-               p.tags, p.rank, h.freshness_hours, h.last_success_at, h.age_hours, h.fresh, h.quality_score
+               p.tags, p.rank, h.freshness_hours, h.last_success_at, h.age_hours, h.fresh, h.quality_score,
+               p.reads, p.deprecated
         FROM matched p
         JOIN {CATALOG_SCHEMA}.product_health h ON h.domain = p.domain AND h.product = p.name
         WHERE {" AND ".join(on_health)}
-        ORDER BY p.rank DESC, p.domain, p.name
+        ORDER BY {order.replace("rank", "p.rank").replace("reads", "p.reads")}, p.domain, p.name
         LIMIT %(limit)s"""
     with conn.cursor() as cur:
         cur.execute(query, params)
@@ -147,6 +166,8 @@ def search(
             age_hours=None if r[10] is None else float(r[10]),
             fresh=r[11],
             quality_score=None if r[12] is None else float(r[12]),
+            reads=int(r[13]),
+            deprecated=tuple(r[14]),
         )
         for r in rows
     ]
@@ -169,7 +190,7 @@ def format_table(hits: list[Hit]) -> str:
     """The hits as a plain-text table: product, version, owner, freshness, score, description."""
     if not hits:
         return "no products match"
-    header = ("product", "version", "owner", "freshness (age/SLA)", "score", "description")
+    header = ("product", "version", "owner", "freshness (age/SLA)", "score", f"reads {USAGE_DAYS}d", "description")
     rows = [
         (
             h.key,
@@ -177,7 +198,9 @@ def format_table(hits: list[Hit]) -> str:
             h.owner_team,
             freshness_text(h.fresh, h.age_hours, h.freshness_hours),
             "-" if h.quality_score is None else f"{h.quality_score:.0f}",
-            _first_line(h.description, 50),
+            str(h.reads),
+            ("DEPRECATED " + ", ".join(h.deprecated) + "; " if h.deprecated else "")
+            + _first_line(h.description, 50),
         )
         for h in hits
     ]

@@ -22,8 +22,9 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import Json
 
-from generator.errors import UserError
+from generator.errors import NotFound, UserError
 from generator.layout import CATALOG_SCHEMA
+from generator.spec.domain import Domain
 from generator.spec.model import DataProduct
 from generator.warehouse.transaction import transaction
 
@@ -380,7 +381,8 @@ def _replace_lineage(
 
 
 def _upsert_domain(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
-    # A domain's owner is the team that registered its first product; later products do not move it.
+    # Until the domain registry is synced (`sync_domains`), a domain's owner is the team that
+    # registered its first product; later products do not move it, the registry does.
     cur.execute(
         f"""INSERT INTO {CATALOG_SCHEMA}.domains (name, owner_team, owner_email) VALUES (%s, %s, %s)
             ON CONFLICT (name) DO NOTHING""",
@@ -403,6 +405,51 @@ def _replace_grants(cur: psycopg2.extensions.cursor, spec: DataProduct) -> None:
         )
 
 
+def sync_domains(conn: psycopg2.extensions.connection, domains: Sequence[Domain]) -> list[str]:
+    """Make the catalog's domain rows what the registry files say (owner, teams, members, on-call,
+    channel). Returns the domains whose row changed; each change is an audit entry."""
+    changed = []
+    with transaction(conn) as cur:
+        for domain in domains:
+            owner = domain.owner()
+            row = {
+                "description": domain.description,
+                "bounded_context": domain.bounded_context,
+                "owner_team": owner.name,
+                "owner_email": owner.email,
+                "teams": [t.model_dump(exclude_none=True) for t in domain.teams],
+                "members": [m.model_dump(exclude_none=True) for m in domain.members],
+                "on_call": domain.on_call.model_dump(exclude_none=True),
+                "chat_channel": domain.chat_channel,
+            }
+            cur.execute(
+                f"""INSERT INTO {CATALOG_SCHEMA}.domains AS d
+                      (name, owner_team, owner_email, description, bounded_context, teams, members,
+                       on_call, chat_channel, source)
+                    VALUES (%(name)s, %(owner_team)s, %(owner_email)s, %(description)s, %(bounded_context)s,
+                            %(teams)s, %(members)s, %(on_call)s, %(chat_channel)s, 'registry')
+                    ON CONFLICT (name) DO UPDATE SET
+                      owner_team = EXCLUDED.owner_team, owner_email = EXCLUDED.owner_email,
+                      description = EXCLUDED.description, bounded_context = EXCLUDED.bounded_context,
+                      teams = EXCLUDED.teams, members = EXCLUDED.members, on_call = EXCLUDED.on_call,
+                      chat_channel = EXCLUDED.chat_channel, source = 'registry', updated_at = now()
+                    WHERE (d.owner_team, d.owner_email, d.description, d.bounded_context, d.teams,
+                           d.members, d.on_call, d.chat_channel, d.source)
+                          IS DISTINCT FROM
+                          (EXCLUDED.owner_team, EXCLUDED.owner_email, EXCLUDED.description,
+                           EXCLUDED.bounded_context, EXCLUDED.teams, EXCLUDED.members, EXCLUDED.on_call,
+                           EXCLUDED.chat_channel, 'registry')
+                    RETURNING name""",
+                {**row, "name": domain.name, "teams": Json(row["teams"]), "members": Json(row["members"]),
+                 "on_call": Json(row["on_call"])},
+            )
+            if cur.fetchone() is not None:
+                changed.append(domain.name)
+                _audit(cur, "domain", domain.name, None, None, None,
+                       {"owner_team": owner.name, "teams": domain.team_names})
+    return changed
+
+
 # --- subscriptions and the audit log --------------------------------------------------------------
 
 
@@ -415,9 +462,11 @@ def subscribe(
     major: int | None = None,
     contact: str | None = None,
     purpose: str | None = None,
+    by: str | None = None,
 ) -> int:
     """Record that `consumer` (outside the mesh) reads `output` of a product at `major` (default:
-    the current one). Idempotent: subscribing again updates contact and purpose. Returns the major."""
+    the current one). Idempotent: subscribing again updates contact and purpose. Returns the major.
+    `by`: who the audit log names (default: `actor()`; the console passes the Airflow user)."""
     consumer = consumer.strip()
     if not consumer:
         raise UserError("subscribe: the consumer name is empty; name the dashboard or pipeline")
@@ -431,10 +480,10 @@ def subscribe(
         )
         found = cur.fetchone()
         if found is None:
-            raise UserError(f"subscribe: no product {domain}/{product} in the catalog (has it run yet?)")
+            raise NotFound(f"subscribe: no product {domain}/{product} in the catalog (has it run yet?)")
         current_version, outputs = found
         if output not in outputs:
-            raise UserError(
+            raise NotFound(
                 f"subscribe: {domain}/{product} has no output {output!r}; it has: {', '.join(outputs)}"
             )
         current_major = int(current_version.split(".")[0])
@@ -452,7 +501,7 @@ def subscribe(
             (consumer, domain, product, output, major, contact, purpose),
         )
         _audit(cur, "subscribe", domain, product, current_version, None,
-               {"consumer": consumer, "output": output, "major": major})
+               {"consumer": consumer, "output": output, "major": major}, by=by)
     return major
 
 
@@ -503,6 +552,19 @@ def record_audit(
         _audit(cur, action, domain, product, version, run_id, details or {}, event_key)
 
 
+def audit(
+    cur: psycopg2.extensions.cursor,
+    action: str,
+    domain: str | None,
+    product: str | None,
+    version: str | None,
+    details: dict[str, Any],
+) -> None:
+    """Append one entry to the audit log inside the caller's transaction (grant, revoke, request,
+    approve, deny: written with the change they record, or not at all)."""
+    _audit(cur, action, domain, product, version, None, details)
+
+
 def actor() -> str:
     """Who the audit log names: $DATAMESH_ACTOR, else the operating-system user."""
     configured = os.environ.get(ACTOR_VARIABLE)
@@ -523,10 +585,11 @@ def _audit(
     run_id: str | None,
     details: dict[str, Any],
     event_key: str | None = None,
+    by: str | None = None,
 ) -> None:
     cur.execute(
         f"""INSERT INTO {CATALOG_SCHEMA}.audit_log
               (actor, action, domain, product, version, run_id, details, event_key)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING""",
-        (actor(), action, domain, product, version, run_id, Json(details), event_key),
+        (by or actor(), action, domain, product, version, run_id, Json(details), event_key),
     )

@@ -50,6 +50,10 @@ def _catalog(ctx: Context) -> Iterator[psycopg2.extensions.connection]:
     "--stale", "freshness", flag_value="stale", help="Only products outside it (or never published)."
 )
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option(
+    "--sort", type=click.Choice(["relevance", "usage"]), default="relevance", show_default=True,
+    help="relevance: best match first, the most used among equals; usage: the most read (30 days) first.",
+)
 @click.pass_obj
 def search(
     ctx: Context,
@@ -60,6 +64,7 @@ def search(
     min_score: float | None,
     freshness: str | None,
     limit: int,
+    sort: str,
 ) -> None:
     """Full-text search over names, descriptions, tags and column names, best match first."""
     from generator.catalog.search import Filters, format_table
@@ -67,7 +72,7 @@ def search(
 
     filters = Filters(domain, tag, classification, min_score, freshness)
     with _catalog(ctx) as conn:
-        hits = run_search(conn, " ".join(words), filters, limit)
+        hits = run_search(conn, " ".join(words), filters, limit, sort)
     click.echo(format_table(hits))
 
 

@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING
 
 import click
 
+from generator.cli.access import access_group, grants_group
 from generator.cli.catalog import docs, impact, lineage, report, search, show, subscribe
+from generator.cli.console import console
 from generator.cli.context import Context, pass_ctx
+from generator.cli.domains import domains
 from generator.cli.platform import platform_group
 from generator.cli.policy import compliance_group, policy
 from generator.cli.publish import rollback
+from generator.cli.usage import usage_group
 from generator.cli.validation_cache import Judged, ValidationCache, Verdict
 from generator.errors import CheckFailed, UserError
 from generator.layout import find_root
@@ -185,6 +189,7 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
     products whose inputs hash changed (render/incremental.py), and the JSON Schema if it did."""
     from generator.render.mesh import (
         SCHEMA_PATH,
+        SCHEMA_PATHS,
         render_all,
         render_products,
         schema_unless_current,
@@ -208,7 +213,7 @@ def _render(ctx: Context, product: str | None, full: bool) -> _Render:
         mesh, entries = load_products(ctx.root, known.dirty, {n: known.reads[n] for n in known.clean})
         rendered = rendered.merge(render_products(mesh, entries))
     domains = sorted({name.split("/")[0] for name in known.products})
-    current = known.current + (SCHEMA_PATH not in rendered.generated)
+    current = known.current + (0 if SCHEMA_PATH in rendered.generated else len(SCHEMA_PATHS))
     return _Render(rendered, known.maybe_stale, entries, domains, len(known.products), current)
 
 
@@ -289,11 +294,12 @@ def _check(ctx: Context, product: str | None, show_diff: bool, full: bool) -> No
 
 @cli.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file.")
-def schema(output: Path | None) -> None:
+@click.option("--domain", "of_domain", is_flag=True, help="The domain registry file's schema (domains/*.yaml).")
+def schema(output: Path | None, of_domain: bool) -> None:
     """Print the spec's JSON Schema (editors use it to complete and check specs)."""
-    from generator.render.mesh import json_schema
+    from generator.render.mesh import domain_json_schema, json_schema
 
-    text = json_schema()
+    text = domain_json_schema() if of_domain else json_schema()
     if output:
         output.write_text(text, encoding="utf-8")
     else:
@@ -359,6 +365,11 @@ cli.add_command(rollback)  # publish management: generator/cli_publish.py
 cli.add_command(policy)  # governance: generator/cli_policy.py
 cli.add_command(compliance_group)
 cli.add_command(platform_group)  # the platform team's setup: generator/cli/platform.py
+cli.add_command(usage_group)  # reads measured by PostgreSQL: generator/cli/usage.py
+cli.add_command(domains)  # the domain registry: generator/cli/domains.py
+cli.add_command(grants_group)  # access without a data build: generator/cli/access.py
+cli.add_command(access_group)
+cli.add_command(console)  # the operations console in Airflow: generator/cli/console.py
 
 
 def main() -> None:

@@ -192,6 +192,8 @@ def _where_next(root: Path, warehouse: Warehouse, entries: list[ProductEntry], e
         echo(f"  a product's card:      .venv/bin/datamesh show {example.spec.domain}/{example.spec.name}")
     echo("  the catalog:           .venv/bin/datamesh search <words>, lineage, impact, compliance")
     echo("  dbt docs:              .venv/bin/datamesh docs --serve  -> http://localhost:8081")
+    echo("  the console:           .venv/bin/datamesh console  -> http://127.0.0.1:8080/plugin/datamesh")
+    echo("                         (catalog pages and API inside Airflow; `datamesh docs` first for dbt docs)")
     echo(
         f"  Airflow UI:            AIRFLOW_HOME={root / AIRFLOW_HOME_DIR} "
         f"AIRFLOW__CORE__DAGS_FOLDER={root / 'dags'} airflow standalone  -> http://localhost:8080"

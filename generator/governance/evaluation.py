@@ -19,6 +19,8 @@ from generator.spec.model import DataProduct
 Subject = tuple[SubjectKind, str, dict[str, Any]]
 Subjects = Callable[[dict[str, Any], str], Iterator[Subject]]
 
+_NOT_DEPRECATED = {"deprecated": False, "serve_until": None, "days_left": None, "note": None}
+
 
 def evaluate(policies: PolicySet, spec: DataProduct, kinds: Iterable[SubjectKind], subjects: Subjects) -> list[Finding]:
     """Findings of the policies of `kinds` on every subject `subjects(product facts, "domain/name")`
@@ -106,7 +108,8 @@ def run_fact_subjects(facts: dict[str, Any]) -> Subjects:
                 )
         for measured_input in facts.get("inputs", []):
             name = f"{measured_input['domain']}/{measured_input['product']}.{measured_input['output']}"
-            yield "input", f"{who} input {name}", {"product": product, "input": dict(measured_input)}
+            # facts measured before inputs carried deprecations read as "not deprecated"
+            yield "input", f"{who} input {name}", {"product": product, "input": {**_NOT_DEPRECATED, **measured_input}}
 
     return subjects
 

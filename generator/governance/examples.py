@@ -65,6 +65,7 @@ _EXAMPLE_SPEC: dict[str, Any] = {
     ],
     "access": {"roles": ["analyst", "support"], "domains": ["other"], "pii_roles": ["support"]},
     "changelog": [{"version": "1.2.3", "date": "2024-01-01", "changes": ["First."], "breaking": False}],
+    "deprecations": [{"major": 0, "serve_until": "2024-03-01", "note": "Move to v1.", "announced": "2024-01-01"}],
 }
 
 _EXAMPLE_INPUT: dict[str, Any] = {
@@ -74,6 +75,10 @@ _EXAMPLE_INPUT: dict[str, Any] = {
     "major": 1,
     "last_published_at": "2024-01-01T00:00:00+00:00",
     "age_hours": 2.5,
+    "deprecated": True,
+    "serve_until": "2024-03-01",
+    "days_left": 12,
+    "note": "Move to v2.",
 }
 
 _EXAMPLE_RUN_RESULTS: dict[str, Any] = {

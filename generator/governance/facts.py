@@ -25,6 +25,10 @@ def product_facts(spec: DataProduct) -> dict[str, Any]:
     data["major"] = int(str(data["version"]).split(".")[0])
     data["has_pii"] = bool(pii_columns)
     data["pii_columns"] = pii_columns
+    for deprecation, model in zip(data["deprecations"], spec.deprecations, strict=True):
+        announced = spec.deprecation_announced(model)
+        deprecation["announced_on"] = announced.isoformat() if announced else None
+        deprecation["notice_days"] = (model.serve_until - announced).days if announced else None
     return data
 
 

@@ -37,12 +37,17 @@ Run facts measured by the gate in the build schema (run_facts.py) and the contra
     run_output   product, output, run          run: rows, previous_rows, change_pct
     run_column   product, output, column, run  run: rows, nulls, non_null_pct
     input        product, input                input: domain, product, output, major,
-                                                      last_published_at, age_hours
+                                                      last_published_at, age_hours, deprecated,
+                                                      serve_until, days_left, note
     change       product, change               change: kind, output, column, detail, breaking,
                                                        previous_version, previous_major, next_major
 
 `previous_rows`/`change_pct` are null on a first publish, `non_null_pct` is null for an empty
-output, `last_published_at`/`age_hours` are null when the input was never published.
+output, `last_published_at`/`age_hours` are null when the input was never published;
+`serve_until`/`days_left` (negative once past)/`note` are null unless the producer deprecated the
+major the input pins. Each `product.deprecations[]` also carries `announced_on` (its `announced`,
+else the date of the next major's first changelog entry; null when neither) and `notice_days`
+(serve_until - announced_on, null when not known).
 
 A message is a template: `{product.name}`, `{column.name}`, ... (dotted paths into the variables
 above) are replaced by their values, and `{{ <CEL expression> }}` by the expression's value (text

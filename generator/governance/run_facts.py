@@ -4,6 +4,7 @@
                                 make visible), one query per output
     previous rows               of the product's last successful publish, from the catalog
     input freshness             when each input product last published (catalog), in hours
+    input deprecation           whether the producer deprecated the pinned major, until when, the note
 
 The result is plain data (`as_dict`) with the shape `policies.evaluate_run_facts` documents; it also
 travels in the compliance record. Every name in SQL goes through psycopg2.sql.Identifier.
@@ -12,7 +13,7 @@ travels in the compliance record. Every name in SQL goes through psycopg2.sql.Id
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg2.extensions
@@ -155,4 +156,26 @@ def _input_age(
         "major": major,
         "last_published_at": published.isoformat() if published else None,
         "age_hours": age,
+        **_deprecation(cur, domain, product, major, has_catalog),
     }
+
+
+def _deprecation(
+    cur: psycopg2.extensions.cursor, domain: str, product: str, major: int, has_catalog: bool
+) -> dict[str, Any]:
+    """Whether the producer deprecated the major this input pins (its spec in the catalog): the date
+    it is served until, the days left (negative once past) and its migration note."""
+    found: dict[str, Any] = {"deprecated": False, "serve_until": None, "days_left": None, "note": None}
+    if not has_catalog:
+        return found
+    cur.execute(
+        f"""SELECT d->>'serve_until', d->>'note'
+              FROM {CATALOG_SCHEMA}.products p, jsonb_array_elements(p.spec->'deprecations') d
+             WHERE p.domain = %s AND p.name = %s AND (d->>'major')::integer = %s""",
+        (domain, product, major),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return found
+    until = date.fromisoformat(row[0])
+    return {"deprecated": True, "serve_until": row[0], "days_left": (until - date.today()).days, "note": row[1]}

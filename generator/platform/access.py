@@ -27,7 +27,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from generator.errors import RunFailed
-from generator.spec.model import DataProduct
+from generator.spec.model import DataProduct, domain_role
 from generator.warehouse.connection import Warehouse
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ DBT_AS_DOMAIN_VARIABLE = "DATAMESH_DBT_AS_DOMAIN"
 
 # relkinds whose ownership moves with a schema's: tables, views, materialized views, partitioned
 # tables, sequences, foreign tables (indexes follow their table).
-_OWNED_KINDS = {
+OWNED_KINDS = {
     "r": "TABLE",
     "p": "TABLE",
     "f": "FOREIGN TABLE",
@@ -53,10 +53,6 @@ _OWNED_KINDS = {
 # What a person runs to create domain roles, build schemas and source grants: every message about
 # a half-set-up platform names it.
 SETUP_COMMAND = "datamesh platform setup"
-
-
-def domain_role(domain: str) -> str:
-    return f"domain_{domain}"
 
 
 @dataclass(frozen=True)
@@ -197,14 +193,14 @@ def reassign_schema(cur: Cursor, schema: str, owner: sql.Composable) -> None:
     cur.execute(
         """SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = %s AND c.relkind = ANY(%s) ORDER BY c.relname""",
-        (schema, list(_OWNED_KINDS)),
+        (schema, list(OWNED_KINDS)),
     )
     for name, kind in cur.fetchall():
         if kind == "S" and _owned_by_a_column(cur, schema, name):
             continue  # an identity/serial sequence follows its table's owner
         cur.execute(
             sql.SQL("ALTER {} {} OWNER TO {}").format(
-                sql.SQL(_OWNED_KINDS[kind]), sql.Identifier(schema, name), owner
+                sql.SQL(OWNED_KINDS[kind]), sql.Identifier(schema, name), owner
             )
         )
 
@@ -263,7 +259,7 @@ def ensure_build_schema(cur: Cursor, spec: DataProduct) -> bool:
     Does nothing (returns False) when the domain role does not exist: then dbt runs as the
     connecting user, as in development.
     """
-    role = domain_role(spec.domain)
+    role = spec.domain_role
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
     if cur.fetchone() is None:
         return False
@@ -281,7 +277,7 @@ def require_platform_ready(conn: psycopg2.extensions.connection, spec: DataProdu
     is there: its domain role, its build schema owned by that role, and the role's read access to
     the declared sources. Checked before dbt starts, so the task says what to do instead of dbt's
     `role "domain_x" does not exist` or `permission denied for table ...`. Only reads."""
-    role = domain_role(spec.domain)
+    role = spec.domain_role
     with conn.cursor() as cur:
         cur.execute(
             """SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s),

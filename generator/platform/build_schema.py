@@ -18,7 +18,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 
 from generator.errors import RunFailed
-from generator.platform.access import domain_role, ensure_build_schema
+from generator.platform.access import ensure_build_schema
 from generator.spec.model import DataProduct
 from generator.warehouse.transaction import transaction
 
@@ -119,7 +119,7 @@ def heal_build_schema(conn: psycopg2.extensions.connection, spec: DataProduct) -
     Returns what was dropped, as "table x (owned by alice)", and logs it. Does nothing when the
     domain role does not exist (dbt then runs as the connecting user, as in development).
     """
-    role = domain_role(spec.domain)
+    role = spec.domain_role
     schema = spec.build_schema
     with transaction(conn) as cur:
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))

@@ -13,7 +13,9 @@ transaction:
 4. grants read access to exactly the readers the spec names, PII columns only to those cleared
    for PII, and revokes everything else (generator/access.py), on every major still served: the
    access list is the product's, so a role removed from it loses v1 as well as v2,
-5. retires older majors whose `deprecations` date has passed,
+5. retires older majors whose `deprecations` date has passed, unless a consumer still reads them
+   (a product whose inputs pin the major, a subscriber, or reads PostgreSQL measured in the last
+   30 days: generator.catalog.usage) and the deprecation does not say `force_drop: true`,
 6. drops snapshots beyond the last few, unless a view still reads them, and leaves an empty build
    schema owned by the domain role for the next run.
 
@@ -43,6 +45,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
+from generator.catalog.usage import readers_of_major
 from generator.errors import RunFailed
 from generator.platform.access import (
     Readers,
@@ -75,9 +78,14 @@ class PublishResult:
     latest: str | None = None  # the "latest" schema, when this major is the newest and it was updated
     retired: tuple[str, ...] = ()  # published schemas of older majors dropped by this publish
     replaced: str | None = None  # the snapshot the views read before
+    kept: tuple[str, ...] = ()  # past their date but still read by consumers: why each was kept
+
 
     def as_dict(self) -> dict[str, object]:
-        return {"schema": self.schema, "snapshot": self.snapshot, "rows": dict(self.rows)}
+        found: dict[str, object] = {"schema": self.schema, "snapshot": self.snapshot, "rows": dict(self.rows)}
+        if self.kept:
+            found["kept"] = list(self.kept)
+        return found
 
 
 def snapshot_schema(key: str, seq: int) -> str:
@@ -118,9 +126,11 @@ def publish(
         _check_relations(cur, spec, snapshot, what=f"snapshot {snapshot}")
         seal_snapshot(cur, snapshot)
         latest = _serve(cur, spec, snapshot, readers)
-        retired = _retire_expired(cur, spec, today or dt.date.today())
+        retired, kept = _retire_expired(cur, spec, today or dt.date.today())
         rows = _count_rows(cur, spec, snapshot)
-        result = PublishResult(spec.published_schema, snapshot, rows, latest, tuple(retired), replaced)
+        result = PublishResult(
+            spec.published_schema, snapshot, rows, latest, tuple(retired), replaced, tuple(kept)
+        )
         _label(cur, spec, result, run_id)
         _prune_snapshots(cur, spec.key)
         ensure_build_schema(cur, spec)
@@ -230,15 +240,30 @@ def _published_majors(cur: Cursor, key: str) -> list[int]:
     return [int(m.group(1)) for (name,) in cur.fetchall() if (m := pattern.fullmatch(name))]
 
 
-def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> list[str]:
-    """Drop the published schemas of deprecated majors whose serve_until date has passed."""
-    retired = []
+def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> tuple[list[str], list[str]]:
+    """Drop the published schemas of deprecated majors whose serve_until date has passed and that
+    no consumer still reads (or that say force_drop). Returns (retired schemas, why others were kept)."""
+    retired: list[str] = []
+    kept: list[str] = []
     for deprecation in spec.deprecations:
         if today <= deprecation.serve_until:
             continue
         schema = published_schema(spec.domain, spec.name, deprecation.major)
         cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
         if cur.fetchone() is None:
+            continue
+        readers = [] if deprecation.force_drop else readers_of_major(cur, spec.domain, spec.name, deprecation.major)
+        if readers:
+            # Consumers still read it: retiring it would break them. deprecations[].force_drop overrides.
+            log.warning(
+                "%s: %s is past its serve_until date (%s) but consumers still read it: kept (%s). "
+                "Set deprecations[].force_drop: true to retire it anyway",
+                spec.key,
+                schema,
+                deprecation.serve_until,
+                "; ".join(readers),
+            )
+            kept.append(f"{schema} (served until {deprecation.serve_until}) is still read by: {'; '.join(readers)}")
             continue
         outside = _schemas_read_by_views_elsewhere(cur, schema)
         if outside:
@@ -255,7 +280,7 @@ def _retire_expired(cur: Cursor, spec: DataProduct, today: dt.date) -> list[str]
         # CASCADE drops only the schema's own views: nothing outside depends on them (checked above).
         cur.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         retired.append(schema)
-    return retired
+    return retired, kept
 
 
 def _label(cur: Cursor, spec: DataProduct, result: PublishResult, run_id: str | None) -> None:

@@ -6,7 +6,9 @@ It runs the catalog migrations, then brings what the platform manages to what th
   granted one (`access.domains`);
 - each product's build schema `<key>__build`, owned by its domain role (with what is in it);
 - each domain role's read access to the operational sources its specs declare (USAGE on the schema,
-  SELECT on the table), and no other such access: a grant no spec asks for any more is revoked.
+  SELECT on the table), and no other such access: a grant no spec asks for any more is revoked;
+- the read grants on every published schema, equal to the specs' access lists (platform/grants.py);
+- the catalog's domain rows, equal to the domain registry (domains/<domain>.yaml).
 
 What a domain role `domain_<d>` may do, and no more (least privilege that works):
 - own (and so write) the build schema of each of its products; the platform creates that schema,
@@ -44,9 +46,12 @@ import psycopg2.extensions
 from generator.catalog import store
 from generator.errors import Problem, SpecError
 from generator.layout import CATALOG_SCHEMA, DBT_DIR
-from generator.platform.access import _OWNED_KINDS, domain_role
+from generator.platform import grants
+from generator.platform.access import OWNED_KINDS
+from generator.spec.domain import load_registry
 from generator.spec.load import load_spec
 from generator.spec.mesh import ProductEntry, load_mesh, spec_paths
+from generator.spec.model import domain_role
 from generator.warehouse.connection import Warehouse
 from generator.warehouse.transaction import transaction
 
@@ -174,7 +179,7 @@ def wanted(entries: Sequence[ProductEntry], held_domains: Iterable[str] = ()) ->
     named_by: dict[tuple[str, str], list[str]] = defaultdict(list)
     access_roles: dict[str, list[str]] = defaultdict(list)
     for entry in entries:
-        role = domain_role(entry.spec.domain)
+        role = entry.spec.domain_role
         for i, source in enumerate(entry.spec.inputs.sources):
             schema_reads.add((role, source.schema_))
             table_reads.add((role, source.schema_, source.table))
@@ -186,7 +191,7 @@ def wanted(entries: Sequence[ProductEntry], held_domains: Iterable[str] = ()) ->
                     access_roles[name].append(mention)
     return Wanted(
         domain_roles=tuple(sorted(domain_role(d) for d in domains)),
-        build_schemas={e.spec.build_schema: domain_role(e.spec.domain) for e in entries},
+        build_schemas={e.spec.build_schema: e.spec.domain_role for e in entries},
         schema_reads=frozenset(schema_reads),
         table_reads=frozenset(table_reads),
         sources_named_by=dict(named_by),
@@ -233,7 +238,7 @@ def observe(cur: Cursor, want: Wanted) -> Observed:
                                WHERE c.relkind = 'S' AND d.classid = 'pg_class'::regclass
                                  AND d.objid = c.oid AND d.deptype IN ('a', 'i'))
             ORDER BY 1, 2""",
-        (list(want.build_schemas), list(_OWNED_KINDS)),
+        (list(want.build_schemas), list(OWNED_KINDS)),
     )
     foreign: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for schema, relation, kind, owner in cur.fetchall():
@@ -325,7 +330,7 @@ def _build_schemas(want: Wanted, seen: Observed) -> list[Change]:
         if owner != role or foreign:
             statements = [f"ALTER SCHEMA {quote(schema)} OWNER TO {quote(role)};"] if owner != role else []
             statements += [
-                f"ALTER {_OWNED_KINDS[kind]} {quote(schema)}.{quote(name)} OWNER TO {quote(role)};"
+                f"ALTER {OWNED_KINDS[kind]} {quote(schema)}.{quote(name)} OWNER TO {quote(role)};"
                 for name, kind, _ in foreign
             ]
             was = sorted({owner} | {o for _, _, o in foreign} - {role})
@@ -417,8 +422,12 @@ def setup_platform(
             if not dry_run:
                 for change in result.changes:
                     cur.execute(change.sql)
+        # Last, with the roles there: published schemas' read grants equal to the access lists
+        # (a role still missing is reported above and simply gets nothing).
+        synced = grants.sync(conn, entries, roles_must_exist=False, dry_run=dry_run)
     finally:
         conn.close()
+    result.changes.extend(Change(c.action, f"{c.description} (access list)", c.sql) for c in synced.changes)
     for change in result.changes:
         log.info("%s%s: %s", "would " if dry_run else "", change.kind, change.description)
     return SetupReport(
@@ -432,6 +441,14 @@ def setup_repo(
 ) -> SetupReport:
     """`setup_platform` for every spec of the repo that loads; the others are reported, not set up."""
     loaded = load_specs(root)
+    registry, _ = load_registry(root)  # a broken domain file is among loaded.problems already
+    if registry and not dry_run:
+        conn = warehouse.connect()
+        try:
+            store.migrate(conn)
+            store.sync_domains(conn, [e.domain for e in registry.values()])
+        finally:
+            conn.close()
     report = setup_platform(
         warehouse, loaded.entries, create_roles=create_roles, dry_run=dry_run, held_domains=loaded.held_domains
     )

@@ -26,6 +26,7 @@ from generator.errors import UserError
 from generator.layout import DAGS_DIR, DBT_DIR, REPORT_FILE, SPEC_FILENAME
 from generator.render.rendered import Rendered, header
 from generator.render.templating import render
+from generator.spec.domain import Domain
 from generator.spec.mesh import Mesh, ProductEntry
 from generator.spec.model import DataProduct, asset_uri, published_schema
 
@@ -147,10 +148,12 @@ def render_dag(entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None) 
     domain = entry.spec.domain
     siblings = {e.spec.key: e for e in mesh.products if e.spec.domain == domain}
     siblings[entry.spec.key] = entry
-    return render_domain(domain, list(siblings.values()), links)
+    return render_domain(domain, list(siblings.values()), mesh, links)
 
 
-def render_domain(domain: str, entries: list[ProductEntry], links: CardLinks | None = None) -> Rendered:
+def render_domain(
+    domain: str, entries: list[ProductEntry], mesh: Mesh, links: CardLinks | None = None
+) -> Rendered:
     """The DAG file of a domain: one guarded DAG definition per product, in name order (so a full
     and an incremental render write the same bytes). The mesh was cross-checked, so each input's
     major is the one its producer publishes, and the Assets here are the ones the producers' DAGs
@@ -161,7 +164,7 @@ def render_domain(domain: str, entries: list[ProductEntry], links: CardLinks | N
         TEMPLATE,
         header=header("#", domain_specs(domain)),
         domain=domain,
-        products=[_product(entry.spec, links) for entry in ordered],
+        products=[_product(entry.spec, links, mesh) for entry in ordered],
         start_date=START_DATE,
         retries=RETRIES,
         pool=WAREHOUSE_POOL,
@@ -195,7 +198,7 @@ class ProductBlock:
     freshness_hours: int | float
 
 
-def _product(spec: DataProduct, links: CardLinks) -> ProductBlock:
+def _product(spec: DataProduct, links: CardLinks, mesh: Mesh) -> ProductBlock:
     return ProductBlock(
         spec=spec,
         function=f"product_{spec.name}",
@@ -204,13 +207,30 @@ def _product(spec: DataProduct, links: CardLinks) -> ProductBlock:
         published=published_asset(spec.domain, spec.name, spec.major),
         inputs=input_assets(spec),
         tags=tags(spec),
-        owner_links={spec.owner.team: f"mailto:{spec.owner.email}"},
-        doc_lines=doc_md(spec, links).splitlines(keepends=True),
+        owner_links=owner_links(spec, mesh),
+        doc_lines=doc_md(spec, links, mesh.domain(spec.domain)).splitlines(keepends=True),
         freshness_hours=freshness_hours(spec),
     )
 
 
-def doc_md(spec: DataProduct, links: CardLinks | None = None) -> str:
+def owner_links(spec: DataProduct, mesh: Mesh) -> dict[str, str]:
+    """The DAG owner (the product's team) linked to the team's address in the domain registry
+    (the spec's `owner.email` when the repo has no registry)."""
+    domain = mesh.domain(spec.domain)
+    team = domain.team(spec.owner.team) if domain else None
+    return {spec.owner.team: f"mailto:{team.email if team else spec.owner.email}"}
+
+
+def _domain_lines(spec: DataProduct, domain: Domain | None) -> list[str]:
+    """Who answers for the domain, from its registry file (nothing when the repo has none)."""
+    if domain is None:
+        return []
+    on_call = domain.on_call
+    contact = ", ".join([on_call.email] + ([domain.chat_channel] if domain.chat_channel else []))
+    return [f"- **Domain:** `{spec.domain}`, owned by `{domain.owner_team}`; on call: {contact}"]
+
+
+def doc_md(spec: DataProduct, links: CardLinks | None = None, domain: Domain | None = None) -> str:
     """The product's card, shown on the DAG's page in the Airflow UI (Markdown).
 
     Free text from the spec appears exactly as written; the Python literal escapes it for the DAG
@@ -235,6 +255,7 @@ def doc_md(spec: DataProduct, links: CardLinks | None = None) -> str:
         spec.description,
         "",
         f"- **Owner:** `{owner.team}` ({contact})",
+        *_domain_lines(spec, domain),
         f"- **Version:** {spec.version}",
         f"- **Classification:** {spec.classification.value}"
         + (" (contains PII)" if spec.has_pii else ""),

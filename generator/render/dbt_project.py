@@ -121,7 +121,7 @@ def _profiles(spec: DataProduct) -> dict[str, Any]:
                     "schema": spec.build_schema,
                     # The pipeline sets DATAMESH_DBT_AS_DOMAIN=1, so dbt runs as the domain's own
                     # role (SET ROLE), which may write only its build schema (docs/publish-and-access.md).
-                    "role": DOMAIN_ROLE_SWITCH.format(role=f"domain_{spec.domain}"),
+                    "role": DOMAIN_ROLE_SWITCH.format(role=spec.domain_role),
                     "threads": 4,
                 },
             },

@@ -1,6 +1,7 @@
 """What a product's generated files depend on, as one hash, kept in the files' own headers.
 
-A product's files are a function of: its spec file's bytes, the spec bytes of the products it reads
+A product's files are a function of: its spec file's bytes, its domain registry file's bytes
+(domains/<domain>.yaml), the spec bytes of the products it reads
 (their descriptions and columns reach its sources and quality tests), the generator's own source
 (renderers, templates, the spec model; its version too), the versions of the libraries that write
 them (PyYAML, Jinja2, pydantic) and the settings that reach the output (the card-link variables).
@@ -32,7 +33,7 @@ from functools import cache
 from pathlib import Path
 
 import generator
-from generator.layout import DBT_DIR, SPEC_FILENAME
+from generator.layout import DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 from generator.render.rendered import add_meta, drop_meta
 
 # The parts of the generator whose source reaches a generated file (the JSON Schema's included).
@@ -99,13 +100,25 @@ class SpecDigests:
                 self._known[product] = "missing"
         return self._known[product]
 
+    def of_domain(self, domain: str) -> str:
+        """The sha256 of the domain's registry file (domains/<domain>.yaml), 'missing' without one."""
+        key = f"{DOMAINS_DIR}/{domain}"
+        if key not in self._known:
+            try:
+                self._known[key] = hashlib.sha256((self.root / f"{key}.yaml").read_bytes()).hexdigest()
+            except FileNotFoundError:
+                self._known[key] = "missing"
+        return self._known[key]
+
     def inputs_hash(self, product: str, reads: Iterable[str]) -> str:
-        """The hash of everything the files of `product` depend on, given the products it reads."""
+        """The hash of everything the files of `product` depend on, given the products it reads:
+        their specs, and the registry file of the product's domain (its DAG's owner links and card)."""
         names = (product, *reads)
         if names not in self._hashes:  # a product's files all ask the same
             digest = hashlib.sha256(self.base.encode())
             for name in names:
                 digest.update(f"\0{name}\0{self.of(name)}".encode())
+            digest.update(f"\0domain\0{self.of_domain(product.split('/')[0])}".encode())
             self._hashes[names] = digest.hexdigest()[:HASH_CHARS]
         return self._hashes[names]
 

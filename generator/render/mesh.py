@@ -1,4 +1,5 @@
-"""Render stage: the selected products' dbt projects and DAGs, plus the spec's JSON Schema.
+"""Render stage: the selected products' dbt projects and DAGs, plus the JSON Schemas of the spec and
+of the domain registry file.
 
 Imports nothing heavy at the top: `datamesh check` on an unchanged mesh loads this module and
 renders nothing (see render/incremental.py).
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from generator.spec.mesh import Mesh, ProductEntry
 
 SCHEMA_PATH = "generator/schemas/data_product.schema.json"
+DOMAIN_SCHEMA_PATH = "generator/schemas/domain.schema.json"
+SCHEMA_PATHS = (SCHEMA_PATH, DOMAIN_SCHEMA_PATH)
 # The JSON Schema has no header line to hold its hash: the last one rendered is remembered here.
 SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 
@@ -43,7 +46,7 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
         if entry.spec.domain in domains:
             domains[entry.spec.domain][entry.spec.key] = entry
     for domain, members in domains.items():
-        result = result.merge(stamped_domain(render_domain(domain, list(members.values()), links), members, digests))
+        result = result.merge(stamped_domain(render_domain(domain, list(members.values()), mesh, links), members, digests))
     return result
 
 
@@ -74,7 +77,11 @@ def stamped_domain(files: Rendered, members: dict[str, ProductEntry], digests: S
 
 
 def render_all(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
-    return render_products(mesh, entries).merge(Rendered(generated={SCHEMA_PATH: json_schema()}))
+    return render_products(mesh, entries).merge(schemas())
+
+
+def schemas() -> Rendered:
+    return Rendered(generated={SCHEMA_PATH: json_schema(), DOMAIN_SCHEMA_PATH: domain_json_schema()})
 
 
 def stale_scope(mesh: Mesh, entries: list[ProductEntry]) -> list[str]:
@@ -103,31 +110,47 @@ def json_schema() -> str:
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
+def domain_json_schema() -> str:
+    """The domain file's JSON Schema; domains/*.yaml point editors at it the same way."""
+    from generator.spec.domain import Domain
+
+    document = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": generated_note("generator/spec/domain.py"),
+        **Domain.model_json_schema(by_alias=True),
+        "title": "Domain registry file",
+    }
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
 def schema_unless_current(root: Path) -> Rendered:
     """The JSON Schema to write, or nothing when the file is the one this generator rendered last
     (by the memo in .datamesh/cache; without it, e.g. in a fresh clone, the schema is rendered)."""
     if _schema_memo(root) == _memo_line(root):
         return Rendered()
-    return Rendered(generated={SCHEMA_PATH: json_schema()})
+    return schemas()
 
 
 def remember_schema(root: Path, rendered: Rendered) -> None:
     """After a render or a check found the schema file current: remember it, to skip it next time."""
-    text = rendered.generated.get(SCHEMA_PATH)
-    path = root / SCHEMA_PATH
-    if text is None or not path.is_file() or path.read_text(encoding="utf-8") != text:
-        return
+    for schema in SCHEMA_PATHS:
+        text = rendered.generated.get(schema)
+        path = root / schema
+        if text is None or not path.is_file() or path.read_text(encoding="utf-8") != text:
+            return
     memo = root / SCHEMA_MEMO
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(_memo_line(root), encoding="utf-8")
 
 
 def _memo_line(root: Path) -> str:
-    try:
-        content = hashlib.sha256((root / SCHEMA_PATH).read_bytes()).hexdigest()
-    except FileNotFoundError:
-        content = "missing"
-    return f"{generator_fingerprint()} {content}\n"
+    contents = []
+    for schema in SCHEMA_PATHS:
+        try:
+            contents.append(hashlib.sha256((root / schema).read_bytes()).hexdigest())
+        except FileNotFoundError:
+            contents.append("missing")
+    return f"{generator_fingerprint()} {' '.join(contents)}\n"
 
 
 def _schema_memo(root: Path) -> str | None:

@@ -9,7 +9,8 @@
   as entities.
 
 In both modes an undefined variable is an error. Templates are read from the `templates/` folder
-of the package that asks (e.g. "generator.render", "generator.report").
+of the package that asks (e.g. "generator.render", "generator.report"), then of any further
+packages it names (the console's pages extend the report's layout and macros).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ def pyrepr(value: Any) -> str:
 
 
 @cache
-def environment(mode: Mode = "code", package: str = "generator.render") -> jinja2.Environment:
+def environment(mode: Mode = "code", package: str = "generator.render", *more: str) -> jinja2.Environment:
     if mode not in ("code", "html"):
         raise ValueError(f"templating mode {mode!r}: allowed are 'code' and 'html'")
     html = mode == "html"
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader(package, "templates"),
+        loader=jinja2.ChoiceLoader([jinja2.PackageLoader(p, "templates") for p in (package, *more)]),
         undefined=jinja2.StrictUndefined,
         autoescape=html,
         keep_trailing_newline=not html,

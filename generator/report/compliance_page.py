@@ -109,13 +109,14 @@ def _section(entry: dict[str, Any]) -> Section:
     )
 
 
+def layout(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """What compliance.html.j2 lays out (also the console's per-domain page, which extends it)."""
+    return {"rows": [_row(e) for e in entries], "sections": [_section(e) for e in entries]}
+
+
 def render_compliance_page(entries: list[dict[str, Any]]) -> str:
     """The page for `entries` as `governance.compliance.latest` returns them."""
-    return (
-        environment("html", "generator.report")
-        .get_template("compliance.html.j2")
-        .render(rows=[_row(e) for e in entries], sections=[_section(e) for e in entries])
-    )
+    return environment("html", "generator.report").get_template("compliance.html.j2").render(**layout(entries))
 
 
 def write_compliance_page(entries: list[dict[str, Any]], path: Path) -> Path:

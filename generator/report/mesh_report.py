@@ -57,25 +57,15 @@ def render_report(cards: list[Card], graph: Graph, root: Path, report_dir: Path)
     anchors = {c.key: f"#{c.domain}__{c.product}" for c in cards}
     domains: dict[str, list[dict]] = {}
     for card in cards:
-        node = card.key
         page = docs_page(root, f"{card.domain}__{card.product}")
-        last = card.runs[0] if card.runs else None
         domains.setdefault(card.domain, []).append(
-            {
-                "card": card,
-                "anchor": anchors[card.key][1:],
-                "freshness": freshness_text(card.fresh, card.age_hours, float(card.sla["freshness_hours"])),
-                "fresh_class": "ok" if card.fresh else "bad",
-                "last": last,
-                "spark": sparkline_layout(card.quality_trend),
-                "latest_score": card.quality_trend[-1] if card.quality_trend else None,
-                "compliance": _compliance(card),
-                "docs_href": Path(os.path.relpath(page, report_dir)).as_posix(),
-                "docs_ready": page.is_file(),
-                "lineage": lineage_layout(_neighbours(graph, node), highlight=node, links=anchors)
-                if node in graph.labels
-                else None,
-            }
+            card_view(
+                card,
+                graph,
+                docs_href=Path(os.path.relpath(page, report_dir)).as_posix(),
+                docs_ready=page.is_file(),
+                links=anchors,
+            )
         )
     fresh = sum(c.fresh for c in cards)
     return (
@@ -92,7 +82,28 @@ def render_report(cards: list[Card], graph: Graph, root: Path, report_dir: Path)
     )
 
 
-def _neighbours(graph: Graph, node: str) -> Graph:
+def card_view(card: Card, graph: Graph, docs_href: str, docs_ready: bool, links: dict[str, str]) -> dict:
+    """What templates/card.html.j2 `product_card` shows of one product (the report's cards and the
+    console's pages). `links`: lineage node -> href."""
+    node = card.key
+    return {
+        "card": card,
+        "anchor": f"{card.domain}__{card.product}",
+        "freshness": freshness_text(card.fresh, card.age_hours, float(card.sla["freshness_hours"])),
+        "fresh_class": "ok" if card.fresh else "bad",
+        "last": card.runs[0] if card.runs else None,
+        "spark": sparkline_layout(card.quality_trend),
+        "latest_score": card.quality_trend[-1] if card.quality_trend else None,
+        "compliance": _compliance(card),
+        "docs_href": docs_href,
+        "docs_ready": docs_ready,
+        "lineage": lineage_layout(neighbours(graph, node), highlight=node, links=links)
+        if node in graph.labels
+        else None,
+    }
+
+
+def neighbours(graph: Graph, node: str) -> Graph:
     """What the product reads and who reads it directly: small enough to read on its card (the
     whole lineage is the mesh graph at the top)."""
     return graph.subgraph({node} | graph.up[node] | graph.down[node])

@@ -3,8 +3,9 @@
     record_failure   the DAG's on_failure_callback: the failed run and a `failure` incident
     record_sla_miss  the DeadlineAlert's callback: an `sla_miss` incident
 
-Both record in the catalog (generator.catalog.incidents holds the SQL) and never raise: a
-callback's error would only hide the run's own. Every generated DAG imports this module when
+Both record in the catalog (generator.catalog.incidents holds the SQL), tell the product's owners
+(generator.runtime.notify: email, webhook) and never raise: a callback's error would only hide the
+run's own. Every generated DAG imports this module when
 Airflow parses it, so its top stays cheap: the catalog, psycopg2 and the spec loader are imported
 inside the functions. Airflow stores the deadline callback's import path with each run
 (`generator.runtime.callbacks.record_sla_miss`); `generator.incidents` keeps the path of DAGs
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 def record_failure(context: Any) -> None:
     """DAG on_failure_callback: record the failed run in the catalog, and a `failure` incident.
     Never raises: a callback's error would hide the task's own."""
+    message = str(context.get("reason") or "the DAG run failed")
     try:
         from generator.catalog import incidents
 
@@ -43,6 +45,7 @@ def record_failure(context: Any) -> None:
         incidents.record_incident_for(root, "failure", domain, product, str(run_id), message, details)
     except Exception:
         log.exception("could not record the failed run in the catalog")
+    _notify(context, "failure", message)
 
 
 def record_sla_miss(
@@ -88,6 +91,31 @@ def record_sla_miss(
         log.warning("SLA miss recorded: %s", message)
     except Exception:  # an alert that raises would only add a second failure
         log.exception("could not record the SLA miss of %s/%s in the catalog", domain, product)
+        return
+    _send_notice(repo_root(dag_file), domain, product, "sla_miss", run_id, message)
+
+
+def _notify(context: Any, kind: str, message: str) -> None:
+    """Tell the product's owners (generator.runtime.notify). Never raises."""
+    try:
+        dag = context["dag"]
+        domain, product = dag.dag_id.split("__", 1)
+        run_id = context.get("run_id") or context["dag_run"].run_id
+        _send_notice(repo_root(dag.fileloc), domain, product, kind, str(run_id), message)
+    except Exception:
+        log.exception("could not send the %s notice", kind)
+
+
+def _send_notice(root: Path, domain: str, product: str, kind: str, run_id: str | None, message: str) -> None:
+    try:
+        from generator.runtime import notify
+        from generator.spec.load import load_spec
+
+        spec = load_spec(spec_path(root, domain, product))
+        build = notify.failure_notice if kind == "failure" else notify.sla_miss_notice
+        notify.send(build(spec, run_id, message))
+    except Exception:
+        log.exception("could not send the %s notice of %s/%s", kind, domain, product)
 
 
 def _record_failure(

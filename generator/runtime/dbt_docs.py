@@ -4,7 +4,8 @@
 with the manifest and the warehouse catalog inlined, readable from disk. The owner and
 classification are in each model's `meta` already (render_dbt puts the spec's, which are the
 catalog's). The pages are copied to .datamesh/docs/<domain>__<product>/index.html, where the mesh
-report links to them.
+report links to them, and stored in the catalog (table docs_pages), where the Airflow console serves
+them from: this command is the build step, run at deploy time, so no api-server runs dbt on a request.
 """
 
 from __future__ import annotations
@@ -30,7 +31,21 @@ def generate(root: Path, entry: ProductEntry, warehouse: Warehouse) -> Path:
     with dbt_runner.scratch_dir() as target:
         dbt_runner.invoke(entry.project_dir, warehouse, ["docs", "generate", "--static"], target_dir=target)
         shutil.copyfile(target / "static_index.html", page)
+    store_in_catalog(warehouse, entry, page)
     return page
+
+
+def store_in_catalog(warehouse: Warehouse, entry: ProductEntry, page: Path) -> None:
+    """Put the page in the catalog for the console (every api-server replica reads it there)."""
+    from contextlib import closing
+
+    from generator.catalog import store
+    from generator.catalog.docs_pages import store_docs_page
+
+    with closing(warehouse.connect()) as conn:
+        store.ensure_current(conn)
+        spec = entry.spec
+        store_docs_page(conn, spec.domain, spec.name, spec.version, page.read_text(encoding="utf-8"))
 
 
 def generate_all(

@@ -202,6 +202,7 @@ def governance_gate(dag_file: str, domain: str, product: str, tests: dict | None
         conn.close()
     result = judged.result
     if result.blocking:
+        _notify_gate_blocked(entry.spec, list(result.blocking))
         lines = "\n".join(f"  - {message}" for message in result.blocking)
         raise RunFailed(
             f"{entry.spec.key}: the governance gate blocks the publish "
@@ -224,9 +225,36 @@ def publish_outputs(dag_file: str, domain: str, product: str) -> dict:
     try:
         # OpenLineage START/COMPLETE/FAIL around the publish, when $DATAMESH_OPENLINEAGE says where
         with publish_run(entry.spec, warehouse):
-            return publish(conn, entry.spec, run_id=_run_id()).as_dict()
+            published = publish(conn, entry.spec, run_id=_run_id())
+        found = published.as_dict()
+        _notify_after_publish(conn, entry.spec, {**found, "replaced": published.replaced})
+        return found
     finally:
         conn.close()
+
+
+def _notify_gate_blocked(spec: Any, blocking: list[str]) -> None:
+    """Tell the owners the gate blocked the publish. Never raises: the task fails with the gate's message."""
+    try:
+        from generator.runtime import notify
+
+        notify.send(notify.gate_blocked_notice(spec, _run_id(), blocking))
+    except Exception:
+        log.exception("%s: could not send the gate_blocked notice", spec.key)
+
+
+def _notify_after_publish(conn: Any, spec: Any, published: dict) -> None:
+    """Tell consumers of older majors about a new major or a near deadline, and the owners about a
+    deprecated major kept for its readers. Never raises: the publish is done."""
+    try:
+        import datetime as dt
+
+        from generator.runtime import notify
+
+        consumers = notify.consumers_of(conn, spec)
+        notify.send_all(notify.publish_notices(spec, published, consumers, dt.date.today()))
+    except Exception:
+        log.exception("%s: could not send the notices of the publish", spec.key)
 
 
 @fail_fast

@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
+import yaml
+
 from generator.errors import Problem, SpecError
 from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.spec.domain import Domain, DomainEntry, domain_file, has_registry, load_registry
 from generator.spec.load import load_spec
 from generator.spec.model import DataProduct
+from generator.spec.problems import YAML_LOADER, line_index, nearest_line
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class ProductEntry:
 class Mesh:
     root: Path
     products: list[ProductEntry] = field(default_factory=list)  # in dependency order
+    domains: dict[str, DomainEntry] = field(default_factory=dict)  # the registry, by domain
+
+    def domain(self, name: str) -> Domain | None:
+        entry = self.domains.get(name)
+        return entry.domain if entry else None
 
     def find(self, domain: str, name: str) -> ProductEntry | None:
         return next(
@@ -87,9 +96,10 @@ def load_mesh(root: Path) -> Mesh:
     problems: list[Problem] = []
     entries = [e for e in (_load_entry(root, path, problems) for path in spec_paths(root)) if e]
     problems += _check_inputs(entries, entries)
+    domains = _registry(root, entries, None, problems)
     if problems:
         raise SpecError(problems)
-    return Mesh(root, _in_dependency_order(entries))
+    return Mesh(root, _in_dependency_order(entries), domains)
 
 
 def load_products(
@@ -114,6 +124,7 @@ def load_products(
     chosen = list(loaded.values())
     load(f"{i.domain}/{i.product}" for e in chosen for i in e.spec.inputs.products)
     problems += _check_inputs(chosen, list(loaded.values()))
+    domains = _registry(root, chosen, {e.spec.domain for e in loaded.values()}, problems)
     if problems:
         raise SpecError(problems)
     graph = {key.replace("/", "__"): {r.replace("/", "__") for r in reads} for key, reads in known_reads.items()}
@@ -121,7 +132,63 @@ def load_products(
     order = {key: n for n, key in enumerate(_topological(graph))}
     by_order = sorted(loaded.values(), key=lambda e: order.get(e.spec.key, -1))
     wanted_ids = {id(e) for e in chosen}  # by identity: comparing specs field by field is slow
-    return Mesh(root, by_order), [e for e in by_order if id(e) in wanted_ids]
+    return Mesh(root, by_order, domains), [e for e in by_order if id(e) in wanted_ids]
+
+
+def _registry(
+    root: Path, checked: list[ProductEntry], only: set[str] | None, problems: list[Problem]
+) -> dict[str, DomainEntry]:
+    """The domain files (all, or those of the domains `only`), their problems and those of the
+    `checked` products' owner teams added to `problems`."""
+    domains, broken = load_registry(root, only)
+    problems += broken
+    if has_registry(root):
+        problems += check_owners(checked, domains, {Path(p.file).stem for p in broken})
+    return domains
+
+
+def check_owners(
+    entries: list[ProductEntry], domains: dict[str, DomainEntry], broken: frozenset[str] | set[str] = frozenset()
+) -> list[Problem]:
+    """Each product's `owner.team` is one of its domain's teams, and each domain has its file
+    (a domain whose file is broken was reported already)."""
+    problems = []
+    for entry in entries:
+        domain = entry.spec.domain
+        registered = domains.get(domain)
+        if registered is None:
+            if domain not in broken:
+                problems.append(
+                    Problem(
+                        entry.shown,
+                        "domain",
+                        f"domain {domain!r} has no registry file: create {domain_file(domain)} "
+                        f"(its owner team, teams, members and on-call; see `datamesh schema --domain`)",
+                        _line_of(entry.spec_path, ("domain",)),
+                    )
+                )
+            continue
+        teams = registered.domain.team_names
+        if entry.spec.owner.team not in teams:
+            problems.append(
+                Problem(
+                    entry.shown,
+                    "owner.team",
+                    f"team {entry.spec.owner.team!r} is not a team of domain {domain!r} "
+                    f"({registered.shown}); allowed: {', '.join(teams)}. Pick one of them, or add "
+                    f"the team to {registered.shown}",
+                    _line_of(entry.spec_path, ("owner", "team")),
+                )
+            )
+    return problems
+
+
+def _line_of(path: Path, loc: tuple[str, ...]) -> int | None:
+    """The line of a field in a spec that loaded (read again only to report a problem)."""
+    try:
+        return nearest_line(loc, line_index(yaml.compose(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)))
+    except (OSError, yaml.YAMLError):
+        return None
 
 
 def _load_entry(root: Path, path: Path, problems: list[Problem]) -> ProductEntry | None:

@@ -354,6 +354,18 @@ class Deprecation(_Model):
         "retires the schema."
     )
     note: Text | None = Field(default=None, description="What consumers should move to, and how.")
+    announced: dt.date | None = Field(
+        default=None,
+        description="When consumers were told: the notice they get runs from here to serve_until (the "
+        "policy deprecation_gives_notice asks for 30 days). Default: the date of the changelog entry "
+        "of the first version of the next major (the breaking release).",
+    )
+    force_drop: bool = Field(
+        default=False,
+        description="Retire the schema after serve_until even while consumers still read it (a product "
+        "whose inputs pin it, a subscriber, or reads measured in the last 30 days). Without it, such a "
+        "major is kept and its owners are told.",
+    )
 
 
 class DataProduct(_Model):
@@ -500,6 +512,18 @@ class DataProduct(_Model):
 
     def output(self, name: str) -> Output | None:
         return next((o for o in self.outputs if o.name == name), None)
+
+    def deprecation(self, major: int) -> Deprecation | None:
+        return next((d for d in self.deprecations if d.major == major), None)
+
+    def deprecation_announced(self, deprecation: Deprecation) -> dt.date | None:
+        """When `deprecation` was announced: its own `announced`, else the date of the changelog
+        entry of the first version of the next major (the breaking release), else None."""
+        if deprecation.announced is not None:
+            return deprecation.announced
+        successor = f"{deprecation.major + 1}."
+        dated = [e for e in self.changelog if e.version.startswith(successor) and e.date is not None]
+        return min((e.date for e in dated if e.date is not None), default=None)
 
     @property
     def served_majors(self) -> list[int]:
