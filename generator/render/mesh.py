@@ -46,7 +46,8 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
         if entry.spec.domain in domains:
             domains[entry.spec.domain][entry.spec.key] = entry
     for domain, members in domains.items():
-        result = result.merge(stamped_domain(render_domain(domain, list(members.values()), mesh, links), members, digests))
+        dag_file = render_domain(domain, list(members.values()), mesh, links)
+        result = result.merge(stamped_domain(dag_file, members, digests))
     return result
 
 
