@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import socket
 import textwrap
 from pathlib import Path
@@ -191,3 +192,36 @@ def test_a_failing_test_raises_naming_the_test(tmp_path: Path, warehouse: Wareho
     assert summary.counts["fail"] == 1
     [failed] = dbt_runner.compact_run_results(caught.value.run_results)["results"]
     assert failed["status"] == "fail" and failed["failures"] == 1
+
+
+def test_in_process_dbt_gives_what_the_subprocess_gives(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+):
+    """Inside an Airflow task dbt runs in-process (dbtRunner): same results, same logged output,
+    the same error text on a failure, and the caller's environment and folder left as they were."""
+    project = make_project(
+        tmp_path,
+        "runner_inproc",
+        {
+            "models/numbers.sql": "select g as n from generate_series(1, 3) g",
+            "models/schema.yml": "models:\n  - name: numbers\n    columns:\n      - name: n\n"
+                                 "        data_tests: [not_null, unique]\n",
+        },
+    )
+    dbt_runner.prepare(project, warehouse)
+    caplog.set_level(logging.INFO, logger="generator.dbt")
+    environ, cwd = dict(os.environ), os.getcwd()
+
+    ran = dbt_runner.run(project, warehouse, in_process=True)
+    tested = dbt_runner.test(project, warehouse, in_process=True)
+
+    assert ran.summary.counts == {"pass": 1, "warn": 0, "fail": 0, "error": 0, "skip": 0}
+    assert tested.summary.counts["pass"] == 2
+    assert any("Completed successfully" in r.getMessage() for r in caplog.records)
+    assert dict(os.environ) == environ and os.getcwd() == cwd
+
+    (project / "models" / "broken.sql").write_text("select no_such_column from {{ ref('numbers') }}")
+    with pytest.raises(dbt_runner.DbtFailed) as caught:
+        dbt_runner.run(project, warehouse, in_process=True)
+    assert 'column "no_such_column" does not exist' in str(caught.value)
+    assert caught.value.transient is False

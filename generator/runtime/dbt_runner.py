@@ -1,4 +1,13 @@
-"""Run dbt for one product's project, as a subprocess, with its output in our log.
+"""Run dbt for one product's project, with its output in our log: in-process inside an Airflow
+task, else as a subprocess.
+
+In-process (`dbt.cli.main.dbtRunner`) saves a Python start-up and dbt's imports, about 2 s per
+command. dbtRunner is not thread-safe and keeps global state (flags, the adapter registry, the
+invocation context) and reads the profile's variables from os.environ, so it is used only where one
+task has the process to itself, one command at a time: an Airflow task, which the task supervisor
+runs in a process of its own (under `airflow dags test`, tasks run one after the other in one
+process: still one dbt at a time). Everything else (the CLI, `dbt deps`, tests, several threads)
+starts dbt as a subprocess.
 
 The project folder holds the generated `profiles.yml`, which reads the PG* variables; they come
 from the `Warehouse`, so dbt reaches the same server as every other step.
@@ -27,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -212,14 +222,18 @@ def prepare(project_dir: Path, warehouse: Warehouse) -> None:
     invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / "target")
 
 
-def run(project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None) -> Invocation:
+def run(
+    project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None, in_process: bool = False
+) -> Invocation:
     ensure_packages(project_dir, warehouse)
-    return invoke(project_dir, warehouse, ["run"], target_dir=target_dir)
+    return invoke(project_dir, warehouse, ["run"], target_dir=target_dir, in_process=in_process)
 
 
-def test(project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None) -> Invocation:
+def test(
+    project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None, in_process: bool = False
+) -> Invocation:
     ensure_packages(project_dir, warehouse)
-    return invoke(project_dir, warehouse, ["test"], target_dir=target_dir)
+    return invoke(project_dir, warehouse, ["test"], target_dir=target_dir, in_process=in_process)
 
 
 def parse(project_dir: Path, warehouse: Warehouse) -> None:
@@ -228,15 +242,21 @@ def parse(project_dir: Path, warehouse: Warehouse) -> None:
 
 
 def invoke(
-    project_dir: Path, warehouse: Warehouse, args: list[str], target_dir: Path | None = None
+    project_dir: Path,
+    warehouse: Warehouse,
+    args: list[str],
+    target_dir: Path | None = None,
+    in_process: bool = False,
 ) -> Invocation:
     """Run one dbt command in `project_dir`, its target/ and logs in `target_dir` (a scratch
     folder of its own when None: then only the returned run_results outlive the call); stream its
-    output to the log. DbtFailed on failure."""
+    output to the log. `in_process`: through dbtRunner in this process, when the caller has the
+    process to itself (see the module doc; `deps` and calls off the main thread always start a
+    subprocess). DbtFailed on failure."""
     project_dir = project_dir.resolve()
     if target_dir is None:
         with scratch_dir() as scratch:
-            return invoke(project_dir, warehouse, args, scratch)
+            return invoke(project_dir, warehouse, args, scratch, in_process)
     target_dir.mkdir(parents=True, exist_ok=True)
     results = target_dir / "run_results.json"
     results.unlink(missing_ok=True)  # so a command that dies early leaves no stale results behind
@@ -258,26 +278,67 @@ def invoke(
         "DBT_LOG_PATH": str(target_dir / "logs"),
     }
     log.info("$ %s  (%s)", " ".join(["dbt", *args]), project_dir)
+    if in_process and args[0] != "deps" and threading.current_thread() is threading.main_thread():
+        returncode, lines = _in_process(command[1:], env, project_dir)
+    else:
+        returncode, lines = _subprocess(command, env, project_dir)
+    run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+    summary = summarize(run_results) if run_results is not None else RunSummary()
+    if returncode != 0:
+        raise DbtFailed(
+            f"dbt {' '.join(args)} failed in {project_dir} (exit code {returncode}):\n"
+            + _error_text(lines, summary),
+            run_results,
+            transient=is_transient("\n".join(lines)),
+        )
+    return Invocation(summary, run_results)
+
+
+def _subprocess(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """dbt as a new process; its output streamed to the log. (exit code, output lines)"""
     lines: list[str] = []
     with subprocess.Popen(
-        command, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1,
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             lines.append(line)
             log.info("%s", line)
-    run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
-    summary = summarize(run_results) if run_results is not None else RunSummary()
-    if proc.returncode != 0:
-        raise DbtFailed(
-            f"dbt {' '.join(args)} failed in {project_dir} (exit code {proc.returncode}):\n"
-            + _error_text(lines, summary),
-            run_results,
-            transient=is_transient("\n".join(lines)),
-        )
-    return Invocation(summary, run_results)
+    return proc.returncode, lines
+
+
+def _in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """dbt through dbtRunner in this process, with `env` as os.environ and `cwd` as the working
+    folder for the call (both restored after); dbt's messages go to the log. (exit code as dbt's
+    CLI would give it, output lines)"""
+    from dbt.cli.main import dbtRunner
+
+    lines: list[str] = []
+
+    def to_log(event: Any) -> None:
+        if event.info.level in ("debug", "") or not event.info.msg:
+            return
+        line = f"{event.info.ts.ToDatetime():%H:%M:%S}  {event.info.msg}"
+        lines.append(line)
+        log.info("%s", line)
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        # --quiet: dbt's own console output off; the callback above has every message
+        done = dbtRunner(callbacks=[to_log]).invoke(["--quiet", *args])
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    if done.exception is not None:
+        lines.append(f"{type(done.exception).__name__}: {done.exception}")
+        log.info("%s", lines[-1])
+        return 2, lines
+    return (0 if done.success else 1), lines
 
 
 def compact_run_results(run_results: dict[str, Any]) -> dict[str, Any]:
