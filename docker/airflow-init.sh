@@ -11,7 +11,7 @@
 #      spec names is missing or a spec is broken: its output says what to do. Set
 #      DATAMESH_CREATE_ROLES=1 to let it create missing access roles (NOLOGIN);
 #   5. `datamesh platform prepare`: each product's dbt packages and dbt's partial-parse state
-#      (target/partial_parse.msgpack), so no run installs packages or parses its project from scratch.
+#      (target/pipeline/partial_parse.msgpack), so no run installs packages or parses its project from scratch.
 set -euo pipefail
 
 : "${AIRFLOW_ADMIN_USERNAME:?set it in .env}"

@@ -71,7 +71,7 @@ def setup(ctx: Context, dry_run: bool, create_roles: bool) -> None:
 def prepare(ctx: Context, product: str | None) -> None:
     """Prepare each product's dbt project (all, or one PRODUCT) where the checkout is writable, at
     deploy time or when building the image: its dbt packages (`dbt deps`, only when packages.yml
-    changed) and dbt's partial-parse state (target/partial_parse.msgpack, from `dbt parse` with the
+    changed) and dbt's partial-parse state (target/pipeline/partial_parse.msgpack, from `dbt parse` with the
     run's target and role), which every task's dbt starts from. A run then installs nothing and
     re-parses only what changed. Run it after `datamesh render` and `datamesh platform setup`,
     with the PG* variables the tasks get (they are part of the state dbt checks)."""

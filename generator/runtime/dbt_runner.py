@@ -21,6 +21,16 @@ a task only installs them when they are missing, into the project if it may, els
 the command that fixes it. A partial-parse file prepared at deploy time (`prepare`) is copied into
 each scratch folder, so dbt does not re-parse the project in every task.
 
+dbt reuses a partial-parse file only when what it hashed then matches now: its version, the
+profile and target names and `--vars`, every connection field of the profile's target (host,
+port, user, database, schema, role, ...: `connection_info()`), the env vars dbt_project.yml reads,
+and each project's dbt_project.yml. So `prepare` parses exactly as a task runs dbt: the same
+`--target`, the same PG* variables (the same `Warehouse`) and the domain role
+(`dbt_as_domain_role`, the caller's). It keeps the file in target/pipeline/, not in target/: dbt
+run by hand (the dev target: another schema, no role) writes its own state to
+target/partial_parse.msgpack and would replace a prepared file there. After each command one log
+line says how dbt parsed: the prepared state reused, or a full parse and dbt's reason.
+
 A failure raises `DbtFailed`, marked `transient` when dbt's output says the warehouse connection
 was lost or refused (or a lock wait timed out): that is worth a retry, anything else is not.
 """
@@ -51,7 +61,8 @@ log = logging.getLogger("generator.dbt")
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 _DEPS_STAMP = ".datamesh-deps.sha256"  # inside dbt_packages/: the package files deps last installed
 PACKAGES_DIR = "dbt_packages"  # dbt's default packages-install-path
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # in target/, written by `prepare` at deploy time
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's name for its partial-parse state
+PREPARED_DIR = "target/pipeline"  # where `prepare` keeps it, apart from dbt run by hand (module doc)
 MESSAGE_LIMIT = 500  # characters of a test's message kept in the compact results (XCom)
 _TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
 # dbt's own summary of what went wrong starts at one of these lines.
@@ -219,7 +230,7 @@ def prepare(project_dir: Path, warehouse: Warehouse) -> None:
     """Deploy-time preparation of one project (the checkout is writable then): its packages, and
     dbt's partial-parse state in target/, which every task's scratch folder starts from."""
     install_packages(project_dir, warehouse)
-    invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / "target")
+    invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / PREPARED_DIR)
 
 
 def run(
@@ -282,6 +293,7 @@ def invoke(
         returncode, lines = _in_process(command[1:], env, project_dir)
     else:
         returncode, lines = _subprocess(command, env, project_dir)
+    log.info("%s", parse_note(target_dir))
     run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
     summary = summarize(run_results) if run_results is not None else RunSummary()
     if returncode != 0:
@@ -366,10 +378,36 @@ def compact_run_results(run_results: dict[str, Any]) -> dict[str, Any]:
     return {"results": kept, "elapsed_time": round(float(run_results.get("elapsed_time") or 0.0), 3)}
 
 
+# What dbt's debug log (logs/dbt.log) says about how it parsed the project.
+_PARSE_REUSED = "Partial parsing enabled, no changes found, skipping parsing"
+_PARSE_PARTIAL = re.compile(r"Partial parsing enabled: (\d+ files deleted, \d+ files added, \d+ files changed)")
+_PARSE_UNABLE = re.compile(r"Unable to do partial parsing because (.*)")
+PARSE_REUSED_NOTE = "dbt parse: reused the partial-parse state (no file changed)"
+
+
+def parse_note(target_dir: Path) -> str:
+    """One line on how the last dbt command in `target_dir` parsed the project, from its dbt.log:
+    the partial-parse state reused (prepared at deploy time, or the command's own), or a full parse
+    with dbt's reason. Rebuilding the state in every task is what `prepare` is there to avoid."""
+    try:
+        text = (target_dir / "logs" / "dbt.log").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "dbt parse: no dbt.log to tell"
+    if _PARSE_REUSED in text:
+        return PARSE_REUSED_NOTE
+    partial = _PARSE_PARTIAL.search(text)
+    if partial:
+        return f"dbt parse: partial-parse state reused, re-parsed {partial.group(1)}"
+    unable = _PARSE_UNABLE.search(text)
+    if unable:
+        return f"dbt parse: full parse, because {unable.group(1).strip()}"
+    return "dbt parse: full parse"
+
+
 def _seed_partial_parse(project_dir: Path, target_dir: Path) -> None:
     """Start from the partial-parse state prepared at deploy time, if any: dbt then re-parses only
     what changed since (nothing, in a deployed checkout). dbt checks the state is its own."""
-    prepared = project_dir / "target" / PARTIAL_PARSE_FILE
+    prepared = project_dir / PREPARED_DIR / PARTIAL_PARSE_FILE
     seeded = target_dir / PARTIAL_PARSE_FILE
     if prepared.is_file() and prepared != seeded and not seeded.exists():
         shutil.copyfile(prepared, seeded)
