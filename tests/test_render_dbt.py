@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from generator.errors import SpecError
+from generator.render import dbt_project
 from generator.render.dbt_project import dev_schema_expression, jinja_literal, render_dbt_project
 from generator.render.fingerprint import unstamped  # the header's hashes: `datamesh check` tests them
 from generator.render.rendered import GENERATED_MARK, generated_note
@@ -401,3 +402,29 @@ def test_the_model_skeleton_lists_the_contract_and_the_inputs(tmp_path: Path) ->
     # The explanation is a Jinja comment: the source() in it is text for the team, not a dependency.
     comment = skeleton[skeleton.index("{#") : skeleton.index("#}") + 2]
     assert as_dbt_shows(comment) == ""
+
+
+TRICKY_TEXTS = [
+    "plain words, 'quotes', \"double\", #hash, a: b, - dash, {braces}, yes, null, 0777, 2024-01-01, ~",
+    "ünïcödé — ✓ 日本語 \u00a0nbsp " * 8,  # long: folded at the width
+    "line one\nline two\n",
+    "a\ttab " * 30,
+    "emoji 😀 beyond the BMP",
+    "next line \x85 and line separator \u2028",
+    "x" * 250,
+]
+
+
+@pytest.mark.skipif(dbt_project.FAST_DUMPER is None, reason="PyYAML without libyaml")
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_yaml_through_libyaml_is_byte_identical_to_pyyaml(text: str) -> None:
+    data = {"models": [{"name": "m", "description": text, "meta": {text: [text, 1, 2.5, True, None]}}]}
+    expected = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
+    assert dbt_project.dump_yaml(data) == expected
+
+
+def test_the_example_projects_render_the_same_with_and_without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    mesh = load_mesh(REPO_ROOT)
+    fast = [render_dbt_project(entry, mesh).generated for entry in mesh.products]
+    monkeypatch.setattr(dbt_project, "FAST_DUMPER", None)
+    assert [render_dbt_project(entry, mesh).generated for entry in mesh.products] == fast

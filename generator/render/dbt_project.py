@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,41 @@ def render_dbt_project(entry: ProductEntry, mesh: Mesh) -> Rendered:
 
 
 def _yaml(shown: str, data: dict[str, Any]) -> str:
-    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
-    return header("#", shown) + body
+    return header("#", shown) + dump_yaml(data)
+
+
+# libyaml's emitter (CSafeDumper, several times faster) writes the same bytes as PyYAML's own for
+# text of printable characters of the Basic Multilingual Plane; it differs on line breaks, tabs,
+# other control characters and characters beyond the BMP (how it escapes and folds them). So it
+# is used only for data whose every string is of the first kind (tests/test_render_dbt.py).
+FAST_DUMPER: type | None = getattr(yaml, "CSafeDumper", None)
+_SAME_IN_LIBYAML = re.compile("[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]*")
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """`yaml.safe_dump` of a generated YAML file's data, through libyaml when that writes the same."""
+    fast = FAST_DUMPER is not None and all(_SAME_IN_LIBYAML.fullmatch(text) for text in _texts(data))
+    return yaml.dump(
+        data,
+        Dumper=FAST_DUMPER if fast else yaml.SafeDumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=False,
+    )
+
+
+def _texts(data: Any) -> Iterator[str]:
+    """Every string in `data`, keys included."""
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _texts(key)
+            yield from _texts(value)
+    elif isinstance(data, list | tuple):
+        for item in data:
+            yield from _texts(item)
 
 
 # --- project, profile ---------------------------------------------------------------------------
