@@ -41,13 +41,13 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     for entry in entries:
         domains.setdefault(entry.spec.domain, {})
         # +1: the domain's DAG file is one of the product's files too
-        result = result.merge(stamped(render_dbt_project(entry, mesh), entry, digests, extra=1))
+        result.add(stamped(render_dbt_project(entry, mesh), entry, digests, extra=1))
     for entry in [*mesh.products, *entries]:
         if entry.spec.domain in domains:
             domains[entry.spec.domain][entry.spec.key] = entry
     for domain, members in domains.items():
         dag_file = render_domain(domain, list(members.values()), mesh, links)
-        result = result.merge(stamped_domain(dag_file, members, digests))
+        result.add(stamped_domain(dag_file, members, digests))
     return result
 
 

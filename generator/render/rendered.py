@@ -28,6 +28,14 @@ class Rendered:
             raise ValueError(f"two renderers produce the same file: {sorted(clash)}")
         return Rendered({**self.generated, **other.generated}, {**self.owned, **other.owned})
 
+    def add(self, other: Rendered) -> None:
+        """`merge` in place: adding a thousand products' files one by one stays linear."""
+        clash = [p for p in (*other.generated, *other.owned) if p in self.generated or p in self.owned]
+        if clash:
+            raise ValueError(f"two renderers produce the same file: {sorted(clash)}")
+        self.generated.update(other.generated)
+        self.owned.update(other.owned)
+
 
 def generated_note(spec: str) -> str:
     return GENERATED_NOTE.format(version=__version__, spec=spec)
