@@ -186,6 +186,50 @@ def peak_rss_of(bench: Bench, *args: str, before: Callable[[], None] | None = No
     return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
 
 
+# A task's start: finding its own product (spec and inputs) among all of them, in a fresh process.
+LOCATE_PROBE = """
+import sys, time
+root, domain, product = sys.argv[1:4]
+from pathlib import Path
+start = time.perf_counter()
+from generator.spec.locate import locate, locate_inputs
+imported = time.perf_counter()
+entry = locate(Path(root), domain, product)
+locate_inputs(Path(root), entry)
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def locate_figures(bench: Bench) -> list[Row]:
+    """What each task of a run pays to find its product among N (generator.spec.locate), and,
+    apart, the import of the locating code (the spec model: once per task process, whatever N)."""
+    specs = sorted((bench.root / "dbt").glob("domain*/*/data_product.yaml"))
+    domain, product = specs[-1].parent.parent.name, specs[-1].parent.name  # reads the one before
+    imports, times = [], []
+    for _ in range(bench.rounds):
+        done = subprocess.run([sys.executable, "-P", "-c", LOCATE_PROBE, str(bench.root), domain, product],
+                              env=bench.env, cwd=bench.root, capture_output=True, text=True, check=True)
+        imported, located = done.stdout.split()[-2:]
+        imports.append(float(imported))
+        times.append(float(located))
+    return [Row(f"a task locating its product (and its inputs) among {len(specs)}",
+                f"{statistics.median(times) * 1000:.1f} ms (plus {statistics.median(imports) * 1000:.0f} ms "
+                "importing the spec model, once per task process)", "≤ 50 ms")]
+
+
+def new_product_figures(bench: Bench) -> list[Row]:
+    """One new product, as `datamesh new --no-input` (what the cookiecutter hook runs) creates it."""
+    if not any((bench.root / "dags").glob("*.py")):
+        bench.run("render")
+    times = []
+    for i in range(bench.rounds):
+        times.append(bench.run("new", "--no-input", f"name=bench_new_{i}", "domain=domain00"))
+        shutil.rmtree(bench.root / "dbt" / "domain00" / f"bench_new_{i}")
+    bench.run("render")  # the domain's DAG file without them again
+    took = Took(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
+    return [Row("one new product (`datamesh new --no-input`, as the cookiecutter hook)", str(took), "≤ 2 s")]
+
+
 # What a data engineer writes by hand for a pipeline of the same shape as a generated DAG: five
 # chained TaskFlow tasks, a doc, tags, an Asset emitted. One file per DAG, as hand-written DAGs are.
 HAND_WRITTEN_DAG = '''import datetime
@@ -391,6 +435,8 @@ FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
     "render": render_figures,
     "check": check_figures,
     "validate": validate_figures,
+    "locate": locate_figures,
+    "new": new_product_figures,
     "dag-processor": dag_processor_figures,
     "run": run_figures,
 }
