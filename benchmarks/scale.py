@@ -186,9 +186,264 @@ def peak_rss_of(bench: Bench, *args: str, before: Callable[[], None] | None = No
     return int(done.stdout.split()[-1]) / 1024  # ru_maxrss is in KB on Linux
 
 
-# Each figure a function of the bench; later figures (dag-processor pass, task locate, run overhead,
-# cookiecutter) go here.
-FIGURES: list[Callable[[Bench], list[Row]]] = [import_figures, render_figures, check_figures, validate_figures]
+# A task's start: finding its own product (spec and inputs) among all of them, in a fresh process.
+LOCATE_PROBE = """
+import sys, time
+root, domain, product = sys.argv[1:4]
+from pathlib import Path
+start = time.perf_counter()
+from generator.spec.locate import locate, locate_inputs
+imported = time.perf_counter()
+entry = locate(Path(root), domain, product)
+locate_inputs(Path(root), entry)
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def locate_figures(bench: Bench) -> list[Row]:
+    """What each task of a run pays to find its product among N (generator.spec.locate), and,
+    apart, the import of the locating code (the spec model: once per task process, whatever N)."""
+    specs = sorted((bench.root / "dbt").glob("domain*/*/data_product.yaml"))
+    domain, product = specs[-1].parent.parent.name, specs[-1].parent.name  # reads the one before
+    imports, times = [], []
+    for _ in range(bench.rounds):
+        done = subprocess.run([sys.executable, "-P", "-c", LOCATE_PROBE, str(bench.root), domain, product],
+                              env=bench.env, cwd=bench.root, capture_output=True, text=True, check=True)
+        imported, located = done.stdout.split()[-2:]
+        imports.append(float(imported))
+        times.append(float(located))
+    return [Row(f"a task locating its product (and its inputs) among {len(specs)}",
+                f"{statistics.median(times) * 1000:.1f} ms (plus {statistics.median(imports) * 1000:.0f} ms "
+                "importing the spec model, once per task process)", "≤ 50 ms")]
+
+
+def new_product_figures(bench: Bench) -> list[Row]:
+    """One new product, as `datamesh new --no-input` (what the cookiecutter hook runs) creates it."""
+    if not any((bench.root / "dags").glob("*.py")):
+        bench.run("render")
+    times = []
+    for i in range(bench.rounds):
+        times.append(bench.run("new", "--no-input", f"name=bench_new_{i}", "domain=domain00"))
+        shutil.rmtree(bench.root / "dbt" / "domain00" / f"bench_new_{i}")
+    bench.run("render")  # the domain's DAG file without them again
+    took = Took(statistics.median(t.wall for t in times), statistics.median(t.cpu for t in times))
+    return [Row("one new product (`datamesh new --no-input`, as the cookiecutter hook)", str(took), "≤ 2 s")]
+
+
+# What a data engineer writes by hand for a pipeline of the same shape as a generated DAG: five
+# chained TaskFlow tasks, a doc, tags, an Asset emitted. One file per DAG, as hand-written DAGs are.
+HAND_WRITTEN_DAG = '''import datetime
+
+from airflow.sdk import DAG, Asset, task
+
+with DAG(
+    dag_id="hand_{i:04d}",
+    schedule="0 2 * * *",
+    start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc),
+    catchup=False,
+    default_args={{"owner": "me", "retries": 2}},
+    tags=["domain:hand"],
+    doc_md="# A hand-written DAG\\n",
+):
+
+    @task
+    def run():
+        return 1
+
+    @task
+    def test(x):
+        return x
+
+    @task
+    def gate(x):
+        return x
+
+    @task(outlets=[Asset(name="hand.{i:04d}", uri="hand://{i:04d}")])
+    def publish(x):
+        return x
+
+    @task
+    def register(x):
+        return x
+
+    register(publish(gate(test(run()))))
+'''
+
+
+def dag_processor_figures(bench: Bench) -> list[Row]:
+    """One real pass of Airflow's dag processor (`airflow dag-processor -n 1`, default settings,
+    SQLite) over the rendered mesh's dags/, and over as many hand-written one-file DAGs."""
+    if not any((bench.root / "dags").glob("*.py")):
+        bench.run("render")
+    hand = bench.root / "hand_dags"
+    hand.mkdir(exist_ok=True)
+    for i in range(len(list((bench.root / "dbt").glob("*/*/data_product.yaml")))):
+        (hand / f"hand_{i:04d}.py").write_text(HAND_WRITTEN_DAG.format(i=i), encoding="utf-8")
+    generated = dag_processor_pass(bench, bench.root / "dags")
+    written = dag_processor_pass(bench, hand)
+    files = len(list((bench.root / "dags").glob("*.py")))
+    return [
+        Row(f"one dag-processor pass, generated DAGs ({generated.dags} DAGs in {files} files)",
+            f"{generated.took}; peak RSS {generated.peak_mb:.0f} MB (first pass: {generated.first})", "≤ 30 s"),
+        Row(f"one dag-processor pass, hand-written one-file DAGs ({written.dags} files)",
+            f"{written.took}; peak RSS {written.peak_mb:.0f} MB (first pass: {written.first})", ""),
+    ]
+
+
+@dataclass(frozen=True)
+class Pass:
+    took: Took
+    dags: int  # DAGs serialized into the metadata database by the pass
+    peak_mb: float  # the largest RSS of any process of the pass (the processor or a file's child)
+    first: Took  # the first pass, which also writes every DAG into the metadata database
+
+
+def dag_processor_pass(bench: Bench, folder: Path) -> Pass:
+    """`airflow dag-processor -n 1` over `folder` in a fresh AIRFLOW_HOME (SQLite, migrated
+    beforehand, outside the timing), Airflow's default settings otherwise."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with tempfile.TemporaryDirectory(prefix="datamesh-airflow-") as home:
+        env = {
+            **bench.env,
+            "AIRFLOW_HOME": home,
+            "AIRFLOW__CORE__DAGS_FOLDER": str(folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "DATAMESH_ROOT": str(bench.root),
+        }
+        subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, check=True)
+        probe = (
+            "import resource, subprocess, sys, time\n"
+            "t = time.perf_counter()\n"
+            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "wall = time.perf_counter() - t\n"
+            "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "if done.returncode: sys.exit(done.stdout[-3000:] + done.stderr[-3000:])\n"
+            "print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss)\n"
+        )
+        # The first pass also writes every DAG into the metadata database (the same cost in either
+        # layout, once); the second one is what every later pass costs: parse, compare, write nothing.
+        passes = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-P", "-c", probe, airflow, "dag-processor", "-n", "1"],
+                env=env, capture_output=True, text=True, check=True,
+            )
+            passes.append(done.stdout.split()[-3:])
+        (first_wall, first_cpu, _), (wall, cpu, peak) = passes
+        count = subprocess.run(
+            [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+             "'select count(*) from serialized_dag').fetchone()[0])", f"{home}/airflow.db"],
+            capture_output=True, text=True, check=True,
+        )
+        return Pass(Took(float(wall), float(cpu)), int(count.stdout), int(peak) / 1024,
+                    Took(float(first_wall), float(first_cpu)))
+
+
+# Runs in a child with the code under test on its path, in a copy of the example repo: one product's
+# run under `airflow dags test`, warm (a first run, untimed, seeded the warehouse and set up the
+# platform), beside a plain `dbt build` of the same project. Prints JSON.
+RUN_PROBE = """
+import datetime, json, os, resource, sqlite3, subprocess, sys, time
+from pathlib import Path
+from generator.dev import airflow_local
+from generator.dev.demo import run_demo
+from generator.warehouse.connection import from_environment
+
+root, product, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+key = product.replace("/", "__")
+quiet = lambda *a, **k: None
+assert run_demo(root, only=product, echo=quiet), "the warm-up run failed: see .datamesh/logs"
+warehouse = from_environment(root)
+env = airflow_local.airflow_env(root, warehouse)
+cli = [sys.executable, "-P", "-c", "from generator.cli.main import main; main()", "--root", str(root)]
+prepared = subprocess.run([*cli, "platform", "prepare", product], env=env, capture_output=True, text=True)
+project = root / "dbt" / product
+
+def timed(command, **kw):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, **kw)
+    took = time.perf_counter() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return took
+
+def tasks_of_last_run():
+    db = sqlite3.connect(Path(env["AIRFLOW_HOME"]) / "airflow.db")
+    [run_id] = db.execute("select run_id from dag_run where dag_id=? order by id desc limit 1", (key,)).fetchone()
+    rows = db.execute("select task_id, start_date, end_date from task_instance where dag_id=? and run_id=?",
+                      (key, run_id)).fetchall()
+    seconds = lambda a, b: (datetime.datetime.fromisoformat(b) - datetime.datetime.fromisoformat(a)).total_seconds()
+    order = ["dbt_run", "dbt_test", "governance_gate", "publish", "catalog_register"]
+    return {t: round(seconds(a, b), 2) for t, a, b in sorted(rows, key=lambda r: order.index(r[0])) if a and b}
+
+dbt = str(Path(sys.executable).with_name("dbt"))
+build_env = {**env, **warehouse.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+builds, runs, breakdowns = [], [], []
+for _ in range(rounds):
+    builds.append(timed([dbt, "build", "--project-dir", str(project), "--profiles-dir", str(project)],
+                        cwd=project, env=build_env))
+    result = airflow_local.dags_test(env, key, root / ".datamesh" / "bench-dags-test.log")
+    assert result.ok, result.log.read_text()[-3000:]
+    runs.append(result.seconds)
+    breakdowns.append(tasks_of_last_run())
+    parses = [line.split("dbt parse: ", 1)[1].strip() for line in result.log.read_text(errors="replace").splitlines()
+              if "dbt parse: " in line]
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"build": builds, "run": runs, "tasks": breakdowns, "peak_mb": peak, "parses": parses,
+                  "prepared": prepared.returncode == 0}))
+"""
+
+
+def run_figures(bench: Bench) -> list[Row]:
+    """One product's run (`airflow dags test`, warm, tasks in one process as `dags test` runs them)
+    against a plain `dbt build` of the same project, and the breakdown per task."""
+    import json
+
+    product = "customers/customer_profiles"  # one model, no product inputs
+    with tempfile.TemporaryDirectory(prefix="datamesh-run-") as scratch:
+        root = Path(scratch)
+        for folder in ("dbt", "dags", "policies", "generator/schemas"):
+            shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns(
+                "target", "dbt_packages", "logs", "__pycache__"))
+        env = {k: v for k, v in bench.env.items() if not k.startswith("PG")}  # the embedded warehouse
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", RUN_PROBE, str(root), product, str(bench.rounds)],
+            env=env, cwd=root, capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"run figures failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        subprocess.run([sys.executable, "-c", "import pgserver, sys; pgserver.get_server(sys.argv[1]).cleanup()",
+                        str(root / ".datamesh" / "pg")], capture_output=True)
+        found = json.loads(done.stdout.strip().splitlines()[-1])
+    build = statistics.median(found["build"])
+    run = statistics.median(found["run"])
+    per_task = {t: statistics.median(b[t] for b in found["tasks"]) for t in found["tasks"][0]}
+    rows = [
+        Row("plain `dbt build` of a one-model product", f"{build:.2f} s", ""),
+        Row("its run under `airflow dags test` (warm" + (", prepared)" if found["prepared"] else ")"),
+            f"{run:.2f} s ({run / build:.1f}× the `dbt build`)", "≤ 2× the `dbt build`"),
+    ]
+    rows += [Row(f"  task `{task}`", f"{seconds:.2f} s", "≤ 1 s" if task in ("governance_gate", "publish",
+             "catalog_register") else "") for task, seconds in per_task.items()]
+    rows.append(Row("how the run's dbt commands parsed the project (their `dbt parse:` log lines)",
+                    "; ".join(found["parses"]) or "no `dbt parse:` line in the log", "reused, prepared at deploy time"))
+    rows.append(Row("peak RSS of a run (`airflow dags test`: every task in one process, dbt included)",
+                    f"{found['peak_mb']:.0f} MB", ""))
+    return rows
+
+
+# Each figure a function of the bench, run in this order.
+FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
+    "import": import_figures,
+    "render": render_figures,
+    "check": check_figures,
+    "validate": validate_figures,
+    "locate": locate_figures,
+    "new": new_product_figures,
+    "dag-processor": dag_processor_figures,
+    "run": run_figures,
+}
 
 
 def main() -> None:
@@ -196,6 +451,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--code", type=Path, default=REPO_ROOT, help="the checkout whose CLI is timed")
+    parser.add_argument("--only", action="append", choices=list(FIGURES), help="these figures only (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datamesh-scale-") as scratch:
         root = Path(scratch)
@@ -205,7 +461,7 @@ def main() -> None:
             [sys.executable, "-P", "-c", "import generator; print(generator.__file__)"],
             env=bench.env, cwd=root, capture_output=True, text=True, check=True,
         ).stdout.strip()
-        rows = [row for figure in FIGURES for row in figure(bench)]
+        rows = [row for name, figure in FIGURES.items() if not args.only or name in args.only for row in figure(bench)]
     print(f"{args.products} products in {DOMAINS} domains (a third read another), code: {where}, "
           f"median of {args.rounds}\n")
     print("| what | figure | goal |\n|---|---|---|")

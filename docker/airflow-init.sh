@@ -9,7 +9,9 @@
 #      roles, the build schemas and the domains' read grants on their sources (idempotent; two at
 #      once are safe). It fails (and so does this step, and nothing starts) while an access role a
 #      spec names is missing or a spec is broken: its output says what to do. Set
-#      DATAMESH_CREATE_ROLES=1 to let it create missing access roles (NOLOGIN).
+#      DATAMESH_CREATE_ROLES=1 to let it create missing access roles (NOLOGIN);
+#   5. `datamesh platform prepare`: each product's dbt packages and dbt's partial-parse state
+#      (target/pipeline/partial_parse.msgpack), so no run installs packages or parses its project from scratch.
 set -euo pipefail
 
 : "${AIRFLOW_ADMIN_USERNAME:?set it in .env}"
@@ -38,5 +40,11 @@ airflow pools set warehouse "${WAREHOUSE_POOL_SLOTS}" \
 if ! datamesh platform setup; then
   echo "airflow-init: \`datamesh platform setup\` failed (its output above says why and what to run);" \
     "fix that, then run: docker compose up -d" >&2
+  exit 1
+fi
+
+if ! datamesh platform prepare; then
+  echo "airflow-init: \`datamesh platform prepare\` failed (its output above says why); fix that," \
+    "then run: docker compose up -d" >&2
   exit 1
 fi

@@ -12,7 +12,7 @@ from pathlib import Path
 
 # --- the repo: what a domain team and the platform team commit -----------------------------------
 DBT_DIR = "dbt"  # dbt/<domain>/<product>/: one dbt project per product
-DAGS_DIR = "dags"  # dags/<domain>__<product>.py: the generated DAGs
+DAGS_DIR = "dags"  # dags/<domain>.py: the generated DAGs, one file per domain
 DOMAINS_DIR = "domains"  # domains/<domain>.yaml: the domain registry (owner team, teams, members)
 POLICIES_DIR = "policies"  # policies/global.yaml and policies/domains/<domain>.yaml
 SPEC_FILENAME = "data_product.yaml"  # a product's spec, at the top of its dbt project
@@ -73,8 +73,8 @@ def spec_path(root: Path, domain: str, product: str) -> Path:
 
 
 def dag_path(root: Path, key: str) -> Path:
-    """The DAG file of the product `<domain>__<product>`."""
-    return root / DAGS_DIR / f"{key}.py"
+    """The DAG file holding the product `<domain>__<product>`'s DAG: its domain's."""
+    return root / DAGS_DIR / f"{key.split('__', 1)[0]}.py"
 
 
 def docs_page(root: Path, key: str) -> Path:

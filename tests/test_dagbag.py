@@ -12,13 +12,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from generator.layout import PLATFORM_DAG_ID
-from generator.render.airflow_dag import input_assets, published_assets
+from generator.render.airflow_dag import input_assets, published_assets, render_domain
 from generator.spec.dataset_names import warehouse_names
 from generator.spec.mesh import load_mesh
 
@@ -42,7 +43,7 @@ for dag_id, dag in bag.dags.items():
     callback = dag.on_failure_callback
     dags[dag_id] = {
         "fileloc": dag.fileloc,
-        "schedule": dag.schedule if isinstance(dag.schedule, str) else [asset(a) for a in dag.schedule],
+        "schedule": dag.schedule if isinstance(dag.schedule, str | None) else [asset(a) for a in dag.schedule],
         "start_date": dag.start_date.isoformat() if dag.start_date else None,
         "tags": sorted(dag.tags),
         "owner": dag.owner,
@@ -80,17 +81,16 @@ print(json.dumps({"import_errors": bag.import_errors, "warnings": bag.captured_w
 """
 
 
-@pytest.fixture(scope="module")
-def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    home = tmp_path_factory.mktemp("airflow_home")
+def load_dagbag(home: Path, dags: Path) -> dict[str, Any]:
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "PYTHONPATH": str(REPO_ROOT),
     }
     proc = subprocess.run(
-        [sys.executable, "-c", DESCRIBE_DAGBAG, str(REPO_ROOT / "dags")],
+        [sys.executable, "-c", DESCRIBE_DAGBAG, str(dags)],
         env=env,
         capture_output=True,
         text=True,
@@ -98,6 +98,11 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return load_dagbag(tmp_path_factory.mktemp("airflow_home"), REPO_ROOT / "dags")
 
 
 def dag_of(dagbag: dict[str, Any], key: str) -> dict[str, Any]:
@@ -131,7 +136,7 @@ def test_the_platform_dag_collects_usage_and_sends_deadline_notices_daily(dagbag
 def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     spec = entry.spec
     dag = dag_of(dagbag, spec.key)
-    assert Path(dag["fileloc"]).name == f"{spec.key}.py"
+    assert Path(dag["fileloc"]).name == f"{spec.domain}.py"  # one file per domain
 
     tasks = dag["tasks"]
     assert [t["task_id"] for t in tasks] == CHAIN
@@ -161,7 +166,7 @@ def test_dag_matches_its_spec(dagbag: dict[str, Any], entry: Any) -> None:
     assert deadline["callback"] == "SyncCallback"  # runs in the executor: LocalExecutor, Celery
     assert deadline["callback_path"] == "generator.runtime.callbacks.record_sla_miss"
     kwargs = deadline["callback_kwargs"]
-    assert Path(kwargs.pop("dag_file")).name == f"{spec.key}.py"
+    assert Path(kwargs.pop("dag_file")).name == f"{spec.domain}.py"
     assert kwargs == {"domain": spec.domain, "product": spec.name, "freshness_hours": spec.sla.freshness_hours}
 
     for t in tasks:
@@ -206,3 +211,33 @@ def test_asset_graph_matches_the_specs_inputs(dagbag: dict[str, Any]) -> None:
         assert producers == {f"{i.domain}__{i.product}" for i in entry.spec.inputs.products}
         read = {f"{i.published_schema}.{i.output}" for i in entry.spec.inputs.products}
         assert {asset["name"].rsplit("/", 1)[1].split(".", 1)[1] for asset in schedule} == read
+
+
+@pytest.mark.integration
+def test_a_broken_product_block_hides_none_of_its_domains_other_dags(tmp_path: Path) -> None:
+    """Three products in one domain file, the middle one's block raising: the other two load whole,
+    and the broken one shows up under its own id with the error on its card, never scheduled."""
+    [example] = [e for e in MESH.products if e.spec.key == "customers__customer_profiles"]
+    names = ["alpha", "broken", "omega"]
+    entries = [replace(example, spec=example.spec.model_copy(update={"name": n})) for n in names]
+    [(path, source)] = render_domain("customers", entries, MESH).generated.items()
+    marker = "    PRODUCT = 'broken'\n"
+    assert marker in source
+    source = source.replace(marker, marker + "    raise ValueError('a mistake in this block only')\n")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / Path(path).name).write_text(source, encoding="utf-8")
+
+    bag = load_dagbag(tmp_path / "home", dags)
+
+    assert bag["import_errors"] == {}
+    assert sorted(bag["dags"]) == [f"customers__{n}" for n in names]
+    for name in ("alpha", "omega"):
+        assert [t["task_id"] for t in bag["dags"][f"customers__{name}"]["tasks"]] == CHAIN
+    broken = bag["dags"]["customers__broken"]
+    assert "a mistake in this block only" in broken["doc_md"]
+    assert "datamesh:broken" in broken["tags"]
+    assert broken["schedule"] is None
+    assert [t["task_id"] for t in broken["tasks"]] == ["failed_to_load"]
+    # and the error is in Airflow's warnings of the file, next to its log line
+    assert any("customers__broken failed to load" in w for w in next(iter(bag["warnings"].values())))

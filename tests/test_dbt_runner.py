@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import socket
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -91,19 +93,55 @@ def test_run_and_test_leave_the_checkout_untouched_and_deps_runs_only_when_neede
     assert dbt_runner.install_packages(project, warehouse) is False
 
 
-def test_prepared_partial_parse_state_is_reused_by_each_command(
-    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+DEV_TARGET = """\
+    dev:  # what dbt run by hand uses: another schema
+      type: postgres
+      host: "{{ env_var('PGHOST') }}"
+      port: "{{ env_var('PGPORT') | as_number }}"
+      user: "{{ env_var('PGUSER') }}"
+      password: "{{ env_var('PGPASSWORD') }}"
+      dbname: "{{ env_var('PGDATABASE') }}"
+      schema: runner_parse_dev
+      threads: 1
+"""
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in_process", "subprocess"])
+def test_a_tasks_dbt_reuses_the_partial_parse_state_prepared_at_deploy_time(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture, in_process: bool
 ):
     project = make_project(tmp_path, "runner_parse", {"models/one.sql": "select 1 as n"})
-    dbt_runner.prepare(project, warehouse)  # at deploy time: target/partial_parse.msgpack
+    with (project / "profiles.yml").open("a") as profiles:
+        profiles.write(DEV_TARGET)
+    dbt_runner.prepare(project, warehouse)  # at deploy time
+    assert (project / dbt_runner.PREPARED_DIR / dbt_runner.PARTIAL_PARSE_FILE).is_file()
+    # Someone runs dbt by hand in the checkout: the dev target, its own state in target/.
+    env = {**os.environ, **warehouse.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    by_hand = subprocess.run(
+        [str(dbt_runner.dbt_executable()), "parse", "--target", "dev", "--project-dir", str(project),
+         "--profiles-dir", str(project)], cwd=project, env=env, capture_output=True, text=True,
+    )
+    assert by_hand.returncode == 0, by_hand.stdout
     assert (project / "target" / dbt_runner.PARTIAL_PARSE_FILE).is_file()
     caplog.set_level(logging.INFO, logger="generator.dbt")
     caplog.clear()  # prepare's own (full) parse
 
+    dbt_runner.run(project, warehouse, in_process=in_process)  # as a task runs it
+
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dbt parse:")]
+    assert notes == [dbt_runner.PARSE_REUSED_NOTE], "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_without_prepared_state_the_log_says_dbt_parsed_in_full(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+):
+    project = make_project(tmp_path, "runner_parse_full", {"models/one.sql": "select 1 as n"})
+    caplog.set_level(logging.INFO, logger="generator.dbt")
+
     dbt_runner.run(project, warehouse)
 
-    output = "\n".join(r.getMessage() for r in caplog.records)
-    assert "Unable to do partial parsing" not in output, output
+    notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dbt parse:")]
+    assert len(notes) == 1 and notes[0].startswith("dbt parse: full parse"), notes
 
 
 def test_a_failing_model_raises_with_dbts_error(tmp_path: Path, warehouse: Warehouse):
@@ -191,3 +229,36 @@ def test_a_failing_test_raises_naming_the_test(tmp_path: Path, warehouse: Wareho
     assert summary.counts["fail"] == 1
     [failed] = dbt_runner.compact_run_results(caught.value.run_results)["results"]
     assert failed["status"] == "fail" and failed["failures"] == 1
+
+
+def test_in_process_dbt_gives_what_the_subprocess_gives(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+):
+    """Inside an Airflow task dbt runs in-process (dbtRunner): same results, same logged output,
+    the same error text on a failure, and the caller's environment and folder left as they were."""
+    project = make_project(
+        tmp_path,
+        "runner_inproc",
+        {
+            "models/numbers.sql": "select g as n from generate_series(1, 3) g",
+            "models/schema.yml": "models:\n  - name: numbers\n    columns:\n      - name: n\n"
+                                 "        data_tests: [not_null, unique]\n",
+        },
+    )
+    dbt_runner.prepare(project, warehouse)
+    caplog.set_level(logging.INFO, logger="generator.dbt")
+    environ, cwd = dict(os.environ), os.getcwd()
+
+    ran = dbt_runner.run(project, warehouse, in_process=True)
+    tested = dbt_runner.test(project, warehouse, in_process=True)
+
+    assert ran.summary.counts == {"pass": 1, "warn": 0, "fail": 0, "error": 0, "skip": 0}
+    assert tested.summary.counts["pass"] == 2
+    assert any("Completed successfully" in r.getMessage() for r in caplog.records)
+    assert dict(os.environ) == environ and os.getcwd() == cwd
+
+    (project / "models" / "broken.sql").write_text("select no_such_column from {{ ref('numbers') }}")
+    with pytest.raises(dbt_runner.DbtFailed) as caught:
+        dbt_runner.run(project, warehouse, in_process=True)
+    assert 'column "no_such_column" does not exist' in str(caught.value)
+    assert caught.value.transient is False

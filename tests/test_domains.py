@@ -126,10 +126,10 @@ def test_dags_follow_the_registry_when_it_changes(repo: Path) -> None:
         .replace("sales-oncall@company.com", "sales-pager@company.com")
     )
     done = datamesh(repo, "check", "--quiet")
-    assert done.returncode == 1 and "dags/sales__sales_orders_analytical.py" in done.stdout
-    assert "dags/commerce__orders.py" not in done.stdout  # another domain's DAG is untouched
+    assert done.returncode == 1 and "dags/sales.py" in done.stdout
+    assert "dags/commerce.py" not in done.stdout  # another domain's DAG is untouched
     assert datamesh(repo, "render").returncode == 0
-    dag = (repo / "dags/sales__sales_orders_analytical.py").read_text()
+    dag = (repo / "dags/sales.py").read_text()
     assert "'sales_analytics': 'mailto:sales-data-team@company.com'" in dag
     assert "'owner': 'sales_analytics'" in dag
     assert "sales-pager@company.com" in dag

@@ -16,7 +16,7 @@ from generator.warehouse.connection import Warehouse
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DAG_FILE = str(REPO_ROOT / "dags/products__product_catalog.py")
+DAG_FILE = str(REPO_ROOT / "dags/products.py")
 
 
 def incidents_of(warehouse: Warehouse, domain: str, product: str) -> list[Incident]:

@@ -106,6 +106,6 @@ def _summary(spec: dict) -> str:  # type: ignore[type-arg]
     lines = [f"\nCreated data product {spec['domain']}/{spec['name']} from the contract:"]
     lines.append(f"  {base}/{SPEC_FILENAME}  the spec: yours to edit")
     lines += [f"  {base}/models/{o['name']}.sql  a skeleton model: write its query" for o in spec["outputs"]]
-    lines.append(f"  dags/{spec['domain']}__{spec['name']}.py  the DAG (generated)")
+    lines.append(f"  dags/{spec['domain']}.py  the domain's DAGs, this one's among them (generated)")
     lines.append(f"Next: write the models, then `datamesh validate {spec['domain']}/{spec['name']}`.")
     return "\n".join(lines)

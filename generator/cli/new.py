@@ -209,7 +209,8 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, com
     domain, name = spec["domain"], spec["name"]
     domain_dir = root / DBT_DIR / domain
     product_dir = domain_dir / name
-    dag_file = root / DAGS_DIR / f"{domain}__{name}.py"
+    dag_file = root / DAGS_DIR / f"{domain}.py"  # the domain's DAGs, this product's among them
+    dag_before = dag_file.read_text(encoding="utf-8") if dag_file.is_file() else None
     new_domain = not domain_dir.exists()
     new_dags_dir = not dag_file.parent.exists()
     try:
@@ -234,8 +235,10 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, com
         with contextlib.suppress(OSError):
             if new_dags_dir:
                 shutil.rmtree(dag_file.parent)
-            else:
+            elif dag_before is None:
                 dag_file.unlink(missing_ok=True)
+            else:  # the domain's other DAGs stay as they were
+                dag_file.write_text(dag_before, encoding="utf-8")
         raise
 
 
@@ -254,7 +257,7 @@ def summary(spec: dict[str, Any], replay_hint: str) -> str:
         (f"{base}/{SPEC_FILENAME}", "the spec: yours to edit (columns, inputs, access, ...)"),
         (f"{base}/models/{output}.sql", "the model: replace the skeleton query"),
         (f"{base}/{REPLAY_FILE}", f"your answers: {replay_hint}"),
-        (f"{DAGS_DIR}/{domain}__{name}.py", "the DAG (generated)"),
+        (f"{DAGS_DIR}/{domain}.py", "the DAGs of the domain, this one's among them (generated)"),
     ]
     width = max(len(path) for path, _ in files)
     lines = [f"\nCreated data product {domain}/{name}:"]

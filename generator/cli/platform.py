@@ -1,4 +1,5 @@
-"""`datamesh platform setup`: the warehouse made ready for the mesh, on every deploy. Registered in main.py."""
+"""`datamesh platform setup` and `prepare`: the warehouse and the dbt projects made ready for the mesh,
+on every deploy. Registered in main.py."""
 
 from __future__ import annotations
 
@@ -63,6 +64,34 @@ def setup(ctx: Context, dry_run: bool, create_roles: bool) -> None:
             "schemas). Its roles, schemas and grants were left as they were."
         ) from exc
     _echo(report)
+
+
+@platform_group.command("prepare")
+@click.argument("product", required=False)
+@click.pass_obj
+def prepare(ctx: Context, product: str | None) -> None:
+    """Prepare each product's dbt project (all, or one PRODUCT) where the checkout is writable, at
+    deploy time or when building the image: its dbt packages (`dbt deps`, only when packages.yml
+    changed) and dbt's partial-parse state (target/pipeline/partial_parse.msgpack, from `dbt parse` with the
+    run's target and role), which every task's dbt starts from. A run then installs nothing and
+    re-parses only what changed. Run it after `datamesh render` and `datamesh platform setup`,
+    with the PG* variables the tasks get (they are part of the state dbt checks)."""
+    import time
+
+    from generator.platform.access import dbt_as_domain_role
+    from generator.runtime import dbt_runner
+    from generator.warehouse.connection import from_environment
+
+    ctx.require_repo()
+    warehouse = from_environment(ctx.root)
+    entries = ctx.mesh().select(product)
+    for entry in entries:
+        started = time.monotonic()
+        # the tasks' dbt runs as the domain role: the role is in the profile, whose hash dbt checks
+        with dbt_as_domain_role():
+            dbt_runner.prepare(entry.project_dir, warehouse)
+        click.echo(f"prepared {entry.spec.domain}/{entry.spec.name} ({time.monotonic() - started:.1f} s)")
+    click.echo(f"{len(entries)} dbt project(s) prepared")
 
 
 def _echo(report: SetupReport) -> None:

@@ -1,9 +1,14 @@
-"""Render stage, Airflow half: one product spec -> the Python source of its Airflow 3 DAG.
+"""Render stage, Airflow half: a domain's product specs -> one Python file of their Airflow 3 DAGs.
 
-The DAG is plain TaskFlow code, five tasks in a chain (dbt run -> dbt test -> governance gate ->
-publish -> catalog register), each calling one function of `generator.runtime.tasks`. Every spec value
-enters the source as a Python literal through the template's `pyrepr` filter; names were already
-validated as identifiers by spec.py.
+One file per domain (dags/<domain>.py), because Airflow's dag processor pays a process per file:
+at a thousand products, a file per product costs several times Airflow's 30 s parse interval (see
+docs/architecture.md, "DAG files: why this layout"). In it each product's DAG is a function holding
+a plain `with DAG(...)` block of TaskFlow code, five tasks in a chain (dbt run -> dbt test ->
+governance gate -> publish -> catalog register), each calling one function of
+`generator.runtime.tasks`. The functions are called one by one at the end of the file, each guarded:
+a product whose block fails gets a stand-in DAG of the same id showing the error, and the domain's
+other DAGs load. Every spec value enters the source as a Python literal through the template's
+`pyrepr` filter; names were already validated as identifiers by spec.py.
 
 The card (doc_md) links to the product's dbt docs and its catalog card. Where those are served is a
 setting of the platform, read when rendering ($DATAMESH_DBT_DOCS_URL, $DATAMESH_REPORT_URL; see
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from generator.errors import UserError
-from generator.layout import DAGS_DIR, REPORT_FILE
+from generator.layout import DAGS_DIR, DBT_DIR, REPORT_FILE, SPEC_FILENAME
 from generator.render.rendered import Rendered, header
 from generator.render.templating import render
 from generator.spec.dataset_names import WarehouseNames, warehouse_names
@@ -111,7 +116,12 @@ def dag_id(spec: DataProduct) -> str:
 
 
 def dag_path(spec: DataProduct) -> str:
-    return f"{DAGS_DIR}/{spec.key}.py"
+    """The file holding the product's DAG: its domain's."""
+    return domain_dag_path(spec.domain)
+
+
+def domain_dag_path(domain: str) -> str:
+    return f"{DAGS_DIR}/{domain}.py"
 
 
 def published_assets(spec: DataProduct, names: WarehouseNames) -> list[AssetRef]:
@@ -158,34 +168,79 @@ def tags(spec: DataProduct) -> list[str]:
 def render_dag(
     entry: ProductEntry, mesh: Mesh, links: CardLinks | None = None, names: WarehouseNames | None = None
 ) -> Rendered:
-    """The DAG file of one product. The mesh was cross-checked, so each input's major is the one
-    its producer publishes, and the Assets here are the ones the producers' DAGs emit. `links` and
-    `names` default to the environment's settings (`card_links`, `warehouse_names`)."""
-    spec = entry.spec
+    """The DAG file of the product's domain, with every product of that domain in `mesh`."""
+    domain = entry.spec.domain
+    siblings = {e.spec.key: e for e in mesh.products if e.spec.domain == domain}
+    siblings[entry.spec.key] = entry
+    return render_domain(domain, list(siblings.values()), mesh, links, names)
+
+
+def render_domain(
+    domain: str,
+    entries: list[ProductEntry],
+    mesh: Mesh,
+    links: CardLinks | None = None,
+    names: WarehouseNames | None = None,
+) -> Rendered:
+    """The DAG file of a domain: one guarded DAG definition per product, in name order (so a full
+    and an incremental render write the same bytes). The mesh was cross-checked, so each input's
+    major is the one its producer publishes, and the Assets here are the ones the producers' DAGs
+    emit. `links` and `names` default to the environment's settings (`card_links`,
+    `warehouse_names`)."""
     links = links or card_links()
     names = names or warehouse_names()
+    ordered = sorted(entries, key=lambda e: e.spec.name)
     source = render(
         TEMPLATE,
-        header=header("#", entry.shown),
-        spec=spec,
-        dag_id=dag_id(spec),
-        description=" ".join(spec.description.split()),
-        published=published_assets(spec, names),
-        inputs=input_assets(spec, names),
+        header=header("#", domain_specs(domain)),
+        domain=domain,
+        products=[_product(entry.spec, links, mesh, names) for entry in ordered],
         start_date=START_DATE,
-        tags=tags(spec),
-        owner_links=owner_links(spec, mesh),
-        doc_lines=doc_md(spec, links, mesh.domain(spec.domain)).splitlines(keepends=True),
         retries=RETRIES,
         pool=WAREHOUSE_POOL,
         retry_delay_minutes=RETRY_DELAY_MINUTES,
         retry_backoff=RETRY_BACKOFF_MULTIPLIER,
         max_retry_delay_minutes=MAX_RETRY_DELAY_MINUTES,
         execution_timeout_minutes=EXECUTION_TIMEOUT_MINUTES,
-        freshness_hours=freshness_hours(spec),
         deadline_name=FRESHNESS_DEADLINE_NAME,
     )
-    return Rendered(generated={dag_path(spec): source})
+    return Rendered(generated={domain_dag_path(domain): source})
+
+
+def domain_specs(domain: str) -> str:
+    """What the first line of a domain's DAG file names as its source: the domain's specs."""
+    return f"{DBT_DIR}/{domain}/*/{SPEC_FILENAME}"
+
+
+@dataclass(frozen=True)
+class ProductBlock:
+    """What the template writes for one product's DAG."""
+
+    spec: DataProduct
+    function: str  # the name of the function that defines the DAG
+    dag_id: str
+    description: str
+    published: list[AssetRef]
+    inputs: list[AssetRef]
+    tags: list[str]
+    owner_links: dict[str, str]
+    doc_lines: list[str]
+    freshness_hours: int | float
+
+
+def _product(spec: DataProduct, links: CardLinks, mesh: Mesh, names: WarehouseNames) -> ProductBlock:
+    return ProductBlock(
+        spec=spec,
+        function=f"product_{spec.name}",
+        dag_id=dag_id(spec),
+        description=" ".join(spec.description.split()),
+        published=published_assets(spec, names),
+        inputs=input_assets(spec, names),
+        tags=tags(spec),
+        owner_links=owner_links(spec, mesh),
+        doc_lines=doc_md(spec, links, mesh.domain(spec.domain)).splitlines(keepends=True),
+        freshness_hours=freshness_hours(spec),
+    )
 
 
 def owner_links(spec: DataProduct, mesh: Mesh) -> dict[str, str]:

@@ -18,7 +18,14 @@ files the product has (a deleted one is noticed); `body` is a hash of the file's
 its text (a hand edit is noticed). `spec`, `gen` and `env` are the parts of `inputs` that an upgrade
 plan names as the reason a file changes (render/plan.py): the product's own spec bytes, the
 generator (source, version, libraries) and the settings; what is left is the inputs' specs.
-Imports nothing heavy: `datamesh check` runs this on every file.
+A file of several products (a domain's DAG file) carries instead
+
+    # datamesh: inputs=<hash> products=<domain/product,...> reads=<domain/product,...> gen=<hash>
+    #           env=<hash> body=<hash>   (one line)
+
+where the hash covers every product named in `products` and `reads` (in that order), and the
+products' own files count it in their `files`. Imports nothing heavy: `datamesh check` runs this on
+every file.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ SETTINGS = (
     "DATAMESH_WAREHOUSE_DATABASE",
 )
 # The meta keys this module writes, in this order.
-KEYS = ("inputs", "reads", "files", "spec", "gen", "env", "body")
+KEYS = ("inputs", "products", "reads", "files", "spec", "gen", "env", "body")
 HASH_CHARS = 16  # 64 bits: ample to tell versions of one file apart
 
 
@@ -149,6 +156,21 @@ def stamp(
 ) -> str:
     return add_meta(
         text, inputs=inputs, reads=",".join(reads), files=str(files), **(parts or {}), body=body_hash(path, text)
+    )
+
+
+def stamp_shared(
+    path: str, text: str, inputs: str, products: list[str], reads: list[str], parts: dict[str, str] | None = None
+) -> str:
+    """`stamp` for a file of several products (a domain's DAG file); `parts` without `spec` (the
+    file has several)."""
+    return add_meta(
+        text,
+        inputs=inputs,
+        products=",".join(products),
+        reads=",".join(reads),
+        **(parts or {}),
+        body=body_hash(path, text),
     )
 
 

@@ -57,37 +57,65 @@ def plan(root: Path) -> Plan:
     for rel, text in generated_files(root):
         if rel == PLATFORM_DAG:  # the mesh's own, from no spec: render/mesh.py's memo covers it
             continue
-        owner = _owner(text)
-        if owner is None or owner not in with_spec:
+        meta = read_meta(text)
+        shared = "products" in meta  # a domain's DAG file: several products
+        owners = [p for p in meta["products"].split(",") if p] if shared else [_owner(text)]
+        known = [o for o in owners if o in with_spec]
+        if not known:
             result.maybe_stale.append(rel)  # no spec produces it: a render removes it
             continue
-        files_of.setdefault(owner, []).append(rel)
-        meta = read_meta(text)
+        for owner in known:
+            files_of.setdefault(owner, []).append(rel)
         reads = [r for r in meta.get("reads", "").split(",") if r]
+        named = [*owners[1:], *reads]
         current = (
-            "body" in meta
-            and meta.get("inputs") == digests.inputs_hash(owner, reads)
+            len(known) == len(owners)
+            and "body" in meta
+            and meta.get("inputs") == digests.inputs_hash(owners[0], named)
             and meta["body"] == body_hash(rel, unstamped(text))
-            and meta.get("files", "").isdigit()
+            and (shared or meta.get("files", "").isdigit())
         )
         if not current:
-            dirty.add(owner)
+            dirty.update(known)
             continue
-        counted[owner] += 1
-        expected.setdefault(owner, int(meta["files"]))
-        result.reads.setdefault(owner, reads)
-        result.hashes.setdefault(owner, meta["inputs"])
+        for owner in known:
+            counted[owner] += 1
+        if not shared:
+            owner = owners[0]
+            expected.setdefault(owner, int(meta["files"]))
+            result.reads.setdefault(owner, reads)
+            result.hashes.setdefault(owner, meta["inputs"])
     for product in result.products:
-        if product in dirty or counted[product] == 0 or counted[product] != expected.get(product):
+        if counted[product] == 0 or counted[product] != expected.get(product):
             dirty.add(product)
+    # A domain's DAG file is rendered from all of its products: one dirty product makes its whole
+    # domain dirty (render/mesh.py render_products).
+    touched = {product.split("/")[0] for product in dirty}
+    dirty.update(p for p in result.products if p.split("/")[0] in touched)
+    for product in result.products:
+        if product in dirty:
             result.maybe_stale += files_of.get(product, [])
             result.reads.pop(product, None)
             result.hashes.pop(product, None)
         else:
             result.current += counted[product]
+    # a domain's DAG file counts once, not once per product
+    result.current -= sum(
+        len(shared) - 1 for shared in _shared_files(files_of, dirty)
+    )
     result.dirty = sorted(dirty)
-    result.maybe_stale.sort()
+    result.maybe_stale = sorted(set(result.maybe_stale))
     return result
+
+
+def _shared_files(files_of: dict[str, list[str]], dirty: set[str]) -> list[list[str]]:
+    """For each file that several clean products count, the products that count it."""
+    counters: dict[str, list[str]] = {}
+    for product, files in files_of.items():
+        if product not in dirty:
+            for rel in files:
+                counters.setdefault(rel, []).append(product)
+    return [products for products in counters.values() if len(products) > 1]
 
 
 def product_names(root: Path) -> list[str]:

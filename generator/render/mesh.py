@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generator.layout import CACHE_DIR, DAGS_DIR, DBT_DIR, PLATFORM_DAG
-from generator.render.fingerprint import SpecDigests, generator_fingerprint, stamp
+from generator.render.fingerprint import SpecDigests, generator_fingerprint, stamp, stamp_shared
 from generator.render.rendered import Rendered, generated_note, read_meta
 
 if TYPE_CHECKING:
@@ -31,8 +31,11 @@ SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 
 
 def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
+    """The dbt projects of `entries` and the DAG files of their domains. A domain's DAG file holds
+    every product of the domain, so it is rendered from all of them (`mesh` holds every product:
+    render_changed loads the whole mesh too)."""
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
-    from generator.render.airflow_dag import card_links, render_dag
+    from generator.render.airflow_dag import card_links, render_domain
     from generator.render.dbt_project import render_dbt_project
     from generator.spec.dataset_names import warehouse_names
 
@@ -40,23 +43,49 @@ def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     names = warehouse_names()
     digests = SpecDigests(mesh.root)
     result = Rendered()
+    domains: dict[str, dict[str, ProductEntry]] = {}
     for entry in entries:
-        files = render_dbt_project(entry, mesh).merge(render_dag(entry, mesh, links, names))
-        result.add(stamped(files, entry, digests))
+        domains.setdefault(entry.spec.domain, {})
+        # +1: the domain's DAG file is one of the product's files too
+        result.add(stamped(render_dbt_project(entry, mesh), entry, digests, extra=1))
+    for entry in [*mesh.products, *entries]:
+        if entry.spec.domain in domains:
+            domains[entry.spec.domain][entry.spec.key] = entry
+    for domain, members in domains.items():
+        dag_file = render_domain(domain, list(members.values()), mesh, links, names)
+        result.add(stamped_domain(dag_file, members, digests))
     return result
 
 
-def stamped(files: Rendered, entry: ProductEntry, digests: SpecDigests) -> Rendered:
+def product_reads(entry: ProductEntry) -> list[str]:
+    return sorted({f"{i.domain}/{i.product}" for i in entry.spec.inputs.products})
+
+
+def stamped(files: Rendered, entry: ProductEntry, digests: SpecDigests, extra: int = 0) -> Rendered:
     """The product's generated files, each with the hash of what it was rendered from (see
-    render/fingerprint.py): the key of incremental render, check and validate."""
+    render/fingerprint.py): the key of incremental render, check and validate. `extra`: files of
+    the product stamped elsewhere (its domain's DAG file)."""
     spec = entry.spec
-    reads = sorted({f"{i.domain}/{i.product}" for i in spec.inputs.products})
+    reads = product_reads(entry)
     name = f"{spec.domain}/{spec.name}"
     inputs = digests.inputs_hash(name, reads)
-    count = len(files.generated)
+    count = len(files.generated) + extra
     parts = digests.parts(name)
     generated = {path: stamp(path, text, inputs, reads, count, parts) for path, text in files.generated.items()}
     return Rendered(generated=generated, owned=files.owned)
+
+
+def stamped_domain(files: Rendered, members: dict[str, ProductEntry], digests: SpecDigests) -> Rendered:
+    """A domain's DAG file, stamped with its products and the hash of their specs and of the specs
+    they read (render/fingerprint.py, stamp_shared)."""
+    products = sorted(f"{e.spec.domain}/{e.spec.name}" for e in members.values())
+    reads = sorted({r for e in members.values() for r in product_reads(e)} - set(products))
+    inputs = digests.inputs_hash(products[0], [*products[1:], *reads])
+    parts = {k: v for k, v in digests.parts(products[0]).items() if k != "spec"}
+    generated = {
+        path: stamp_shared(path, text, inputs, products, reads, parts) for path, text in files.generated.items()
+    }
+    return Rendered(generated=generated)
 
 
 def with_producers(mesh: Mesh, entries: list[ProductEntry]) -> list[ProductEntry]:
@@ -137,8 +166,10 @@ def stale_scope(mesh: Mesh, entries: list[ProductEntry]) -> list[str]:
         return [DBT_DIR, DAGS_DIR]
     scope: list[str] = []
     for entry in entries:
-        scope += [f"{DBT_DIR}/{entry.spec.domain}/{entry.spec.name}", f"{DAGS_DIR}/{entry.spec.key}.py"]
-    return scope
+        # the domain's DAG file, and the file of one product's DAG that older versions wrote
+        scope += [f"{DBT_DIR}/{entry.spec.domain}/{entry.spec.name}", f"{DAGS_DIR}/{entry.spec.domain}.py",
+                  f"{DAGS_DIR}/{entry.spec.key}.py"]
+    return sorted(set(scope))
 
 
 def json_schema() -> str:

@@ -1,4 +1,13 @@
-"""Run dbt for one product's project, as a subprocess, with its output in our log.
+"""Run dbt for one product's project, with its output in our log: in-process inside an Airflow
+task, else as a subprocess.
+
+In-process (`dbt.cli.main.dbtRunner`) saves a Python start-up and dbt's imports, about 2 s per
+command. dbtRunner is not thread-safe and keeps global state (flags, the adapter registry, the
+invocation context) and reads the profile's variables from os.environ, so it is used only where one
+task has the process to itself, one command at a time: an Airflow task, which the task supervisor
+runs in a process of its own (under `airflow dags test`, tasks run one after the other in one
+process: still one dbt at a time). Everything else (the CLI, `dbt deps`, tests, several threads)
+starts dbt as a subprocess.
 
 The project folder holds the generated `profiles.yml`, which reads the PG* variables; they come
 from the `Warehouse`, so dbt reaches the same server as every other step.
@@ -11,6 +20,16 @@ hosts. What a later task needs travels in the return values (XCom): the compact 
 a task only installs them when they are missing, into the project if it may, else it fails with
 the command that fixes it. A partial-parse file prepared at deploy time (`prepare`) is copied into
 each scratch folder, so dbt does not re-parse the project in every task.
+
+dbt reuses a partial-parse file only when what it hashed then matches now: its version, the
+profile and target names and `--vars`, every connection field of the profile's target (host,
+port, user, database, schema, role, ...: `connection_info()`), the env vars dbt_project.yml reads,
+and each project's dbt_project.yml. So `prepare` parses exactly as a task runs dbt: the same
+`--target`, the same PG* variables (the same `Warehouse`) and the domain role
+(`dbt_as_domain_role`, the caller's). It keeps the file in target/pipeline/, not in target/: dbt
+run by hand (the dev target: another schema, no role) writes its own state to
+target/partial_parse.msgpack and would replace a prepared file there. After each command one log
+line says how dbt parsed: the prepared state reused, or a full parse and dbt's reason.
 
 A failure raises `DbtFailed`, marked `transient` when dbt's output says the warehouse connection
 was lost or refused (or a lock wait timed out): that is worth a retry, anything else is not.
@@ -27,6 +46,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +61,8 @@ log = logging.getLogger("generator.dbt")
 PACKAGE_FILES = ("packages.yml", "dependencies.yml")
 _DEPS_STAMP = ".datamesh-deps.sha256"  # inside dbt_packages/: the package files deps last installed
 PACKAGES_DIR = "dbt_packages"  # dbt's default packages-install-path
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # in target/, written by `prepare` at deploy time
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's name for its partial-parse state
+PREPARED_DIR = "target/pipeline"  # where `prepare` keeps it, apart from dbt run by hand (module doc)
 MESSAGE_LIMIT = 500  # characters of a test's message kept in the compact results (XCom)
 _TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
 # dbt's own summary of what went wrong starts at one of these lines.
@@ -209,17 +230,21 @@ def prepare(project_dir: Path, warehouse: Warehouse) -> None:
     """Deploy-time preparation of one project (the checkout is writable then): its packages, and
     dbt's partial-parse state in target/, which every task's scratch folder starts from."""
     install_packages(project_dir, warehouse)
-    invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / "target")
+    invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / PREPARED_DIR)
 
 
-def run(project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None) -> Invocation:
+def run(
+    project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None, in_process: bool = False
+) -> Invocation:
     ensure_packages(project_dir, warehouse)
-    return invoke(project_dir, warehouse, ["run"], target_dir=target_dir)
+    return invoke(project_dir, warehouse, ["run"], target_dir=target_dir, in_process=in_process)
 
 
-def test(project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None) -> Invocation:
+def test(
+    project_dir: Path, warehouse: Warehouse, target_dir: Path | None = None, in_process: bool = False
+) -> Invocation:
     ensure_packages(project_dir, warehouse)
-    return invoke(project_dir, warehouse, ["test"], target_dir=target_dir)
+    return invoke(project_dir, warehouse, ["test"], target_dir=target_dir, in_process=in_process)
 
 
 def parse(project_dir: Path, warehouse: Warehouse) -> None:
@@ -233,15 +258,18 @@ def invoke(
     args: list[str],
     target_dir: Path | None = None,
     target: str = "pipeline",
+    in_process: bool = False,
 ) -> Invocation:
     """Run one dbt command in `project_dir`, its target/ and logs in `target_dir` (a scratch
     folder of its own when None: then only the returned run_results outlive the call); stream its
     output to the log. DbtFailed on failure. `target` is the profile's target: `pipeline` (the
-    build schema) but for `datamesh docs` (`docs`, the published schema)."""
+    build schema) but for `datamesh docs` (`docs`, the published schema). `in_process`: through
+    dbtRunner in this process, when the caller has the process to itself (see the module doc;
+    `deps` and calls off the main thread always start a subprocess)."""
     project_dir = project_dir.resolve()
     if target_dir is None:
         with scratch_dir() as scratch:
-            return invoke(project_dir, warehouse, args, scratch, target)
+            return invoke(project_dir, warehouse, args, scratch, target, in_process)
     target_dir.mkdir(parents=True, exist_ok=True)
     results = target_dir / "run_results.json"
     results.unlink(missing_ok=True)  # so a command that dies early leaves no stale results behind
@@ -263,26 +291,68 @@ def invoke(
         "DBT_LOG_PATH": str(target_dir / "logs"),
     }
     log.info("$ %s  (%s)", " ".join(["dbt", *args]), project_dir)
+    if in_process and args[0] != "deps" and threading.current_thread() is threading.main_thread():
+        returncode, lines = _in_process(command[1:], env, project_dir)
+    else:
+        returncode, lines = _subprocess(command, env, project_dir)
+    log.info("%s", parse_note(target_dir))
+    run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
+    summary = summarize(run_results) if run_results is not None else RunSummary()
+    if returncode != 0:
+        raise DbtFailed(
+            f"dbt {' '.join(args)} failed in {project_dir} (exit code {returncode}):\n"
+            + _error_text(lines, summary),
+            run_results,
+            transient=is_transient("\n".join(lines)),
+        )
+    return Invocation(summary, run_results)
+
+
+def _subprocess(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """dbt as a new process; its output streamed to the log. (exit code, output lines)"""
     lines: list[str] = []
     with subprocess.Popen(
-        command, cwd=project_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, bufsize=1,
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             lines.append(line)
             log.info("%s", line)
-    run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
-    summary = summarize(run_results) if run_results is not None else RunSummary()
-    if proc.returncode != 0:
-        raise DbtFailed(
-            f"dbt {' '.join(args)} failed in {project_dir} (exit code {proc.returncode}):\n"
-            + _error_text(lines, summary),
-            run_results,
-            transient=is_transient("\n".join(lines)),
-        )
-    return Invocation(summary, run_results)
+    return proc.returncode, lines
+
+
+def _in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """dbt through dbtRunner in this process, with `env` as os.environ and `cwd` as the working
+    folder for the call (both restored after); dbt's messages go to the log. (exit code as dbt's
+    CLI would give it, output lines)"""
+    from dbt.cli.main import dbtRunner
+
+    lines: list[str] = []
+
+    def to_log(event: Any) -> None:
+        if event.info.level in ("debug", "") or not event.info.msg:
+            return
+        line = f"{event.info.ts.ToDatetime():%H:%M:%S}  {event.info.msg}"
+        lines.append(line)
+        log.info("%s", line)
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        # --quiet: dbt's own console output off; the callback above has every message
+        done = dbtRunner(callbacks=[to_log]).invoke(["--quiet", *args])
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    if done.exception is not None:
+        lines.append(f"{type(done.exception).__name__}: {done.exception}")
+        log.info("%s", lines[-1])
+        return 2, lines
+    return (0 if done.success else 1), lines
 
 
 def compact_run_results(run_results: dict[str, Any]) -> dict[str, Any]:
@@ -310,10 +380,36 @@ def compact_run_results(run_results: dict[str, Any]) -> dict[str, Any]:
     return {"results": kept, "elapsed_time": round(float(run_results.get("elapsed_time") or 0.0), 3)}
 
 
+# What dbt's debug log (logs/dbt.log) says about how it parsed the project.
+_PARSE_REUSED = "Partial parsing enabled, no changes found, skipping parsing"
+_PARSE_PARTIAL = re.compile(r"Partial parsing enabled: (\d+ files deleted, \d+ files added, \d+ files changed)")
+_PARSE_UNABLE = re.compile(r"Unable to do partial parsing because (.*)")
+PARSE_REUSED_NOTE = "dbt parse: reused the partial-parse state (no file changed)"
+
+
+def parse_note(target_dir: Path) -> str:
+    """One line on how the last dbt command in `target_dir` parsed the project, from its dbt.log:
+    the partial-parse state reused (prepared at deploy time, or the command's own), or a full parse
+    with dbt's reason. Rebuilding the state in every task is what `prepare` is there to avoid."""
+    try:
+        text = (target_dir / "logs" / "dbt.log").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return "dbt parse: no dbt.log to tell"
+    if _PARSE_REUSED in text:
+        return PARSE_REUSED_NOTE
+    partial = _PARSE_PARTIAL.search(text)
+    if partial:
+        return f"dbt parse: partial-parse state reused, re-parsed {partial.group(1)}"
+    unable = _PARSE_UNABLE.search(text)
+    if unable:
+        return f"dbt parse: full parse, because {unable.group(1).strip()}"
+    return "dbt parse: full parse"
+
+
 def _seed_partial_parse(project_dir: Path, target_dir: Path) -> None:
     """Start from the partial-parse state prepared at deploy time, if any: dbt then re-parses only
     what changed since (nothing, in a deployed checkout). dbt checks the state is its own."""
-    prepared = project_dir / "target" / PARTIAL_PARSE_FILE
+    prepared = project_dir / PREPARED_DIR / PARTIAL_PARSE_FILE
     seeded = target_dir / PARTIAL_PARSE_FILE
     if prepared.is_file() and prepared != seeded and not seeded.exists():
         shutil.copyfile(prepared, seeded)

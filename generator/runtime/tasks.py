@@ -114,7 +114,8 @@ def run_models(dag_file: str, domain: str, product: str) -> dict:
         # dbt writes as domain_<domain>: its own build schema only; a platform that is not set up
         # fails here with the command that fixes it
         with _dbt_lineage(warehouse, target), dbt_as_domain_role(entry.spec, warehouse):
-            ran = dbt_runner.run(entry.project_dir, warehouse, target)
+            # in-process inside Airflow: the task has its process to itself (dbt_runner's doc)
+            ran = dbt_runner.run(entry.project_dir, warehouse, target, in_process=_in_airflow_task())
         lineage = output_inputs_from_manifest(target, entry.spec)
     return {
         **ran.summary.as_dict(),
@@ -140,7 +141,8 @@ def test_models(dag_file: str, domain: str, product: str) -> dict:
     try:
         with dbt_runner.scratch_dir() as target, _dbt_lineage(warehouse, target):
             with dbt_as_domain_role(entry.spec, warehouse):
-                tested = dbt_runner.test(entry.project_dir, warehouse, target)  # non-zero exit on a failing test
+                # dbt exits non-zero on a failing test; in-process inside Airflow (dbt_runner's doc)
+                tested = dbt_runner.test(entry.project_dir, warehouse, target, in_process=_in_airflow_task())
     except dbt_runner.DbtFailed as exc:
         if not exc.transient:  # a lost connection judges nothing: the retry will
             _judge_failed_tests(root, entry, warehouse, exc.run_results)
