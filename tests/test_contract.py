@@ -295,7 +295,7 @@ def test_import_creates_the_product_and_export_gives_its_contract_back(repo: Pat
     spec_text = (product / "data_product.yaml").read_text(encoding="utf-8")
     assert "#   schema[0].quality[1]: not carried over: a check the spec cannot express" in spec_text
     assert (product / "models/shipments.sql").read_text(encoding="utf-8").count("cast(null as") == 4
-    assert (repo / "dags/logistics__shipments.py").is_file()
+    assert (repo / "dags/logistics.py").is_file()
     assert not (product / ".cookiecutter.json").exists()
     checked = datamesh(repo, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
