@@ -33,7 +33,7 @@ COPY docker/entrypoint.sh /usr/local/bin/datamesh-entrypoint
 # The stack runs as the host user's uid (AIRFLOW_UID in .env) with group 0: make what it writes
 # group-writable, as Airflow's own image does.
 RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir "${AIRFLOW_HOME}" --create-home airflow \
-    && mkdir -p "${AIRFLOW_HOME}/logs" "${DATAMESH_ROOT}" \
+    && mkdir -p "${AIRFLOW_HOME}/logs" "${DATAMESH_ROOT}/dbt-state" \
     && chown -R "${AIRFLOW_UID}:0" "${AIRFLOW_HOME}" "${DATAMESH_ROOT}" \
     && chmod -R g+rwX "${AIRFLOW_HOME}" "${DATAMESH_ROOT}" \
     && chmod 0755 /usr/local/bin/datamesh-airflow-init /usr/local/bin/datamesh-entrypoint

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import textwrap
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.runtime import dbt_runner
+from generator.runtime import dbt_runner, dbt_state
 from generator.warehouse.connection import Warehouse
 
 pytestmark = pytest.mark.integration
@@ -82,15 +83,38 @@ def test_run_and_test_leave_the_checkout_untouched_and_deps_runs_only_when_neede
     assert len(json.dumps(compact)) < 2_000  # small enough for XCom
     # dbt's target/ and logs/ went to scratch folders: only the packages were installed here
     assert sorted(p.name for p in project.iterdir()) == [
-        "dbt_packages", "dbt_project.yml", "models", "package-lock.yml", "packages.yml", "profiles.yml"
+        "dbt_packages", "dbt_project.yml", "models", "packages.yml", "profiles.yml"
     ]
+    # the local package was linked as dbt deps links it, without starting dbt, by a relative link
+    link = project / "dbt_packages" / "pkg"
+    assert link.is_symlink() and not Path(os.readlink(link)).is_absolute()
+    assert link.resolve() == (tmp_path / "pkg").resolve()
     commands = [r.getMessage() for r in caplog.records if r.getMessage().startswith("$ dbt")]
-    assert [c.split("  (")[0] for c in commands] == ["$ dbt deps", "$ dbt run", "$ dbt test"]
+    assert [c.split("  (")[0] for c in commands] == ["$ dbt run", "$ dbt test"]
     assert any("Completed successfully" in r.getMessage() for r in caplog.records)  # dbt's output is logged
 
     (project / "packages.yml").write_text("packages:\n  - local: ../pkg\n# changed\n")
     assert dbt_runner.install_packages(project, warehouse) is True
     assert dbt_runner.install_packages(project, warehouse) is False
+
+
+def test_a_package_that_is_not_local_is_installed_by_dbt_deps(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture
+):
+    package = tmp_path / "gitpkg"  # a git package, from a repository on this machine (offline)
+    package.mkdir()
+    (package / "dbt_project.yml").write_text("name: gitpkg\nversion: '1.0'\nconfig-version: 2\n")
+    git = ["git", "-C", str(package), "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "package"]):
+        subprocess.run(["git", "-C", str(package), *args] if args[0] == "init" else [*git, *args], check=True)
+    project = make_project(tmp_path, "runner_git", {"packages.yml": f"packages:\n  - git: {package}\n"})
+    caplog.set_level(logging.INFO, logger="generator.dbt")
+
+    assert dbt_runner.install_packages(project, warehouse) is True
+
+    assert (project / "dbt_packages" / "gitpkg" / "dbt_project.yml").is_file()
+    assert any(r.getMessage().startswith("$ dbt deps") for r in caplog.records)
+    assert dbt_runner.install_packages(project, warehouse) is False  # installed: not again
 
 
 DEV_TARGET = """\
@@ -113,8 +137,9 @@ def test_a_tasks_dbt_reuses_the_partial_parse_state_prepared_at_deploy_time(
     project = make_project(tmp_path, "runner_parse", {"models/one.sql": "select 1 as n"})
     with (project / "profiles.yml").open("a") as profiles:
         profiles.write(DEV_TARGET)
-    dbt_runner.prepare(project, warehouse)  # at deploy time
-    assert (project / dbt_runner.PREPARED_DIR / dbt_runner.PARTIAL_PARSE_FILE).is_file()
+    assert dbt_runner.prepare(project, warehouse) is True  # at deploy time
+    assert len(list((project / dbt_state.PREPARED_DIR).glob("*.msgpack"))) == 1
+    assert dbt_runner.prepare(project, warehouse) is False  # the next deploy: this revision is prepared
     # Someone runs dbt by hand in the checkout: the dev target, its own state in target/.
     env = {**os.environ, **warehouse.env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     by_hand = subprocess.run(
@@ -122,7 +147,7 @@ def test_a_tasks_dbt_reuses_the_partial_parse_state_prepared_at_deploy_time(
          "--profiles-dir", str(project)], cwd=project, env=env, capture_output=True, text=True,
     )
     assert by_hand.returncode == 0, by_hand.stdout
-    assert (project / "target" / dbt_runner.PARTIAL_PARSE_FILE).is_file()
+    assert (project / "target" / dbt_state.PARTIAL_PARSE_FILE).is_file()
     caplog.set_level(logging.INFO, logger="generator.dbt")
     caplog.clear()  # prepare's own (full) parse
 
@@ -130,6 +155,42 @@ def test_a_tasks_dbt_reuses_the_partial_parse_state_prepared_at_deploy_time(
 
     notes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dbt parse:")]
     assert notes == [dbt_runner.PARSE_REUSED_NOTE], "\n".join(r.getMessage() for r in caplog.records)
+
+
+def parse_notes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("dbt parse:")]
+
+
+def test_state_prepared_in_one_checkout_is_reused_by_another_of_the_same_revision(
+    tmp_path: Path, warehouse: Warehouse, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    """As under a git DAG bundle: `prepare` ran on the deploy's tree, each worker runs its tasks in
+    a checkout of its own elsewhere; the shared store ($DATAMESH_DBT_STATE_DIR) carries the state."""
+    monkeypatch.setenv(dbt_state.STATE_DIR_VARIABLE, str(tmp_path / "store"))
+    # dbt/<domain>/<product> in each checkout
+    deployed = make_project(tmp_path / "deployed/dbt/shop", "runner_shared", {"models/one.sql": "select 1 as n"})
+    assert dbt_runner.prepare(deployed, warehouse) is True
+    checkout = tmp_path / "worker/dbt/shop/tiny"
+    shutil.copytree(deployed, checkout)
+    caplog.set_level(logging.INFO, logger="generator.dbt")
+    caplog.clear()
+
+    dbt_runner.run(checkout, warehouse)  # as a task runs it, in the worker's checkout
+
+    assert parse_notes(caplog) == [dbt_runner.PARSE_REUSED_NOTE]
+    assert not (checkout / "target").exists()  # the task wrote nothing into its checkout
+
+    # Another revision (a model changed): nobody prepared it; the first task parses in full and
+    # leaves its state in the store, the next task (in yet another checkout) starts from it.
+    (checkout / "models" / "one.sql").write_text("select 2 as n")
+    other = tmp_path / "worker2/dbt/shop/tiny"
+    shutil.copytree(checkout, other)
+    caplog.clear()
+    dbt_runner.run(checkout, warehouse)
+    dbt_runner.run(other, warehouse)
+    first, second = parse_notes(caplog)
+    assert first.startswith("dbt parse: full parse") and second == dbt_runner.PARSE_REUSED_NOTE
+    assert len(list((tmp_path / "store").rglob("*.msgpack"))) == 2  # one state per revision
 
 
 def test_without_prepared_state_the_log_says_dbt_parsed_in_full(

@@ -70,12 +70,14 @@ def setup(ctx: Context, dry_run: bool, create_roles: bool) -> None:
 @click.argument("product", required=False)
 @click.pass_obj
 def prepare(ctx: Context, product: str | None) -> None:
-    """Prepare each product's dbt project (all, or one PRODUCT) where the checkout is writable, at
-    deploy time or when building the image: its dbt packages (`dbt deps`, only when packages.yml
-    changed) and dbt's partial-parse state (target/pipeline/partial_parse.msgpack, from `dbt parse` with the
-    run's target and role), which every task's dbt starts from. A run then installs nothing and
-    re-parses only what changed. Run it after `datamesh render` and `datamesh platform setup`,
-    with the PG* variables the tasks get (they are part of the state dbt checks)."""
+    """Prepare each product's dbt project (all, or one PRODUCT) at deploy time or when building
+    the image: its dbt packages (linked when local, else `dbt deps`; only when packages.yml
+    changed) and dbt's partial-parse state of this revision (`dbt parse` with the run's target and
+    role), kept in $DATAMESH_DBT_STATE_DIR, else in each project's target/pipeline/. Every task's
+    dbt starts from it, so a run installs nothing and parses nothing that did not change. Projects
+    whose revision is prepared already are skipped: a deploy parses only what changed. Run it
+    after `datamesh render` and `datamesh platform setup`, with the PG* variables the tasks get
+    (they are part of the state dbt checks)."""
     import time
 
     from generator.platform.access import dbt_as_domain_role
@@ -85,13 +87,17 @@ def prepare(ctx: Context, product: str | None) -> None:
     ctx.require_repo()
     warehouse = from_environment(ctx.root)
     entries = ctx.mesh().select(product)
+    parsed = 0
     for entry in entries:
         started = time.monotonic()
-        # the tasks' dbt runs as the domain role: the role is in the profile, whose hash dbt checks
+        # the tasks' dbt runs as the domain role: the role is in the profile, whose hash dbt checks;
+        # in-process: one dbt import for every project (dbt_runner's module doc)
         with dbt_as_domain_role():
-            dbt_runner.prepare(entry.project_dir, warehouse)
-        click.echo(f"prepared {entry.spec.domain}/{entry.spec.name} ({time.monotonic() - started:.1f} s)")
-    click.echo(f"{len(entries)} dbt project(s) prepared")
+            did = dbt_runner.prepare(entry.project_dir, warehouse, in_process=True)
+        parsed += did
+        what = "prepared" if did else "already prepared"
+        click.echo(f"{what} {entry.spec.domain}/{entry.spec.name} ({time.monotonic() - started:.1f} s)")
+    click.echo(f"{len(entries)} dbt project(s): {parsed} parsed, {len(entries) - parsed} already prepared")
 
 
 def _echo(report: SetupReport) -> None:

@@ -6,8 +6,9 @@ command. dbtRunner is not thread-safe and keeps global state (flags, the adapter
 invocation context) and reads the profile's variables from os.environ, so it is used only where one
 task has the process to itself, one command at a time: an Airflow task, which the task supervisor
 runs in a process of its own (under `airflow dags test`, tasks run one after the other in one
-process: still one dbt at a time). Everything else (the CLI, `dbt deps`, tests, several threads)
-starts dbt as a subprocess.
+process: still one dbt at a time), and `datamesh platform prepare`, which parses one project after
+another. Everything else (the other CLI commands, `dbt deps`, tests, several threads) starts dbt
+as a subprocess.
 
 The project folder holds the generated `profiles.yml`, which reads the PG* variables; they come
 from the `Warehouse`, so dbt reaches the same server as every other step.
@@ -16,20 +17,20 @@ Every invocation writes into a scratch folder of its own (dbt's target and log p
 into the checkout: a deployed checkout may be read-only, and tasks of one run may run on different
 hosts. What a later task needs travels in the return values (XCom): the compact test results
 (`compact_run_results`), and whatever the caller reads from the scratch folder while it exists
-(the manifest's lineage). dbt packages are installed once, at deploy time (`install_packages`);
-a task only installs them when they are missing, into the project if it may, else it fails with
-the command that fixes it. A partial-parse file prepared at deploy time (`prepare`) is copied into
-each scratch folder, so dbt does not re-parse the project in every task.
+(the manifest's lineage). dbt packages are installed once, at deploy time (`install_packages`:
+local ones are linked without starting dbt); a task only installs them when they are missing,
+into the project if it may, else it fails with the command that fixes it.
 
-dbt reuses a partial-parse file only when what it hashed then matches now: its version, the
-profile and target names and `--vars`, every connection field of the profile's target (host,
-port, user, database, schema, role, ...: `connection_info()`), the env vars dbt_project.yml reads,
-and each project's dbt_project.yml. So `prepare` parses exactly as a task runs dbt: the same
-`--target`, the same PG* variables (the same `Warehouse`) and the domain role
-(`dbt_as_domain_role`, the caller's). It keeps the file in target/pipeline/, not in target/: dbt
-run by hand (the dev target: another schema, no role) writes its own state to
-target/partial_parse.msgpack and would replace a prepared file there. After each command one log
-line says how dbt parsed: the prepared state reused, or a full parse and dbt's reason.
+dbt's partial-parse state is prepared at deploy time too (`prepare`) and kept by revision in a
+store outside the scratch folders (runtime/dbt_state.py); each command starts from it, so dbt
+does not re-parse the project in every task. dbt reuses a state only when what it hashed then
+matches now: its version, the profile and target names and `--vars`, every connection field of
+the profile's target (host, port, user, database, schema, role, ...), the env vars
+dbt_project.yml reads, and each project's files. So `prepare` parses exactly as a task runs dbt:
+the same `--target`, the same PG* variables (the same `Warehouse`) and the domain role
+(`dbt_as_domain_role`, the caller's); dbt run by hand (the dev target) never shares it. After
+each command one log line says how dbt parsed: the prepared state reused, or a full parse and
+dbt's reason.
 
 A failure raises `DbtFailed`, marked `transient` when dbt's output says the warehouse connection
 was lost or refused (or a lock wait timed out): that is worth a retry, anything else is not.
@@ -37,12 +38,10 @@ was lost or refused (or a lock wait timed out): that is worth a retry, anything 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,15 +53,12 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import RunFailed
+from generator.runtime import dbt_packages, dbt_state
 from generator.warehouse.connection import Warehouse
 
 log = logging.getLogger("generator.dbt")
 
-PACKAGE_FILES = ("packages.yml", "dependencies.yml")
-_DEPS_STAMP = ".datamesh-deps.sha256"  # inside dbt_packages/: the package files deps last installed
-PACKAGES_DIR = "dbt_packages"  # dbt's default packages-install-path
-PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's name for its partial-parse state
-PREPARED_DIR = "target/pipeline"  # where `prepare` keeps it, apart from dbt run by hand (module doc)
+PIPELINE_TARGET = "pipeline"  # the profile's target tasks run (render/dbt_project.py)
 MESSAGE_LIMIT = 500  # characters of a test's message kept in the compact results (XCom)
 _TIMESTAMP = re.compile(r"^\d\d:\d\d:\d\d(\.\d+)?\s+")
 # dbt's own summary of what went wrong starts at one of these lines.
@@ -177,60 +173,55 @@ def scratch_dir() -> Iterator[Path]:
         yield Path(folder)
 
 
-def packages_installed(project_dir: Path) -> bool:
-    """Whether the project needs no `dbt deps`: it has no package files, or dbt_packages/ holds
-    what the current package files name."""
-    stamp = _package_files_digest(project_dir)
-    if stamp is None:
-        return True
-    marker = project_dir / PACKAGES_DIR / _DEPS_STAMP
-    return marker.is_file() and marker.read_text() == stamp
-
-
 def install_packages(project_dir: Path, warehouse: Warehouse, force: bool = False) -> bool:
-    """`dbt deps` into the project's dbt_packages/ when missing or the package files changed: at
-    deploy time (or on a developer's machine), where the checkout is writable. Returns whether
-    it ran."""
-    if not force and packages_installed(project_dir):
+    """The project's dbt packages into its dbt_packages/ when missing or the package files changed:
+    at deploy time (or on a developer's machine), where the checkout is writable. Local packages
+    are linked without starting dbt (runtime/dbt_packages.py), others go through `dbt deps`.
+    Returns whether it installed anything."""
+    if dbt_packages.package_files_digest(project_dir) is None:
         return False
-    stamp = _package_files_digest(project_dir)
-    if stamp is None:
+    if not force and dbt_packages.packages_installed(project_dir):
         return False
-    invoke(project_dir, warehouse, ["deps"])
-    marker = project_dir / PACKAGES_DIR / _DEPS_STAMP
-    marker.parent.mkdir(exist_ok=True)
-    marker.write_text(stamp)
+    if not dbt_packages.link_local_packages(project_dir):
+        invoke(project_dir, warehouse, ["deps"])
+        dbt_packages.mark_installed(project_dir)
     return True
-
 
 
 def ensure_packages(project_dir: Path, warehouse: Warehouse) -> None:
     """Before a task's dbt command: nothing when the packages are installed (the deployed case);
-    install them when the checkout is writable (a developer's machine). A read-only checkout
-    uses the dbt_packages/ it was deployed with (installed by a plain `dbt deps` too), and
-    without one fails at once with the command that fixes it, rather than with dbt's error
-    about a missing package."""
-    if packages_installed(project_dir):
+    install them when the checkout is writable (a developer's machine, a git bundle's checkout).
+    A read-only checkout uses the dbt_packages/ it was deployed with (installed by a plain
+    `dbt deps` too), and without one fails at once with the command that fixes it, rather than
+    with dbt's error about a missing package."""
+    if dbt_packages.packages_installed(project_dir):
         return
     if os.access(project_dir, os.W_OK):
         install_packages(project_dir, warehouse)
         return
-    if (project_dir / PACKAGES_DIR).is_dir():
+    if (project_dir / dbt_packages.PACKAGES_DIR).is_dir():
         return
     raise RunFailed(
-        f"the dbt packages of {project_dir} are not installed ({project_dir / PACKAGES_DIR} is missing "
-        "or older than packages.yml) and the checkout is read-only: install them where it is "
-        f"writable, when building the image or deploying: `dbt deps --project-dir {project_dir} "
-        f"--profiles-dir {project_dir}` (or generator.runtime.dbt_runner.prepare, which also "
+        f"the dbt packages of {project_dir} are not installed ({project_dir / dbt_packages.PACKAGES_DIR} "
+        "is missing or older than packages.yml) and the checkout is read-only: install them where it "
+        "is writable, when building the image or deploying: `datamesh platform prepare` (which also "
         "prepares dbt's partial-parse state)"
     )
 
 
-def prepare(project_dir: Path, warehouse: Warehouse) -> None:
+def prepare(project_dir: Path, warehouse: Warehouse, in_process: bool = False) -> bool:
     """Deploy-time preparation of one project (the checkout is writable then): its packages, and
-    dbt's partial-parse state in target/, which every task's scratch folder starts from."""
+    dbt's partial-parse state for this revision in the store (runtime/dbt_state.py), which every
+    task's dbt starts from. Parses only when the store has no state for this revision; whether
+    it did."""
     install_packages(project_dir, warehouse)
-    invoke(project_dir, warehouse, ["parse"], target_dir=project_dir / PREPARED_DIR)
+    state = dbt_state.state_file(project_dir, _dbt_env(warehouse, Path("-")), PIPELINE_TARGET)
+    if state.is_file():
+        return False
+    with scratch_dir() as scratch:
+        invoke(project_dir, warehouse, ["parse"], scratch, in_process=in_process)
+        dbt_state.keep(state, scratch)
+    return True
 
 
 def run(
@@ -257,7 +248,7 @@ def invoke(
     warehouse: Warehouse,
     args: list[str],
     target_dir: Path | None = None,
-    target: str = "pipeline",
+    target: str = PIPELINE_TARGET,
     in_process: bool = False,
 ) -> Invocation:
     """Run one dbt command in `project_dir`, its target/ and logs in `target_dir` (a scratch
@@ -273,7 +264,6 @@ def invoke(
     target_dir.mkdir(parents=True, exist_ok=True)
     results = target_dir / "run_results.json"
     results.unlink(missing_ok=True)  # so a command that dies early leaves no stale results behind
-    _seed_partial_parse(project_dir, target_dir)
     command = [
         str(dbt_executable()),
         *args,
@@ -281,21 +271,19 @@ def invoke(
         "--profiles-dir", str(project_dir),
         "--target", target,  # pipeline: the build schema (render/dbt_project.py PIPELINE_TARGET); by hand: dev
     ]
-    env = {
-        **os.environ,
-        **warehouse.env(),
-        "DBT_USE_COLORS": "false",
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",  # no internet access from a warehouse task
-        # dbt's --target-path and --log-path, as variables: `dbt deps` takes no --target-path
-        "DBT_TARGET_PATH": str(target_dir),
-        "DBT_LOG_PATH": str(target_dir / "logs"),
-    }
+    env = _dbt_env(warehouse, target_dir)
+    # the partial-parse state of this revision, when prepared (runtime/dbt_state.py)
+    state = dbt_state.state_file(project_dir, env, target) if args[0] != "deps" else None
+    if state is not None:
+        dbt_state.seed(state, target_dir)
     log.info("$ %s  (%s)", " ".join(["dbt", *args]), project_dir)
     if in_process and args[0] != "deps" and threading.current_thread() is threading.main_thread():
         returncode, lines = _in_process(command[1:], env, project_dir)
     else:
         returncode, lines = _subprocess(command, env, project_dir)
     log.info("%s", parse_note(target_dir))
+    if state is not None and returncode == 0 and dbt_state.shared_store() is not None:
+        dbt_state.keep(state, target_dir)  # for the next task, if nobody prepared this revision
     run_results = json.loads(results.read_text(encoding="utf-8")) if results.is_file() else None
     summary = summarize(run_results) if run_results is not None else RunSummary()
     if returncode != 0:
@@ -306,6 +294,18 @@ def invoke(
             transient=is_transient("\n".join(lines)),
         )
     return Invocation(summary, run_results)
+
+
+def _dbt_env(warehouse: Warehouse, target_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        **warehouse.env(),
+        "DBT_USE_COLORS": "false",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",  # no internet access from a warehouse task
+        # dbt's --target-path and --log-path, as variables: `dbt deps` takes no --target-path
+        "DBT_TARGET_PATH": str(target_dir),
+        "DBT_LOG_PATH": str(target_dir / "logs"),
+    }
 
 
 def _subprocess(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
@@ -406,15 +406,6 @@ def parse_note(target_dir: Path) -> str:
     return "dbt parse: full parse"
 
 
-def _seed_partial_parse(project_dir: Path, target_dir: Path) -> None:
-    """Start from the partial-parse state prepared at deploy time, if any: dbt then re-parses only
-    what changed since (nothing, in a deployed checkout). dbt checks the state is its own."""
-    prepared = project_dir / PREPARED_DIR / PARTIAL_PARSE_FILE
-    seeded = target_dir / PARTIAL_PARSE_FILE
-    if prepared.is_file() and prepared != seeded and not seeded.exists():
-        shutil.copyfile(prepared, seeded)
-
-
 def _error_text(lines: list[str], summary: RunSummary) -> str:
     """dbt's own account of the failure: its closing error summary, else the end of its output."""
     plain = [_TIMESTAMP.sub("", line) for line in lines]
@@ -424,13 +415,3 @@ def _error_text(lines: list[str], summary: RunSummary) -> str:
     if not block and summary.failing:
         block = [str(node) for node in summary.failing]
     return "\n".join(block)
-
-
-def _package_files_digest(project_dir: Path) -> str | None:
-    present = [project_dir / name for name in PACKAGE_FILES if (project_dir / name).is_file()]
-    if not present:
-        return None
-    digest = hashlib.sha256()
-    for path in present:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()

@@ -408,6 +408,8 @@ class Stack:
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.root / "airflow-task-logs"),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(checkout / "dags"),
                 "DATAMESH_ROOT": str(checkout),
+                # One store of prepared dbt state for all, like compose's dbt-state volume.
+                "DATAMESH_DBT_STATE_DIR": str(self.root / "dbt-state"),
                 # Each service's own clones of the bundle (compose: a folder of each container).
                 "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(home / "dag_bundles"),
                 "PYTHONPATH": str(REPO_ROOT),  # the image pip-installs generator/; here it is the repo's

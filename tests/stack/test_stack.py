@@ -26,6 +26,7 @@ import yaml
 from psycopg2 import sql
 
 from generator.layout import CATALOG_SCHEMA, spec_path
+from generator.runtime.dbt_runner import PARSE_REUSED_NOTE
 from tests.stack import warehouse_checks as checks
 from tests.stack.harness import TIMINGS, WORKERS, Stack, commit
 from tests.stack.locks import HeldLock
@@ -108,6 +109,18 @@ def test_airflow_init_sets_the_platform_up_and_a_second_setup_changes_nothing(st
 def test_every_product_runs_to_success(mesh_run: MeshRun) -> None:
     assert {p.spec.key for p in mesh_run.mesh.products} == set(mesh_run.runs)
     assert {key: run["state"] for key, run in mesh_run.runs.items()} == dict.fromkeys(mesh_run.runs, "success")
+
+
+def test_tasks_start_from_the_dbt_state_prepared_at_deploy_time(stack: Stack, mesh_run: MeshRun) -> None:
+    """airflow-init's `datamesh platform prepare` linked the packages and parsed each project once,
+    into the shared store; every dbt task, in its worker's checkout of the bundle, parsed nothing."""
+    init_log = (stack.logs / "airflow-init.log").read_text(errors="replace")
+    assert f"{len(mesh_run.mesh.products)} dbt project(s): {len(mesh_run.mesh.products)} parsed" in init_log
+    for key, run in mesh_run.runs.items():
+        for task_id in ("dbt_run", "dbt_test"):
+            log = stack.task_log(key, run["dag_run_id"], task_id, attempt=1)
+            assert PARSE_REUSED_NOTE in log, f"{key} {task_id}:\n{log[-3000:]}"
+            assert "$ dbt deps" not in log, f"{key} {task_id}: installed packages at run time"
 
 
 def test_consumers_start_from_their_inputs_assets(mesh_run: MeshRun) -> None:
