@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +84,25 @@ def _yaml(shown: str, data: dict[str, Any]) -> str:
 
 
 # libyaml's emitter (CSafeDumper, several times faster) writes the same bytes as PyYAML's own for
-# text of printable characters of the Basic Multilingual Plane; it differs on line breaks, tabs,
-# other control characters and characters beyond the BMP (how it escapes and folds them). So it
-# is used only for data whose every string is of the first kind (tests/test_render_dbt.py). The
-# data is checked as JSON (json's C encoder walks it faster than Python would): json escapes
-# control characters (\n, \u0001, ...) and leaves every other character as it is.
+# text of printable characters of the Basic Multilingual Plane; it differs on characters beyond the
+# BMP and control characters, and on line breaks and tabs in a double-quoted scalar (how it escapes
+# and folds them). A line break or a tab in a scalar PyYAML writes plain or single-quoted comes out
+# the same. So libyaml is used only for data whose every string is of those kinds
+# (tests/test_render_dbt.py). The data is checked as JSON first (json's C encoder walks it faster
+# than Python would): json escapes control characters (\n, \u0001, ...) and leaves every other
+# character as it is; only data with a line break or a tab is walked string by string.
 FAST_DUMPER: type | None = getattr(yaml, "CSafeDumper", None)
 _NOT_SAME_IN_LIBYAML = re.compile(
     "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]|\\\\[bfnrtu]"
 )
+# A mapping key that may be long: PyYAML writes a key of over 128 characters as `? key`, libyaml one
+# of over 128 bytes, and near that length they differ anyway. Found in the JSON text generously
+# (100 characters or more, or any character beyond ASCII), then checked exactly (MAX_KEY_BYTES).
+_MAYBE_LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){100,}": |"(?:[^"\\\x80-\uffff]|\\.)*[\x80-\uffff][^"]*": ')
+MAX_KEY_BYTES = 64
+# What libyaml writes as PyYAML does wherever it is in a string, line breaks and tabs apart.
+_SAME_BESIDE_BREAKS = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
+_ANALYZER = yaml.emitter.Emitter(None)  # only its analyze_scalar: how PyYAML would quote a scalar
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
@@ -111,7 +122,34 @@ def _same_in_libyaml(data: dict[str, Any]) -> bool:
         text = json.dumps(data, ensure_ascii=False)
     except (TypeError, ValueError):  # not plain JSON data: PyYAML it is
         return False
-    return _NOT_SAME_IN_LIBYAML.search(text) is None
+    if _NOT_SAME_IN_LIBYAML.search(text) is None and _MAYBE_LONG_KEY.search(text) is None:
+        return True
+    for value, key in _strings(data):
+        if key and len(value.encode("utf-8")) > MAX_KEY_BYTES:
+            return False
+        if _SAME_BESIDE_BREAKS.search(value):
+            return False  # beyond the BMP, or a control character other than a line break or a tab
+        if ("\n" in value or "\t" in value) and not _written_alike(value, key):
+            return False
+    return True
+
+
+def _written_alike(value: str, key: bool) -> bool:
+    """Whether PyYAML writes this scalar plain or single-quoted (a multi-line key it double-quotes)."""
+    analysis = _ANALYZER.analyze_scalar(value)
+    return analysis.allow_single_quoted and not (key and analysis.multiline)
+
+
+def _strings(data: Any, key: bool = False) -> Iterator[tuple[str, bool]]:
+    if isinstance(data, str):
+        yield data, key
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            yield from _strings(k, True)
+            yield from _strings(v)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _strings(item)
 
 
 # --- project, profile ---------------------------------------------------------------------------

@@ -122,14 +122,20 @@ def _read(path: Path) -> str | None:
 
 def _replace_all(pending: dict[Path, str]) -> None:
     staged: list[tuple[Path, Path]] = []
+    folders: set[Path] = set()  # made once each: a render of a whole mesh writes thousands of files
     try:
         for target, text in pending.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in folders:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(target.parent)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             staged.append((Path(tmp), target))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
-            mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
+            try:
+                mode = target.stat().st_mode & 0o777
+            except FileNotFoundError:
+                mode = 0o644
             os.chmod(tmp, mode)
     except BaseException:
         for tmp, _ in staged:

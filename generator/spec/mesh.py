@@ -36,6 +36,10 @@ class Mesh:
     root: Path
     products: list[ProductEntry] = field(default_factory=list)  # in dependency order
     domains: dict[str, DomainEntry] = field(default_factory=dict)  # the registry, by domain
+    _readers: dict[tuple[str, str], dict[int, ProductEntry]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _readers_key: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def domain(self, name: str) -> Domain | None:
         entry = self.domains.get(name)
@@ -73,14 +77,17 @@ class Mesh:
         return chosen
 
     def consumers_of(self, entry: ProductEntry) -> list[ProductEntry]:
-        return [
-            p
-            for p in self.products
-            if any(
-                i.domain == entry.spec.domain and i.product == entry.spec.name
-                for i in p.spec.inputs.products
-            )
-        ]
+        """The products reading `entry`, in mesh order. From an index of the product list, built
+        once: rendering asks this of every product (its exposures), and a scan each time was
+        quadratic in the size of the mesh."""
+        key = (id(self.products), len(self.products))
+        if self._readers_key != key:
+            readers: dict[tuple[str, str], dict[int, ProductEntry]] = {}
+            for product in self.products:
+                for wanted in product.spec.inputs.products:
+                    readers.setdefault((wanted.domain, wanted.product), {})[id(product)] = product
+            self._readers, self._readers_key = readers, key
+        return list(self._readers.get((entry.spec.domain, entry.spec.name), {}).values())
 
 
 def spec_paths(root: Path) -> list[Path]:
