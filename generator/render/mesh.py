@@ -110,29 +110,43 @@ def render_changed(root: Path, known: Plan) -> Changed:
     """The products whose files' hashes are stale (`known`, render/incremental.py), and the
     products those read: a producer's dbt project lists the products reading it as exposures
     (render/dbt_metadata.py), so a changed, new or removed consumer changes its producers' files
-    although their hashes (their own and their inputs' specs) did not change. Rendered from the
-    whole mesh: a partial one would not know all of a producer's consumers. The one selection both
-    `render` and the upgrade plan use."""
+    although their hashes (their own and their inputs' specs) did not change. The one selection
+    both `render` and the upgrade plan use.
+
+    Loads only the specs these files are made of (`_needed`), not the whole mesh: the stale
+    products, the products they read, every product reading a rendered one (its exposures), and
+    the other products of their domains (the domain's DAG file). Which clean product reads which
+    comes from its files' headers (`known.reads`)."""
     dirty = set(known.dirty)
     again = _read_by(root, known.maybe_stale) - dirty
     if not dirty and not again:
         return Changed()
-    from generator.spec.mesh import load_mesh
+    from generator.spec.mesh import load_products
 
-    mesh = load_mesh(root)
-    again |= {
-        f"{i.domain}/{i.product}"
-        for e in mesh.products
-        if f"{e.spec.domain}/{e.spec.name}" in dirty
-        for i in e.spec.inputs.products
-    }
+    known_reads = {name: known.reads[name] for name in known.clean if name in known.reads}
+    stale, _ = load_products(root, dirty, known_reads)
+    reads = {**known_reads, **{_name(e): product_reads(e) for e in stale.products if _name(e) in dirty}}
+    again |= {producer for name in dirty for producer in reads.get(name, [])}
     again -= dirty
-    entries = [e for e in mesh.products if f"{e.spec.domain}/{e.spec.name}" in dirty]
-    extra = [e for e in mesh.products if f"{e.spec.domain}/{e.spec.name}" in again]
+    mesh, _ = load_products(root, _needed(dirty | again, reads, known.products), known_reads)
+    entries = [e for e in mesh.products if _name(e) in dirty]
+    extra = [e for e in mesh.products if _name(e) in again]
     extra_files = render_products(mesh, extra)
     return Changed(
         render_products(mesh, entries).merge(extra_files), entries + extra, len(extra_files.generated), sorted(again)
     )
+
+
+def _needed(rendered: set[str], reads: dict[str, list[str]], products: list[str]) -> set[str]:
+    """The products whose specs the files of `rendered` are made of (their inputs are loaded with
+    them): those, every product reading one of them, and every product of their domains."""
+    readers = {name for name, read in reads.items() if rendered.intersection(read)}
+    domains = {name.split("/")[0] for name in rendered}
+    return rendered | readers | {name for name in products if name.split("/")[0] in domains}
+
+
+def _name(entry: ProductEntry) -> str:
+    return f"{entry.spec.domain}/{entry.spec.name}"
 
 
 def _read_by(root: Path, files: list[str]) -> set[str]:
