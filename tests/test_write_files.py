@@ -79,6 +79,29 @@ def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, mon
     assert after == before  # every old file as it was, and no temporary file left behind
 
 
+def test_a_crash_while_writing_a_whole_mesh_leaves_every_file_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    """Enough files that they are staged by several threads: one failure, and no file changes."""
+    def many(version: str) -> Rendered:
+        return Rendered(generated={f"dbt/d{i % 40}/p{i}/dbt_project.yml": f"{HEAD}v{version}\n" for i in range(1200)})
+
+    write.apply(tmp_path, many("1"))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real_fdopen = os.fdopen
+    calls = {"n": 0}
+
+    def crash_once(fd: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 700:
+            os.close(fd)
+            raise OSError(28, "No space left on device")
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(write.os, "fdopen", crash_once)
+    with pytest.raises(OSError, match="No space left"):
+        write.apply(tmp_path, many("2"))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
 def test_files_no_spec_produces_any_more_are_found_and_removed(tmp_path: Path) -> None:
     write.apply(tmp_path, plan())
     old = tmp_path / "dags/marketing__gone.py"

@@ -128,7 +128,7 @@ def render_changed(root: Path, known: Plan) -> Changed:
     reads = {**known_reads, **{_name(e): product_reads(e) for e in stale.products if _name(e) in dirty}}
     again |= {producer for name in dirty for producer in reads.get(name, [])}
     again -= dirty
-    mesh, _ = load_products(root, _needed(dirty | again, reads, known.products), known_reads)
+    mesh, _ = load_products(root, _needed(dirty | again, reads, known.products), known_reads, stale.products)
     entries = [e for e in mesh.products if _name(e) in dirty]
     extra = [e for e in mesh.products if _name(e) in again]
     extra_files = render_products(mesh, extra)

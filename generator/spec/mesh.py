@@ -110,15 +110,19 @@ def load_mesh(root: Path) -> Mesh:
 
 
 def load_products(
-    root: Path, wanted: Iterable[str], known_reads: Mapping[str, Iterable[str]]
+    root: Path,
+    wanted: Iterable[str],
+    known_reads: Mapping[str, Iterable[str]],
+    loaded_before: Iterable[ProductEntry] = (),
 ) -> tuple[Mesh, list[ProductEntry]]:
     """Load and cross-check only the products `wanted` (`domain/product`), with the specs of the
     products they read: what an incremental render needs. `known_reads` gives, for the products not
     loaded, the products each reads (from their generated files' headers), so a cycle through them
-    is still found. Returns a mesh of the loaded specs and the wanted entries, in dependency order."""
+    is still found. `loaded_before`: entries an earlier call loaded, not read again. Returns a mesh
+    of the loaded specs and the wanted entries, in dependency order."""
     root = root.resolve()
     problems: list[Problem] = []
-    loaded: dict[str, ProductEntry] = {}
+    loaded: dict[str, ProductEntry] = {f"{e.spec.domain}/{e.spec.name}": e for e in loaded_before}
 
     def load(products: Iterable[str]) -> None:
         for product in sorted(set(products) - loaded.keys()):
@@ -127,8 +131,9 @@ def load_products(
             if entry is not None:
                 loaded[product] = entry
 
+    wanted = sorted(set(wanted))
     load(wanted)
-    chosen = list(loaded.values())
+    chosen = [loaded[name] for name in wanted if name in loaded]
     load(f"{i.domain}/{i.product}" for e in chosen for i in e.spec.inputs.products)
     problems += check_inputs(chosen, list(loaded.values()))
     domains = _registry(root, chosen, {e.spec.domain for e in loaded.values()}, problems)
