@@ -117,17 +117,10 @@ def test_a_package_that_is_not_local_is_installed_by_dbt_deps(
     assert dbt_runner.install_packages(project, warehouse) is False  # installed: not again
 
 
-DEV_TARGET = """\
-    dev:  # what dbt run by hand uses: another schema
-      type: postgres
-      host: "{{ env_var('PGHOST') }}"
-      port: "{{ env_var('PGPORT') | as_number }}"
-      user: "{{ env_var('PGUSER') }}"
-      password: "{{ env_var('PGPASSWORD') }}"
-      dbname: "{{ env_var('PGDATABASE') }}"
-      schema: runner_parse_dev
-      threads: 1
-"""
+# What dbt run by hand uses: the same connection, another schema (PROFILES' pipeline target, renamed).
+DEV_TARGET = PROFILES.split("  outputs:\n", 1)[1].replace("pipeline:  # the target dbt_runner names", "dev:") % {
+    "schema": "runner_parse_dev"
+}
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["in_process", "subprocess"])

@@ -59,20 +59,25 @@ def test_drift_shows_a_diff_of_a_hand_edited_generated_file(tmp_path: Path) -> N
     assert "-DAG = 'hand-edited'" in changed.diff and "+DAG = '1'" in changed.diff
 
 
-def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, monkeypatch) -> None:
-    write.apply(tmp_path, plan("1"))
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+def disk_full_at(call: int):  # type: ignore[no-untyped-def]
+    """os.fdopen that fails as a full disk does on its `call`-th use."""
     real_fdopen = os.fdopen
     calls = {"n": 0}
 
-    def crash_on_second(fd: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def fdopen(fd: int, *args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == call:
             os.close(fd)
             raise OSError(28, "No space left on device")
         return real_fdopen(fd, *args, **kwargs)
 
-    monkeypatch.setattr(write.os, "fdopen", crash_on_second)
+    return fdopen
+
+
+def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, monkeypatch) -> None:
+    write.apply(tmp_path, plan("1"))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr(write.os, "fdopen", disk_full_at(2))
     with pytest.raises(OSError, match="No space left"):
         write.apply(tmp_path, plan("2"))
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
@@ -86,17 +91,7 @@ def test_a_crash_while_writing_a_whole_mesh_leaves_every_file_as_it_was(tmp_path
 
     write.apply(tmp_path, many("1"))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    real_fdopen = os.fdopen
-    calls = {"n": 0}
-
-    def crash_once(fd: int, *args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 700:
-            os.close(fd)
-            raise OSError(28, "No space left on device")
-        return real_fdopen(fd, *args, **kwargs)
-
-    monkeypatch.setattr(write.os, "fdopen", crash_once)
+    monkeypatch.setattr(write.os, "fdopen", disk_full_at(700))
     with pytest.raises(OSError, match="No space left"):
         write.apply(tmp_path, many("2"))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -93,6 +94,15 @@ def mesh_run(stack: Stack) -> MeshRun:
     result.runs.update(finished)
     TIMINGS[f"mesh consumers: {', '.join(finished)}"] = time.monotonic() - wave_started
     TIMINGS["mesh total"] = time.monotonic() - started
+    # What each task takes on a Celery worker (Airflow's duration: its process's start, the DAG
+    # file's parse for that one DAG, the task's own work), for the figures of docs/deploy.md.
+    durations: dict[str, list[float]] = {}
+    for key, run in result.runs.items():
+        for task_id, ti in stack.api.task_instances(key, run["dag_run_id"]).items():
+            if ti.get("duration") is not None:
+                durations.setdefault(task_id, []).append(float(ti["duration"]))
+    for task_id, seconds in durations.items():
+        TIMINGS[f"task {task_id} on a worker (median of {len(seconds)})"] = statistics.median(seconds)
     return result
 
 
