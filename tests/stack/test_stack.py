@@ -213,12 +213,12 @@ def run_chain_with_fault(stack: Stack, chain: dict, fault, name: str, consumer: 
     return producer
 
 
-def worker_of(stack: Stack, run_id: str, task_id: str, command_hint: str | None = None) -> str:
+def worker_of(stack: Stack, run_id: str, task_id: str) -> str:
     """The worker running the producer's `task_id` (its task process is titled with the try's id)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         ti = stack.api.task_instances(PRODUCER, run_id)[task_id]
-        hostname = stack.worker_running(ti.get("pid"), command_hint=command_hint or f"airflow worker -- {ti['id']}")
+        hostname = stack.worker_running(ti.get("pid"), command_hint=f"airflow worker -- {ti['id']}")
         if hostname:
             return hostname
         time.sleep(0.2)
@@ -236,19 +236,13 @@ def wait_for_retry(stack: Stack, run_id: str, task_id: str, timeout: float = 180
     raise AssertionError(f"{task_id} of {run_id} was not retried within {timeout:.0f}s")
 
 
-def kill_mid_task(
-    stack: Stack, run_id: str, task_id: str, killed: list[str], lock: HeldLock | None = None, hint: str | None = None
-) -> None:
-    """Kill the worker of `task_id` (waiting for `lock`, or running a process whose command line has
-    `hint`), release the lock, and once the retry runs (on the other worker, the only one up) start
-    the killed worker again."""
-    hostname = worker_of(stack, run_id, task_id, hint)
-    if hint:
-        time.sleep(1)  # into the middle of it
+def kill_mid_task(stack: Stack, run_id: str, task_id: str, killed: list[str], lock: HeldLock) -> None:
+    """Kill the worker of `task_id` (waiting for `lock`), release the lock, and once the retry runs
+    (on the other worker, the only one up) start the killed worker again."""
+    hostname = worker_of(stack, run_id, task_id)
     stack.services[hostname].kill()
     killed.append(f"{task_id}@{hostname}")
-    if lock is not None:
-        lock.release()
+    lock.release()
     wait_for_retry(stack, run_id, task_id)
     stack.services[hostname].start()
 
@@ -276,15 +270,20 @@ def test_workers_killed_mid_task_are_replaced_and_nothing_is_lost_or_mixed(stack
     producer = chain["producer"]
     killed: list[str] = []
     before = snapshots(stack, producer.key)
-    # Held from the start: the gate's INSERT of its compliance record waits (a SHARE lock lets
-    # readers through), and so does publish's CREATE OR REPLACE VIEW (a reader holds the view).
+    # Held from the start: dbt run's query reading its first input waits (the input's published view
+    # locked), the gate's INSERT of its compliance record waits (a SHARE lock lets readers through),
+    # and so does publish's CREATE OR REPLACE VIEW (a reader holds the view).
+    first = producer.inputs.products[0]
+    upstream = HeldLock(stack.warehouse, sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+        sql.Identifier(first.published_schema, first.output)))
     records = HeldLock(stack.warehouse, f"LOCK TABLE {CATALOG_SCHEMA}.compliance_records IN SHARE MODE")
     view = sql.Identifier(producer.published_schema, producer.outputs[0].name)
     reader = HeldLock(stack.warehouse, sql.SQL("SELECT * FROM {} LIMIT 1").format(view))
     served: dict[str, str] = {}
 
     def kill_the_workers(run_id: str) -> None:
-        kill_mid_task(stack, run_id, "dbt_run", killed, hint=f"dbt/{producer.domain}/{producer.name}")
+        upstream.wait_for_waiter('/* {"app": "dbt"')  # dbt's queries start with its query comment
+        kill_mid_task(stack, run_id, "dbt_run", killed, lock=upstream)
         records.wait_for_waiter(f"INSERT INTO {CATALOG_SCHEMA}.compliance_records")
         kill_mid_task(stack, run_id, "governance_gate", killed, lock=records)
         reader.wait_for_waiter("CREATE OR REPLACE VIEW")
@@ -295,6 +294,7 @@ def test_workers_killed_mid_task_are_replaced_and_nothing_is_lost_or_mixed(stack
     try:
         run = run_chain_with_fault(stack, chain, kill_the_workers, "workers killed during dbt_run, gate, publish")
     finally:
+        upstream.release()
         records.release()
         reader.release()
     run_id = run["dag_run_id"]
