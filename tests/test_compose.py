@@ -503,3 +503,27 @@ def test_postgres_init_creates_airflows_database_and_login(warehouse: Warehouse)
                 cur.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(db_user)))
         finally:
             conn.close()
+
+
+CELERY_WORKER_PROBE = """
+import importlib, sys
+from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+from celery.signals import worker_init
+module, _, name = sys.argv[1].rpartition(".")
+config = getattr(importlib.import_module(module), name)
+before = "dbt.cli.main" in sys.modules
+worker_init.send(sender=None)  # what a Celery worker sends before it forks its pool
+print(config is DEFAULT_CELERY_CONFIG, before, "dbt.cli.main" in sys.modules, "dbt.adapters.postgres" in sys.modules)
+"""
+
+
+def test_the_workers_celery_settings_are_airflows_own_and_import_dbt_before_the_pool_forks() -> None:
+    """What compose names as the Celery settings: Airflow's own, and a worker imports dbt at start,
+    so each task process (forked from it) has dbt already. The scheduler imports it and does not."""
+    path = service_environment("airflow-worker")["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"]
+    done = subprocess.run(
+        [sys.executable, "-c", CELERY_WORKER_PROBE, path],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-4:] == ["True", "False", "True", "True"]
