@@ -17,6 +17,8 @@ DOMAINS_DIR = "domains"  # domains/<domain>.yaml: the domain registry (owner tea
 POLICIES_DIR = "policies"  # policies/global.yaml and policies/domains/<domain>.yaml
 SPEC_FILENAME = "data_product.yaml"  # a product's spec, at the top of its dbt project
 PLATFORM_PACKAGE_DIR = "_platform"  # dbt/_platform: the shared dbt package, not a product
+# Folders inside a dbt project that dbt (or Python) writes and nobody renders or parses.
+DBT_WORK_DIRS = frozenset({"target", "dbt_packages", "logs", "__pycache__"})
 # The platform's maintenance DAG (usage, deprecation notices): no product's, so its id has no '__'.
 PLATFORM_DAG_ID = "datamesh_platform"
 PLATFORM_DAG = f"{DAGS_DIR}/{PLATFORM_DAG_ID}.py"

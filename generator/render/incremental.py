@@ -22,12 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from generator.layout import DAGS_DIR, DBT_DIR, PLATFORM_DAG, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.layout import DAGS_DIR, DBT_DIR, DBT_WORK_DIRS, PLATFORM_DAG, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
 from generator.render.fingerprint import SpecDigests, body_hash, unstamped
 from generator.render.rendered import GENERATED_MARK, read_meta
 
-# Folders under a product's project that dbt writes and nobody renders (as write.stale_files skips).
-IGNORED_DIRS = {"target", "dbt_packages", "logs", "__pycache__"}
 _OWNER = re.compile(rf" from {DBT_DIR}/([^/\s]+/[^/\s]+)/{re.escape(SPEC_FILENAME)}\. ")
 
 
@@ -154,7 +152,7 @@ def generated_files(root: Path) -> list[tuple[str, str]]:
 
 
 def _files(root: str, folder: str) -> list[str]:
-    """Every file under `folder` (repo-relative, POSIX), sorted, skipping IGNORED_DIRS."""
+    """Every file under `folder` (repo-relative, POSIX), sorted, skipping DBT_WORK_DIRS."""
     try:
         entries = sorted(os.scandir(os.path.join(root, folder)), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -163,7 +161,7 @@ def _files(root: str, folder: str) -> list[str]:
     for entry in entries:
         rel = f"{folder}/{entry.name}"
         if entry.is_dir(follow_symlinks=False):
-            if entry.name not in IGNORED_DIRS:
+            if entry.name not in DBT_WORK_DIRS:
                 files += _files(root, rel)
         elif entry.is_file():
             files.append(rel)

@@ -32,8 +32,8 @@ SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 
 def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
     """The dbt projects of `entries` and the DAG files of their domains. A domain's DAG file holds
-    every product of the domain, so it is rendered from all of them (`mesh` holds every product:
-    render_changed loads the whole mesh too)."""
+    every product of the domain, so it is rendered from all of them: `mesh` holds at least every
+    product of those domains (render_changed loads them, `_needed`)."""
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
     from generator.render.airflow_dag import card_links, render_domain
     from generator.render.dbt_project import render_dbt_project

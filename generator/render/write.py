@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.layout import DBT_WORK_DIRS
 from generator.render.rendered import GENERATED_MARK, Rendered
 
 # The first words of the header every generated file carries: how stale files are recognised.
@@ -103,7 +104,7 @@ def stale_files(root: Path, rendered: Rendered, scope: list[str] | None = None) 
 
 def _ignored(rel: str) -> bool:
     parts = rel.split("/")
-    return any(p in {"target", "dbt_packages", "logs", "__pycache__"} for p in parts)
+    return any(p in DBT_WORK_DIRS for p in parts)
 
 
 def _first_line(path: Path) -> str:
@@ -142,7 +143,8 @@ def _replace_all(pending: dict[Path, str]) -> None:
     for folder in sorted({target.parent for target in pending}):
         folder.mkdir(parents=True, exist_ok=True)
     # Staging is system calls (a temporary file made, written, its mode set): threads overlap them,
-    # which halves a whole mesh's write. Renaming into place comes after every file is staged.
+    # which shortens a whole mesh's write (7,000 files: 6.8 s -> 4.9-5.8 s for a full render on
+    # this 2-core VM). Renaming into place comes after every file is staged.
     workers = min(4, max(1, len(pending) // 256))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_stage, target, text) for target, text in pending.items()]

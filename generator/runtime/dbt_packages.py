@@ -56,7 +56,7 @@ def mark_installed(project_dir: Path) -> None:
 
 def local_packages(project_dir: Path) -> list[Path]:
     """The folders of the project's local packages (`- local: <path>`), resolved."""
-    return [(project_dir / entry["local"]).resolve() for entry in _entries(project_dir) if "local" in entry]
+    return _local_folders(project_dir, _entries(project_dir))
 
 
 def link_local_packages(project_dir: Path) -> bool:
@@ -68,7 +68,7 @@ def link_local_packages(project_dir: Path) -> bool:
         return False
     folder = project_dir / PACKAGES_DIR
     folder.mkdir(exist_ok=True)
-    for package in local_packages(project_dir):
+    for package in _local_folders(project_dir, entries):
         link = folder / _package_name(package)
         if link.is_symlink() or link.is_file():
             link.unlink()
@@ -78,6 +78,10 @@ def link_local_packages(project_dir: Path) -> bool:
         log.info("linked the local dbt package %s into %s", package, folder)
     mark_installed(project_dir)
     return True
+
+
+def _local_folders(project_dir: Path, entries: list[dict]) -> list[Path]:
+    return [(project_dir / entry["local"]).resolve() for entry in entries if "local" in entry]
 
 
 def _entries(project_dir: Path) -> list[dict]:

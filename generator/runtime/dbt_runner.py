@@ -215,7 +215,7 @@ def prepare(project_dir: Path, warehouse: Warehouse, in_process: bool = False) -
     task's dbt starts from. Parses only when the store has no state for this revision; whether
     it did."""
     install_packages(project_dir, warehouse)
-    state = dbt_state.state_file(project_dir, _dbt_env(warehouse, Path("-")), PIPELINE_TARGET)
+    state = dbt_state.state_file(project_dir, _profile_env(warehouse), PIPELINE_TARGET)
     if state.is_file():
         return False
     with scratch_dir() as scratch:
@@ -296,10 +296,14 @@ def invoke(
     return Invocation(summary, run_results)
 
 
+def _profile_env(warehouse: Warehouse) -> dict[str, str]:
+    """The variables the generated profiles read: this process's, with the warehouse's PG*."""
+    return {**os.environ, **warehouse.env()}
+
+
 def _dbt_env(warehouse: Warehouse, target_dir: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        **warehouse.env(),
+        **_profile_env(warehouse),
         "DBT_USE_COLORS": "false",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",  # no internet access from a warehouse task
         # dbt's --target-path and --log-path, as variables: `dbt deps` takes no --target-path

@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+from generator.layout import DBT_WORK_DIRS
+
 log = logging.getLogger("generator.dbt")
 
 STATE_DIR_VARIABLE = "DATAMESH_DBT_STATE_DIR"
@@ -43,8 +45,8 @@ PARTIAL_PARSE_FILE = "partial_parse.msgpack"  # dbt's name for its partial-parse
 KEPT_PER_PROJECT = 5  # states kept per project: the current revision's and a few before (rollbacks)
 # What the generated profiles read (render/dbt_project.py): dbt hashes the connection they make.
 PROFILE_VARIABLES = ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "DATAMESH_DBT_AS_DOMAIN")
-# Folders and files of a project that dbt writes, or that do not change what it parses.
-_SKIPPED = {"target", "dbt_packages", "logs", "__pycache__", "package-lock.yml"}
+# What in a project dbt writes, or what does not change what it parses.
+_SKIPPED = DBT_WORK_DIRS | {"package-lock.yml"}
 
 
 def shared_store() -> Path | None:
@@ -85,6 +87,7 @@ def keep(state: Path, target_dir: Path) -> bool:
     made = target_dir / PARTIAL_PARSE_FILE
     if state.is_file() or not made.is_file():
         return False
+    partial: Path | None = None
     try:
         state.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=state.parent, prefix=".tmp-", delete=False) as handle:
@@ -92,6 +95,8 @@ def keep(state: Path, target_dir: Path) -> bool:
         shutil.copyfile(made, partial)
         os.replace(partial, state)
     except OSError as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
         log.warning("dbt parse: could not keep the partial-parse state in %s: %s", state.parent, exc)
         return False
     _prune(state.parent)
