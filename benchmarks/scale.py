@@ -5,7 +5,8 @@ in 40 domains; every third one also reads the product before it) and times the r
 it, each command a subprocess as a user or CI runs it (wall time, and CPU time: on a busy machine
 the CPU time is the steadier figure):
 
-- `datamesh render`, everything changed (the first render of the mesh)
+- `datamesh render`, everything changed: the first render of a fresh clone, beside a bare loop
+  writing the same files (the disk's floor), and a render right after the files were deleted
 - `datamesh render`, nothing changed
 - `datamesh check` (the CI drift gate), from a cold start: no .datamesh/cache
 - `datamesh validate`, cold (no cache) and warm (its per-product cache from the run before)
@@ -87,6 +88,7 @@ class Bench:
     root: Path
     code: Path
     rounds: int
+    pristine: Path  # a copy of the mesh as write_mesh left it: specs only, never rendered
     env: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -94,17 +96,18 @@ class Bench:
         for variable in ("DATAMESH_DBT_DOCS_URL", "DATAMESH_REPORT_URL", "DATAMESH_ROOT"):
             self.env.pop(variable, None)
 
-    def cli(self) -> list[str]:
+    def cli(self, root: Path | None = None) -> list[str]:
         """The `datamesh` command of the checkout under test: -P so that the current folder's
         `generator` never shadows the one on PYTHONPATH."""
-        return [sys.executable, "-P", "-c", "from generator.cli.main import main; main()", "--root", str(self.root)]
+        main = "from generator.cli.main import main; main()"
+        return [sys.executable, "-P", "-c", main, "--root", str(root or self.root)]
 
-    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> Took:
-        """One CLI call's wall time and CPU time (user + system) in seconds."""
-        command = self.cli()
+    def run(self, *args: str, ok: tuple[int, ...] = (0,), root: Path | None = None) -> Took:
+        """One CLI call's wall time and CPU time (user + system) in seconds (on `root`: the mesh)."""
+        command = self.cli(root)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run([*command, *args], env=self.env, cwd=self.root, capture_output=True, text=True)
+        done = subprocess.run([*command, *args], env=self.env, cwd=root or self.root, capture_output=True, text=True)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         took = Took(time.perf_counter() - start, cpu)
@@ -135,14 +138,48 @@ class Bench:
 
 
 def render_figures(bench: Bench) -> list[Row]:
-    everything = bench.median("render", before=bench.forget_render)
+    """A first render (a fresh clone of the specs: every file new), beside the same files written
+    by a bare loop into a new folder (the disk's floor); a render right after the previous one's
+    files were deleted; a render with nothing changed."""
+    firsts, floors = [], []
+    for number in range(bench.rounds):
+        clone = bench.root.parent / f"clone-{number}"
+        shutil.copytree(bench.pristine, clone)
+        firsts.append(bench.run("render", root=clone))
+        floors.append(bare_write(clone, bench.pristine, bench.root.parent / f"bare-{number}"))
+    files = floors[0][1]
+    first = Took(statistics.median(t.wall for t in firsts), statistics.median(t.cpu for t in firsts))
+    floor = statistics.median(seconds for seconds, _ in floors)
+    for number in range(bench.rounds):
+        shutil.rmtree(bench.root.parent / f"clone-{number}")
+        shutil.rmtree(bench.root.parent / f"bare-{number}")
+    again = bench.median("render", before=bench.forget_render)
     peak = peak_rss_of(bench, "render", before=bench.forget_render)
     nothing = bench.median("render")
     return [
-        Row("`datamesh render`, everything changed", str(everything), "≤ 2 s"),
+        Row("`datamesh render`, everything changed (a fresh clone: its first render)", str(first), "≤ 2 s"),
+        Row(f"  the same {files} files written by a bare loop into a new folder (the disk's floor)",
+            f"{floor:.2f} s", ""),
+        Row("`datamesh render`, everything changed, right after the last render's files were deleted "
+            "(deleting thousands of files slows the next thousands created on this disk)", str(again), ""),
         Row("`datamesh render`, nothing changed", str(nothing), "≤ 0.5 s"),
         Row("peak memory of `datamesh render` (everything)", f"{peak:.0f} MB", ""),
     ]
+
+
+def bare_write(rendered: Path, pristine: Path, target: Path) -> tuple[float, int]:
+    """Seconds to write the files a render added to `rendered` (those not in `pristine`) into the
+    new folder `target` with plain open/write, folders made as needed; and how many files."""
+    files = {}
+    for path in rendered.rglob("*"):
+        rel = path.relative_to(rendered)
+        if path.is_file() and not (pristine / rel).exists() and rel.parts[0] != ".datamesh":
+            files[rel] = path.read_bytes()
+    start = time.perf_counter()
+    for rel, data in files.items():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_bytes(data)
+    return time.perf_counter() - start, len(files)
 
 
 def check_figures(bench: Bench) -> list[Row]:
@@ -458,6 +495,76 @@ def run_figures(bench: Bench) -> list[Row]:
     return rows
 
 
+STACK_PRODUCT = "customers/customer_profiles"
+
+
+def stack_figures(bench: Bench) -> list[Row]:
+    """One product's runs on the deployed stack: docker-compose.yml's services started as processes
+    by the stack suite's harness (tests/stack/harness.py: PostgreSQL, Redis, airflow-init, the
+    api-server, scheduler, dag-processor, triggerer and two Celery workers, DAGs from the git
+    bundle), against a plain `dbt build` of the same project on the same warehouse, with the
+    stack running. The stack runs this checkout's code (not --code's). A first run, untimed, warms
+    the workers; then `rounds` runs, one after another."""
+    if shutil.which("redis-server") is None:
+        skipped = "skipped: no redis-server (apt-get install redis-server)"
+        return [Row("one product's run on the Celery stack", skipped, "")]
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.stack.harness import Stack
+
+    dag_id = STACK_PRODUCT.replace("/", "__")
+    root = Path(tempfile.mkdtemp(prefix="datamesh-bench-stack-"))
+    stack = Stack(root)
+    runs, builds = [], []
+    try:
+        stack.start()
+        stack.wait_for_dags({dag_id})
+        stack.api.set_paused(dag_id, False)
+        for _ in range(bench.rounds + 1):
+            run_id = stack.api.trigger(dag_id)
+            run = stack.api.wait_for_run(dag_id, run_id, timeout=300)
+            if run["state"] != "success":
+                raise SystemExit(f"stack run {run_id} ended {run['state']}:\n{stack.logs_tail()}")
+            runs.append((run, stack.api.task_instances(dag_id, run_id)))
+        project = stack.checkouts["main"] / "dbt" / STACK_PRODUCT
+        dbt = str(Path(sys.executable).with_name("dbt"))
+        env = {**os.environ, **stack.warehouse_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+               "PYTHONPATH": str(REPO_ROOT)}
+        where = ["--project-dir", str(project), "--profiles-dir", str(project)]
+        subprocess.run([dbt, "deps", *where], cwd=project, env=env, capture_output=True, check=True)
+        for _ in range(bench.rounds + 1):
+            start = time.perf_counter()
+            done = subprocess.run([dbt, "build", *where], cwd=project, env=env, capture_output=True, text=True)
+            builds.append(time.perf_counter() - start)
+            if done.returncode != 0:
+                raise SystemExit(f"dbt build failed:\n{done.stdout[-3000:]}")
+    finally:
+        stack.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    runs, build = runs[1:], statistics.median(builds[1:])  # the first of each warmed up
+    walls = [_seconds(run["start_date"], run["end_date"]) for run, _ in runs]
+    tasks = {task: statistics.median(float(tis[task]["duration"]) for _, tis in runs) for task in runs[0][1]}
+    total = sum(tasks.values())
+    wall = statistics.median(walls)
+    rows = [
+        Row("plain `dbt build` of a one-model product (same warehouse, the stack running)", f"{build:.2f} s", ""),
+        Row("its run on the Celery stack: the five tasks' durations on the workers, added up",
+            f"{total:.2f} s ({total / build:.1f}× the `dbt build`)", "≤ 2× the `dbt build`"),
+        Row("  the run from start to end (also the scheduler's hand-offs between tasks)",
+            f"{wall:.2f} s ({wall / build:.1f}× the `dbt build`)", ""),
+    ]
+    order = ["dbt_run", "dbt_test", "governance_gate", "publish", "catalog_register"]
+    rows += [Row(f"  task `{task}` on a worker (Airflow's duration)", f"{tasks[task]:.2f} s",
+                 "≤ 1 s" if task in ("governance_gate", "publish", "catalog_register") else "")
+             for task in sorted(tasks, key=lambda name: order.index(name) if name in order else len(order))]
+    return rows
+
+
+def _seconds(start: str, end: str) -> float:
+    import datetime
+
+    return (datetime.datetime.fromisoformat(end) - datetime.datetime.fromisoformat(start)).total_seconds()
+
+
 # Each figure a function of the bench, run in this order.
 FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
     "import": import_figures,
@@ -468,6 +575,7 @@ FIGURES: dict[str, Callable[[Bench], list[Row]]] = {
     "new": new_product_figures,
     "dag-processor": dag_processor_figures,
     "run": run_figures,
+    "stack": stack_figures,
 }
 
 
@@ -479,9 +587,10 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(FIGURES), help="these figures only (repeatable)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datamesh-scale-") as scratch:
-        root = Path(scratch)
+        root = Path(scratch) / "mesh"
         write_mesh(root, args.products)
-        bench = Bench(root, args.code.resolve(), args.rounds)
+        shutil.copytree(root, Path(scratch) / "pristine")
+        bench = Bench(root, args.code.resolve(), args.rounds, Path(scratch) / "pristine")
         where = subprocess.run(
             [sys.executable, "-P", "-c", "import generator; print(generator.__file__)"],
             env=bench.env, cwd=root, capture_output=True, text=True, check=True,

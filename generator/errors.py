@@ -34,6 +34,11 @@ class SpecError(UserError):
         lines += [f"  {p}" for p in problems]
         super().__init__("\n".join(lines))
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[Problem]]]:
+        # Pickled as its problems (the default would pass the message back as `problems`): a
+        # render in a forked process raises it in the parent (render/parallel.py).
+        return (type(self), (self.problems,))
+
 
 class NotFound(UserError):
     """What was asked for (a product, an output) is not in the catalog. The console answers 404."""

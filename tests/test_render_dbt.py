@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from generator.errors import SpecError
-from generator.render import dbt_project
+from generator.render import generated_yaml
 from generator.render.dbt_project import dev_schema_expression, jinja_literal, render_dbt_project
 from generator.render.fingerprint import unstamped  # the header's hashes: `datamesh check` tests them
 from generator.render.rendered import GENERATED_MARK, generated_note
@@ -417,12 +417,12 @@ TRICKY_TEXTS = [
 ]
 
 
-@pytest.mark.skipif(dbt_project.FAST_DUMPER is None, reason="PyYAML without libyaml")
+@pytest.mark.skipif(generated_yaml.FAST_DUMPER is None, reason="PyYAML without libyaml")
 @pytest.mark.parametrize("text", TRICKY_TEXTS)
 def test_yaml_through_libyaml_is_byte_identical_to_pyyaml(text: str) -> None:
     data = {"models": [{"name": "m", "description": text, "meta": {text: [text, 1, 2.5, True, None]}}]}
     expected = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
-    assert dbt_project.dump_yaml(data) == expected
+    assert generated_yaml.dump_yaml(data) == expected
 
 
 # Pieces of text that change how a YAML emitter writes a scalar: quotes, indicators, line breaks,
@@ -444,20 +444,20 @@ def test_yaml_through_libyaml_is_byte_identical_to_pyyaml_on_generated_texts() -
         data = {"models": [{"name": "m", "description": text, "columns": [{"name": "c", "description": key + text}],
                             "meta": {key: [text, 1, True, None], "k": {text[:20]: key}}}]}
         expected = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
-        assert dbt_project.dump_yaml(data) == expected, (text, key)
-        through_libyaml += dbt_project.FAST_DUMPER is not None and dbt_project._same_in_libyaml(data)
+        assert generated_yaml.dump_yaml(data) == expected, (text, key)
+        through_libyaml += generated_yaml.through_libyaml(data)
     # the comparison is not vacuous: a share of the texts took libyaml (those without controls,
     # astral characters or double-quoted line breaks)
-    assert dbt_project.FAST_DUMPER is None or through_libyaml > 100
+    assert generated_yaml.FAST_DUMPER is None or through_libyaml > 100
 
 
 def test_a_multi_line_description_is_written_through_libyaml() -> None:
     data = {"models": [{"name": "m", "description": "Orders, one row each.\n\nRefunds are rows of their own.\n"}]}
-    assert dbt_project.FAST_DUMPER is None or dbt_project._same_in_libyaml(data)
+    assert generated_yaml.FAST_DUMPER is None or generated_yaml.through_libyaml(data)
 
 
 def test_the_example_projects_render_the_same_with_and_without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
     mesh = load_mesh(REPO_ROOT)
     fast = [render_dbt_project(entry, mesh).generated for entry in mesh.products]
-    monkeypatch.setattr(dbt_project, "FAST_DUMPER", None)
+    monkeypatch.setattr(generated_yaml, "FAST_DUMPER", None)
     assert [render_dbt_project(entry, mesh).generated for entry in mesh.products] == fast

@@ -60,24 +60,23 @@ def test_drift_shows_a_diff_of_a_hand_edited_generated_file(tmp_path: Path) -> N
 
 
 def disk_full_at(call: int):  # type: ignore[no-untyped-def]
-    """os.fdopen that fails as a full disk does on its `call`-th use."""
-    real_fdopen = os.fdopen
+    """write._write_all (a staged file's bytes) that fails as a full disk does on its `call`-th use."""
+    real_write_all = write._write_all
     calls = {"n": 0}
 
-    def fdopen(fd: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def write_all(fd: int, data: bytes) -> None:
         calls["n"] += 1
         if calls["n"] == call:
-            os.close(fd)
             raise OSError(28, "No space left on device")
-        return real_fdopen(fd, *args, **kwargs)
+        real_write_all(fd, data)
 
-    return fdopen
+    return write_all
 
 
 def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, monkeypatch) -> None:
     write.apply(tmp_path, plan("1"))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    monkeypatch.setattr(write.os, "fdopen", disk_full_at(2))
+    monkeypatch.setattr(write, "_write_all", disk_full_at(2))
     with pytest.raises(OSError, match="No space left"):
         write.apply(tmp_path, plan("2"))
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
@@ -85,13 +84,13 @@ def test_a_crash_mid_render_leaves_the_previous_files_intact(tmp_path: Path, mon
 
 
 def test_a_crash_while_writing_a_whole_mesh_leaves_every_file_as_it_was(tmp_path: Path, monkeypatch) -> None:
-    """Enough files that they are staged by several threads: one failure, and no file changes."""
+    """A whole mesh's worth of files: one failure among them, and no file changes."""
     def many(version: str) -> Rendered:
         return Rendered(generated={f"dbt/d{i % 40}/p{i}/dbt_project.yml": f"{HEAD}v{version}\n" for i in range(1200)})
 
     write.apply(tmp_path, many("1"))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    monkeypatch.setattr(write.os, "fdopen", disk_full_at(700))
+    monkeypatch.setattr(write, "_write_all", disk_full_at(700))
     with pytest.raises(OSError, match="No space left"):
         write.apply(tmp_path, many("2"))
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

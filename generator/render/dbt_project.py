@@ -8,18 +8,14 @@ SQL files only ever contain names the spec validated, numbers, and the rule SQL 
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from generator.errors import Problem, SpecError
 from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR
-from generator.render import dbt_metadata
+from generator.render import dbt_metadata, generated_yaml
 from generator.render.rendered import Rendered, header
 from generator.spec.mesh import Mesh, ProductEntry
 from generator.spec.model import (
@@ -80,76 +76,7 @@ def render_dbt_project(entry: ProductEntry, mesh: Mesh) -> Rendered:
 
 
 def _yaml(shown: str, data: dict[str, Any]) -> str:
-    return header("#", shown) + dump_yaml(data)
-
-
-# libyaml's emitter (CSafeDumper, several times faster) writes the same bytes as PyYAML's own for
-# text of printable characters of the Basic Multilingual Plane; it differs on characters beyond the
-# BMP and control characters, and on line breaks and tabs in a double-quoted scalar (how it escapes
-# and folds them). A line break or a tab in a scalar PyYAML writes plain or single-quoted comes out
-# the same. So libyaml is used only for data whose every string is of those kinds
-# (tests/test_render_dbt.py). The data is checked as JSON first (json's C encoder walks it faster
-# than Python would): json escapes control characters (\n, \u0001, ...) and leaves every other
-# character as it is; only data with a line break or a tab is walked string by string.
-FAST_DUMPER: type | None = getattr(yaml, "CSafeDumper", None)
-_NOT_SAME_IN_LIBYAML = re.compile(
-    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]|\\\\[bfnrtu]"
-)
-# A mapping key that may be long: PyYAML writes a key of over 128 characters as `? key`, libyaml one
-# of over 128 bytes, and near that length they differ anyway. Found in the JSON text generously
-# (100 characters or more, or any character beyond ASCII), then checked exactly (MAX_KEY_BYTES).
-_MAYBE_LONG_KEY = re.compile(r'"(?:[^"\\]|\\.){100,}": |"(?:[^"\\\x80-\uffff]|\\.)*[\x80-\uffff][^"]*": ')
-MAX_KEY_BYTES = 64
-# What libyaml writes as PyYAML does wherever it is in a string, line breaks and tabs apart.
-_SAME_BESIDE_BREAKS = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
-_ANALYZER = yaml.emitter.Emitter(None)  # only its analyze_scalar: how PyYAML would quote a scalar
-
-
-def dump_yaml(data: dict[str, Any]) -> str:
-    """`yaml.safe_dump` of a generated YAML file's data, through libyaml when that writes the same."""
-    return yaml.dump(
-        data,
-        Dumper=FAST_DUMPER if FAST_DUMPER is not None and _same_in_libyaml(data) else yaml.SafeDumper,
-        sort_keys=False,
-        allow_unicode=True,
-        width=100,
-        default_flow_style=False,
-    )
-
-
-def _same_in_libyaml(data: dict[str, Any]) -> bool:
-    try:
-        text = json.dumps(data, ensure_ascii=False)
-    except (TypeError, ValueError):  # not plain JSON data: PyYAML it is
-        return False
-    if _NOT_SAME_IN_LIBYAML.search(text) is None and _MAYBE_LONG_KEY.search(text) is None:
-        return True
-    for value, key in _strings(data):
-        if key and len(value.encode("utf-8")) > MAX_KEY_BYTES:
-            return False
-        if _SAME_BESIDE_BREAKS.search(value):
-            return False  # beyond the BMP, or a control character other than a line break or a tab
-        if ("\n" in value or "\t" in value) and not _written_alike(value, key):
-            return False
-    return True
-
-
-def _written_alike(value: str, key: bool) -> bool:
-    """Whether PyYAML writes this scalar plain or single-quoted (a multi-line key it double-quotes)."""
-    analysis = _ANALYZER.analyze_scalar(value)
-    return analysis.allow_single_quoted and not (key and analysis.multiline)
-
-
-def _strings(data: Any, key: bool = False) -> Iterator[tuple[str, bool]]:
-    if isinstance(data, str):
-        yield data, key
-    elif isinstance(data, dict):
-        for k, v in data.items():
-            yield from _strings(k, True)
-            yield from _strings(v)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _strings(item)
+    return header("#", shown) + generated_yaml.dump_yaml(data)
 
 
 # --- project, profile ---------------------------------------------------------------------------

@@ -30,24 +30,29 @@ SCHEMA_PATHS = (SCHEMA_PATH, DOMAIN_SCHEMA_PATH, PLATFORM_DAG)
 SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 
 
-def render_products(mesh: Mesh, entries: list[ProductEntry]) -> Rendered:
+def render_products(mesh: Mesh, entries: list[ProductEntry], processes: int | None = None) -> Rendered:
     """The dbt projects of `entries` and the DAG files of their domains. A domain's DAG file holds
     every product of the domain, so it is rendered from all of them: `mesh` holds at least every
-    product of those domains (render_changed loads them, `_needed`)."""
+    product of those domains (render_changed loads them, `_needed`). The projects are rendered by
+    `processes` forked processes (default: as render/parallel.py sees fit for their number)."""
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
     from generator.render.airflow_dag import card_links, render_domain
     from generator.render.dbt_project import render_dbt_project
+    from generator.render.parallel import map_in_order, processes_for
     from generator.spec.dataset_names import warehouse_names
 
     links = card_links()  # the environment's settings, read once for every DAG
     names = warehouse_names()
     digests = SpecDigests(mesh.root)
     result = Rendered()
-    domains: dict[str, dict[str, ProductEntry]] = {}
-    for entry in entries:
-        domains.setdefault(entry.spec.domain, {})
+
+    def project(entry: ProductEntry) -> Rendered:
         # +1: the domain's DAG file is one of the product's files too
-        result.add(stamped(render_dbt_project(entry, mesh), entry, digests, extra=1))
+        return stamped(render_dbt_project(entry, mesh), entry, digests, extra=1)
+
+    for files in map_in_order(project, entries, processes_for(len(entries)) if processes is None else processes):
+        result.add(files)
+    domains: dict[str, dict[str, ProductEntry]] = {entry.spec.domain: {} for entry in entries}
     for entry in [*mesh.products, *entries]:
         if entry.spec.domain in domains:
             domains[entry.spec.domain][entry.spec.key] = entry

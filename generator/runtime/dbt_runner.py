@@ -332,6 +332,9 @@ def _in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, l
     CLI would give it, output lines)"""
     from dbt.cli.main import dbtRunner
 
+    from generator.runtime.gc_tuning import collect_less_often
+
+    collect_less_often()  # dbt's manifest: many long-lived objects (runtime/gc_tuning.py)
     lines: list[str] = []
 
     def to_log(event: Any) -> None:

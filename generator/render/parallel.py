@@ -1,0 +1,62 @@
+"""Render many products' dbt projects on every core: forked processes, each a share of them.
+
+A project is a function of its spec and the mesh (its inputs, its readers), and YAML writing is
+Python code under the GIL, so threads would not help; processes forked after the mesh is loaded
+start with it in memory and send back only text. Results come back in the order of `entries`, so
+the files are the same bytes whichever process rendered them (tests/test_render_parallel.py).
+
+Below MIN_PER_PROCESS products a process costs more than it saves; where fork is not available
+(Windows, or macOS, where forking a process that loaded system frameworks is unsafe) everything
+is rendered here, in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Measured at 1,000 products on 2 cores: 1.14 s in one process, 0.82 s in two (forking a process
+# that holds the mesh, and sending 7,000 files' text back, cost the rest). Below this many
+# products a process's share is too small to pay for its start.
+MIN_PER_PROCESS = 100
+
+# What the forked processes work on: set just before forking, read by _share. Module state so that
+# only the indices of a share cross the process boundary, not the mesh.
+_WORK: tuple[Callable[..., object], Sequence[object]] | None = None
+
+
+def processes_for(count: int) -> int:
+    """How many processes to render `count` products with: 1 (this one) when forking cannot pay."""
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, count // MIN_PER_PROCESS))
+
+
+def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
+    """[render(item) for item in items], with the items shared out among `processes` forked
+    processes (contiguous shares; this process waits). An exception in any share is raised here."""
+    if processes <= 1 or len(items) < 2:
+        return [render(item) for item in items]
+    global _WORK
+    size = -(-len(items) // processes)  # ceiling division
+    shares = [range(start, min(start + size, len(items))) for start in range(0, len(items), size)]
+    _WORK = (render, items)
+    try:
+        with multiprocessing.get_context("fork").Pool(len(shares)) as pool:
+            results = pool.map(_share, shares, chunksize=1)
+    finally:
+        _WORK = None
+    return [result for share in results for result in share]
+
+
+def _share(indices: range) -> list[object]:
+    assert _WORK is not None, "called outside map_in_order"
+    render, items = _WORK
+    return [render(items[i]) for i in indices]

@@ -1,0 +1,50 @@
+"""Rendering in forked processes (render/parallel.py) writes the same files, and fails the same way."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from generator.errors import Problem, SpecError
+from generator.render.mesh import render_products
+from generator.render.parallel import map_in_order
+from generator.spec.mesh import load_mesh
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_example_mesh_renders_the_same_bytes_in_three_processes_as_in_one() -> None:
+    mesh = load_mesh(REPO_ROOT)
+    alone = render_products(mesh, mesh.products, processes=1)
+    shared = render_products(mesh, mesh.products, processes=3)
+    assert list(shared.generated) == list(alone.generated)  # same files, same order
+    assert shared.generated == alone.generated
+    assert shared.owned == alone.owned
+
+
+def test_results_keep_the_order_of_the_items_whichever_process_made_them() -> None:
+    items = list(range(23))
+    assert map_in_order(lambda n: (n, n * n), items, processes=4) == [(n, n * n) for n in items]
+
+
+def _fails_on_seven(n: int) -> int:
+    if n == 7:
+        raise SpecError([Problem("dbt/d/p/data_product.yaml", "outputs.orders", "what went wrong", 12)])
+    return n
+
+
+def test_a_spec_error_in_a_forked_process_reaches_the_caller_with_its_problems() -> None:
+    with pytest.raises(SpecError) as raised:
+        map_in_order(_fails_on_seven, list(range(10)), processes=2)
+    [problem] = raised.value.problems
+    assert problem == Problem("dbt/d/p/data_product.yaml", "outputs.orders", "what went wrong", 12)
+    assert "dbt/d/p/data_product.yaml:12: outputs.orders: what went wrong" in str(raised.value)
+
+
+def test_a_spec_error_survives_pickling_with_its_message() -> None:
+    error = SpecError([Problem("a.yaml", "name", "must be snake_case", 3), Problem("a.yaml", "", "no outputs")])
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems
+    assert str(copy) == str(error)
