@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -49,8 +50,10 @@ def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -
     shares = [range(start, min(start + size, len(items))) for start in range(0, len(items), size)]
     _WORK = (render, items)
     try:
-        with multiprocessing.get_context("fork").Pool(len(shares)) as pool:
-            results = pool.map(_share, shares, chunksize=1)
+        # Not multiprocessing.Pool: a process killed (out of memory) would leave it waiting forever;
+        # the executor raises BrokenProcessPool instead.
+        with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_share, shares))
     finally:
         _WORK = None
     return [result for share in results for result in share]

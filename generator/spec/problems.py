@@ -16,24 +16,22 @@ import yaml
 from pydantic import ValidationError
 
 from generator.errors import Problem, SpecError
+from generator.spec import yaml_data
+from generator.spec.yaml_data import YAML_LOADER
 
 Loc = tuple[str | int, ...]
 
-# libyaml's parser when PyYAML was built with it (the wheels are): same documents, ~10x faster.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_yaml(text: str) -> Any:
-    """The document's data (raises yaml.YAMLError)."""
-    return yaml.load(text, Loader=YAML_LOADER)
+    """The document's data, as yaml.safe_load gives it (raises yaml.YAMLError)."""
+    return yaml_data.load_yaml(text)
 
 
 def parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     """The document's node tree (for line numbers) and its data, from one parse (raises yaml.YAMLError)."""
-    loader = YAML_LOADER(text)
+    loader = yaml_data.CachingLoader(text)
     try:
         node = loader.get_single_node()
-        return node, None if node is None else loader.construct_document(node)
+        return node, None if node is None else yaml_data.construct(loader, node)
     finally:
         loader.dispose()
 
