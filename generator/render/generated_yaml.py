@@ -33,9 +33,7 @@ OPTIONS: dict[str, Any] = {"sort_keys": False, "allow_unicode": True, "width": 1
 # The data is checked as JSON first (json's C encoder walks it faster than Python would): json
 # escapes control characters (\n, \u0001, ...) and leaves every other character as it is; only
 # data with a line break or a tab is walked string by string.
-_NOT_SAME_IN_LIBYAML = re.compile(
-    "[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]|\\\\[bfnrtu]"
-)
+_NOT_SAME_IN_LIBYAML = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]|\\\\[bfnrtu]")
 # What libyaml writes as PyYAML does wherever it is in a string, line breaks and tabs apart.
 _SAME_BESIDE_BREAKS = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
 # A mapping key longer than this (in UTF-8) is written by PyYAML: well below where the two differ.

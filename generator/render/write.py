@@ -116,7 +116,7 @@ def _first_line(path: Path) -> str:
 
 def _stage(target: Path, text: str, exists: bool) -> tuple[Path, Path]:
     """`text` in a temporary file beside `target`, with `target`'s mode (a new file: 0644)."""
-    mode = target.stat().st_mode & 0o777 if exists else 0o644
+    mode = _mode(target) if exists else 0o644
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
     try:
@@ -128,6 +128,13 @@ def _stage(target: Path, text: str, exists: bool) -> tuple[Path, Path]:
         raise
     os.close(fd)
     return tmp, target
+
+
+def _mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:  # removed since it was read
+        return 0o644
 
 
 def _write_all(fd: int, data: bytes) -> None:

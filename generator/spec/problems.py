@@ -21,6 +21,7 @@ from generator.spec.yaml_data import YAML_LOADER
 
 Loc = tuple[str | int, ...]
 
+
 def load_yaml(text: str) -> Any:
     """The document's data, as yaml.safe_load gives it (raises yaml.YAMLError)."""
     return yaml_data.load_yaml(text)
