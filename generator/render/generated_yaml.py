@@ -22,10 +22,12 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from generator.spec.yaml_data import ResolvedOnce
 
 FAST_DUMPER: type | None = getattr(yaml, "CSafeDumper", None)
 OPTIONS: dict[str, Any] = {"sort_keys": False, "allow_unicode": True, "width": 100, "default_flow_style": False}
@@ -145,19 +147,6 @@ def _strings(data: Any, key: bool = False) -> Iterator[tuple[str, bool]]:
             yield from _strings(item)
 
 
-class _CachingDumper(FAST_DUMPER or yaml.SafeDumper):  # type: ignore[misc]
-    """libyaml's writer, asking the resolver about each distinct scalar once. Whether a text may be
-    written plain depends on the text alone: SafeDumper has no path resolvers."""
-
-    _tags: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
-
-    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is not ScalarNode:
-            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
-        key = (value, implicit)
-        tag = self._tags.get(key)
-        if tag is None:
-            if len(self._tags) > 200_000:  # a bound for long-lived processes; a render of 1,000 products asks ~12,000
-                self._tags.clear()
-            tag = self._tags[key] = super().resolve(kind, value, implicit)
-        return tag
+class _CachingDumper(ResolvedOnce, FAST_DUMPER or yaml.SafeDumper):  # type: ignore[misc]
+    """libyaml's writer, with the resolver asked once per distinct scalar (whether a text may be
+    written plain depends on the text alone)."""

@@ -31,23 +31,34 @@ _SCALARS = {
 }
 
 
-class CachingLoader(YAML_LOADER):  # type: ignore[misc,valid-type]
-    """YAML_LOADER asking the resolver about each distinct scalar once: libyaml's composer asks it
-    about every scalar, in Python, and which tag a plain scalar gets depends on its text alone
-    (SafeLoader has no path resolvers). Specs repeat their keys and many values."""
+class ResolvedOnce:
+    """Mixin for a PyYAML Loader or Dumper: asks the resolver about each distinct scalar once.
+    libyaml's composer (loading) and serializer (dumping) ask it about every scalar, in Python, and
+    the tag a scalar resolves to depends on its text alone (the Safe resolver has no path
+    resolvers). Specs and generated files repeat their keys and many values; a render of 1,000
+    products asks about ~12,000 distinct scalars. Each class using it keeps its own cache."""
 
     _tags: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
+    _MAX_TAGS = 200_000  # a bound for long-lived processes
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._tags = {}
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is not ScalarNode:
-            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+            return super().resolve(kind, value, implicit)  # type: ignore[misc,no-any-return]
         key = (value, implicit)
         tag = self._tags.get(key)
         if tag is None:
-            if len(self._tags) > 200_000:  # a bound for long-lived processes
+            if len(self._tags) > self._MAX_TAGS:
                 self._tags.clear()
-            tag = self._tags[key] = super().resolve(kind, value, implicit)
+            tag = self._tags[key] = super().resolve(kind, value, implicit)  # type: ignore[misc]
         return tag
+
+
+class CachingLoader(ResolvedOnce, YAML_LOADER):  # type: ignore[misc,valid-type]
+    """YAML_LOADER with the resolver asked once per distinct scalar."""
 
 
 def load_yaml(text: str) -> Any:
