@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import generator
 from generator.cli.main import cli
 from generator.errors import UserError
-from generator.render import fingerprint, rendered
+from generator.render import fingerprint, parallel, rendered
 
 REPO = Path(__file__).resolve().parents[1]
 CUSTOMERS_SPEC = "dbt/customers/customer_profiles/data_product.yaml"
@@ -248,6 +248,50 @@ def test_validate_remembers_verdicts_until_a_policy_or_a_spec_changes(tmp_path: 
     edit(root / "dbt/marketing/campaign_performance/data_product.yaml", "classification: ", "classification: x")
     code, out = datamesh(root, "validate")
     assert code == 2 and "dbt/marketing/campaign_performance/data_product.yaml" in out
+
+
+
+def validate_in_one_and_in_three_processes(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[int, str], ...]:
+    """`validate --format json` from a cold cache: in one process, then shared out among three
+    forked processes (on a large mesh, render/parallel.py decides; the example mesh is small)."""
+    alone = datamesh(root, "validate", "--format", "json")
+    shutil.rmtree(root / ".datamesh/cache", ignore_errors=True)
+    monkeypatch.setattr(parallel, "processes_for", lambda count: 3)
+    shared = datamesh(root, "validate", "--format", "json")
+    return alone, shared
+
+
+def test_validate_in_forked_processes_gives_the_verdicts_of_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = copy_repo(tmp_path)
+    (root / "policies/domains/marketing.yaml").write_text(MARKETING_POLICY)  # a finding to carry back
+    alone, shared = validate_in_one_and_in_three_processes(root, monkeypatch)
+    assert shared == alone
+    assert "names no campaign" in shared[1]
+    assert datamesh(root, "validate", "--format", "json") == alone  # and the cache they filled says the same
+
+
+def test_validate_in_forked_processes_reports_broken_specs_as_one_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = copy_repo(tmp_path)
+    edit(root / CUSTOMERS_SPEC, "version: ", "version: not-a-version-")
+    (root / "dbt/sales/sales_orders_analytical/data_product.yaml").write_text("name: [unclosed\n")
+    alone, shared = validate_in_one_and_in_three_processes(root, monkeypatch)
+    assert shared == alone
+    assert shared[0] == 2 and CUSTOMERS_SPEC in shared[1] and "dbt/sales/sales_orders_analytical" in shared[1]
+
+
+def test_validate_in_forked_processes_finds_a_cycle_through_products_of_different_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = copy_repo(tmp_path)
+    edit(root / CUSTOMERS_SPEC, "inputs:\n", "inputs:\n  products:\n"
+         "    - {domain: finance, product: revenue_metrics, output: daily_revenue, major: 1}\n")
+    alone, shared = validate_in_one_and_in_three_processes(root, monkeypatch)
+    assert shared == alone
+    assert shared[0] == 2 and "products read each other in a cycle" in shared[1]
 
 
 @pytest.mark.parametrize(

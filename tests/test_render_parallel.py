@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import pytest
 
 from generator.errors import Problem, SpecError
 from generator.render.mesh import render_products
-from generator.render.parallel import map_in_order
+from generator.render import parallel
+from generator.render.parallel import map_in_order, meanwhile
 from generator.spec.mesh import load_mesh
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,20 @@ def test_a_spec_error_survives_pickling_with_its_message() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert copy.problems == error.problems
     assert str(copy) == str(error)
+
+
+def test_meanwhile_works_in_another_process_and_gives_its_value_as_often_as_asked() -> None:
+    with meanwhile(os.getpid, count=parallel.MIN_PER_PROCESS) as value:
+        assert value() != os.getpid()
+        assert value() == value()
+    with meanwhile(os.getpid, count=parallel.MIN_PER_PROCESS - 1) as value:  # too little to fork for
+        assert value() == os.getpid()
+
+
+def test_meanwhile_raises_what_the_work_raised_when_its_value_is_asked_for() -> None:
+    def broken() -> None:
+        raise SpecError([Problem("policies/global.yaml", "policies[0]", "not a policy", 3)])
+
+    with meanwhile(broken, count=parallel.MIN_PER_PROCESS) as value, pytest.raises(SpecError) as raised:
+        value()
+    assert raised.value.problems == [Problem("policies/global.yaml", "policies[0]", "not a policy", 3)]

@@ -96,6 +96,26 @@ def test_a_crash_while_writing_a_whole_mesh_leaves_every_file_as_it_was(tmp_path
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
+
+def test_what_must_pass_before_commit_runs_once_every_file_is_staged_and_a_failure_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    write.apply(tmp_path, plan("1"))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    seen: list[list[str]] = []
+
+    def refuse() -> None:  # as `render` does when a policy file turns out broken meanwhile
+        seen.append(sorted(p.name for p in tmp_path.rglob("*.tmp")))
+        raise ValueError("policies/global.yaml: broken")
+
+    with pytest.raises(ValueError, match="broken"):
+        write.apply(tmp_path, plan("2"), before_commit=refuse)
+    assert seen == [[f".dbt_project.yml.{os.getpid()}.tmp", f".sales__orders.py.{os.getpid()}.tmp"]]
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    write.apply(tmp_path, plan("2"), before_commit=lambda: None)
+    assert (tmp_path / "dags/sales__orders.py").read_text() == f"{HEAD}DAG = '2'\n"
+
+
 def test_files_no_spec_produces_any_more_are_found_and_removed(tmp_path: Path) -> None:
     write.apply(tmp_path, plan())
     old = tmp_path / "dags/marketing__gone.py"

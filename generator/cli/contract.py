@@ -79,7 +79,7 @@ def import_contract(ctx: Context, file: Path, domain: str | None, check_only: bo
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([Problem(shown, "", f"cannot read the file: {exc}")]) from None
     imported = read_contract(text, shown, domain)
-    check_imported(ctx.root, imported)
+    mesh = check_imported(ctx.root, imported)
     notes = imported.notes
     if notes:
         click.echo(f"{len(notes)} part(s) of the contract are not carried over into the spec:")
@@ -95,7 +95,7 @@ def import_contract(ctx: Context, file: Path, domain: str | None, check_only: bo
             f"#   {note.path or '<root>'}: {note.message}\n" for note in notes
         )
     try:
-        create(ctx.root, imported.spec, None, comment)
+        create(ctx.root, imported.spec, None, mesh, comment)
     except Exception as exc:  # noqa: BLE001 - rolled back; say what failed
         raise UserError(f"{exc}\nNothing was kept: the repo is as it was.") from None
     click.echo(_summary(imported.spec))

@@ -126,17 +126,13 @@ def _verdicts(ctx: Context, product: str | None) -> dict[str, Verdict]:
     warnings = cache.warnings.get(",".join(domains))
     stale = [name for name in products if name not in verdicts]
     if stale or warnings is None:
-        from generator.spec.mesh import load_products
+        from generator.cli.fresh_verdicts import fresh_verdicts
 
-        _, entries = load_products(ctx.root, stale, {name: graph[name] for name in verdicts})
-        loaded = _policies(ctx, domains)
-        warnings = cache.warnings[",".join(domains)] = list(loaded.warnings)
-        for entry, findings in _judge(loaded, entries):
-            name = f"{entry.spec.domain}/{entry.spec.name}"
-            reads = sorted({f"{i.domain}/{i.product}" for i in entry.spec.inputs.products})
-            graph[name] = set(reads)
-            verdicts[name] = _verdict(entry, findings)
-            cache.remember(name, digests.inputs_hash(name, reads), reads, verdicts[name])
+        warnings, fresh = fresh_verdicts(ctx.root, stale, {name: graph[name] for name in verdicts}, domains)
+        cache.warnings[",".join(domains)] = warnings
+        for found in fresh:
+            graph[found.name], verdicts[found.name] = set(found.reads), found.verdict
+            cache.remember(found.name, digests.inputs_hash(found.name, found.reads), found.reads, found.verdict)
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     cache.save(products)
@@ -270,11 +266,25 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool,
     if check_only:
         _check(ctx, product, show_diff, full)
         return
+    from generator.render.parallel import meanwhile
+
     plan = _render(ctx, product, full)
     # Policies are evaluated here too, for the products rendered now, and reported, but do not
     # stop the render: the DAG's gate enforces them at publish, and CI's `datamesh policy check`.
-    judged = _static_findings(ctx, plan.domains, plan.entries)
-    report = apply(ctx.root, plan.rendered, plan.scope)
+    # While the files are written (in a forked process when the products are many), and before
+    # any is renamed into place: a broken policy file is bad input, and changes nothing.
+    def judge() -> tuple[list[str], list[list]]:
+        if not plan.entries:
+            return [], []
+        loaded = _policies(ctx, plan.domains)
+        return list(loaded.warnings), [findings for _, findings in _judge(loaded, plan.entries)]
+
+    with meanwhile(judge, len(plan.entries)) as judging:
+        report = apply(ctx.root, plan.rendered, plan.scope, before_commit=judging)
+        warnings, findings = judging()
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    judged = list(zip(plan.entries, findings, strict=True))
     remember_schema(ctx.root, plan.rendered)
     for rel in report.written:
         click.echo(f"wrote    {rel}")

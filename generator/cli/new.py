@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,10 +23,12 @@ from generator.cli.context import Context, pass_ctx
 from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import DAGS_DIR, DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 
+if TYPE_CHECKING:
+    from generator.spec.mesh import Mesh
+
 # generator.spec.new_product (pydantic) is imported inside the functions: `datamesh check` imports
 # this module through main.py and must stay light.
 REPLAY_FILE = ".cookiecutter.json"
-RUN_DATAMESH = "import sys; from generator.cli.main import main; sys.argv[0] = 'datamesh'; sys.exit(main())"
 
 
 class Refused(UserError):
@@ -112,9 +113,10 @@ def check_all(
     given: dict[str, str],
     echo=click.echo,
     run_from: str = "run datamesh new from the repo root (or pass --root)",
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Every answer checked at once (the cookiecutter hook, `--no-input`): the spec to write and the
-    answers, or Refused listing every problem. Nothing is written."""
+) -> tuple[dict[str, Any], dict[str, str], Mesh]:
+    """Every answer checked at once (the cookiecutter hook, `--no-input`): the spec to write, the
+    answers and the mesh as loaded to check them (`create` renders from it), or Refused listing
+    every problem. Nothing is written."""
     from generator.spec import new_product as np
 
     if not (root / DBT_DIR).is_dir():
@@ -148,7 +150,7 @@ def check_all(
     try:
         from generator.spec.mesh import load_mesh
 
-        load_mesh(root)
+        mesh = load_mesh(root)
     except UserError as exc:
         raise Refused(f"the repo's specs have problems; fix them first.\n{exc}") from None
     blocking = checker.blocking(product)
@@ -162,13 +164,14 @@ def check_all(
         raise Refused("\n".join(outside) + ". Nothing was written.")
     for line in checker.warnings(product):
         echo(f"warning: {line}")
-    return spec, answers
+    return spec, answers, mesh
 
 
-def check_imported(root: Path, imported: Any) -> None:
+def check_imported(root: Path, imported: Any) -> Mesh:
     """An imported contract's spec checked as `check_all` checks answers: a free name, its inputs in
-    the mesh, its team in the domain registry, the blocking policies. SpecError lists every problem,
-    each at its place in the contract; nothing is written."""
+    the mesh, its team in the domain registry, the blocking policies. Returns the mesh as loaded to
+    check it (`create` renders from it). SpecError lists every problem, each at its place in the
+    contract; nothing is written."""
     from generator.spec import new_product as np
     from generator.spec.mesh import ProductEntry, check_inputs, load_mesh
 
@@ -201,11 +204,13 @@ def check_imported(root: Path, imported: Any) -> None:
     problems += [imported.problem((), line) for line in Checker(root).blocking(product)]
     if problems:
         raise SpecError(problems)
+    return mesh
 
 
-def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, comment: str = "") -> None:
+def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, mesh: Mesh, comment: str = "") -> None:
     """Write the spec and the answers (none for an imported contract), render the product (its skeleton
-    models with it); on any failure remove what was written. `comment`: lines for the spec's top."""
+    models with it) from `mesh` (the specs checked before) and the new spec; on any failure remove
+    what was written. `comment`: lines for the spec's top."""
     domain, name = spec["domain"], spec["name"]
     domain_dir = root / DBT_DIR / domain
     product_dir = domain_dir / name
@@ -220,15 +225,10 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, com
             replay = {"cookiecutter": {k: v for k, v in answers.items() if not k.startswith("_")}}
             replay_text = json.dumps(replay, indent=2, ensure_ascii=False) + "\n"
             (product_dir / REPLAY_FILE).write_text(replay_text, encoding="utf-8")
-        # The `datamesh render` command, run by this Python. -P: import the installed generator, not
-        # a `generator/` folder in the working directory.
-        render = subprocess.run(
-            [sys.executable, "-P", "-c", RUN_DATAMESH, "--root", str(root), "render", f"{domain}/{name}"],
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-        )
-        if render.returncode != 0:
-            raise RuntimeError(f"`datamesh render {domain}/{name}` failed (exit {render.returncode})")
+        try:
+            _render_new(root, mesh, f"{domain}/{name}")
+        except Exception as exc:
+            raise RuntimeError(f"rendering {domain}/{name} failed: {exc}") from exc
     except BaseException:
         # None of these existed before (checked): remove them whole, without hiding the error.
         shutil.rmtree(domain_dir if new_domain else product_dir, ignore_errors=True)
@@ -240,6 +240,21 @@ def create(root: Path, spec: dict[str, Any], answers: dict[str, str] | None, com
             else:  # the domain's other DAGs stay as they were
                 dag_file.write_text(dag_before, encoding="utf-8")
         raise
+
+
+def _render_new(root: Path, mesh: Mesh, name: str) -> None:
+    """What `datamesh render <name>` writes for a new product: its files, its domain's DAG file and
+    those of the products it reads (their exposures list it), rendered here from the specs already
+    loaded and the new one: not a second process loading every spec again (half of a `new` at 1,000
+    products). The files are the same bytes: a render's output does not depend on which specs,
+    beyond those it is made of, are loaded (tests/test_incremental.py)."""
+    from generator.render.mesh import render_products, stale_scope, with_producers
+    from generator.render.write import apply
+    from generator.spec.mesh import load_products
+
+    grown, new = load_products(root, [name], {}, loaded_before=mesh.products)
+    entries = with_producers(grown, new)
+    apply(root, render_products(grown, entries), stale_scope(grown, entries))
 
 
 def spec_yaml(spec: dict[str, Any], comment: str = "") -> str:
@@ -282,12 +297,12 @@ def from_cookiecutter(staging: Path) -> int:
     root = Path(answers["_output_dir"]).resolve()
     given = {k: str(v) for k, v in answers.items() if k in np.KEYS}
     try:
-        spec, _ = check_all(root, given, run_from="run cookiecutter from the repo root (or pass -o <repo root>)")
+        spec, _, mesh = check_all(root, given, run_from="run cookiecutter from the repo root (or pass -o <repo root>)")
     except Refused as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     try:
-        create(root, spec, {**given, **{k: v for k, v in answers.items() if k not in np.KEYS}})
+        create(root, spec, {**given, **{k: v for k, v in answers.items() if k not in np.KEYS}}, mesh)
     except Exception as exc:  # noqa: BLE001 - any failure rolls back; the message says what failed
         print(f"Error: {exc}\nNothing was kept: the repo is as it was.", file=sys.stderr)
         return 1
@@ -324,9 +339,9 @@ def new(ctx: Context, no_input: bool, answers: tuple[str, ...]) -> None:
     given = _parse_pairs(answers)
     if not no_input:
         given = _ask(ctx.root, given)
-    spec, answers_all = check_all(ctx.root, given)
+    spec, answers_all, mesh = check_all(ctx.root, given)
     try:
-        create(ctx.root, spec, answers_all)
+        create(ctx.root, spec, answers_all, mesh)
     except Exception as exc:  # noqa: BLE001 - rolled back; say what failed
         raise CheckFailed(f"{exc}\nNothing was kept: the repo is as it was.") from None
     click.echo(summary(spec, "`cookiecutter --replay-file` re-creates the product"))

@@ -1,9 +1,11 @@
-"""Render many products' dbt projects on every core: forked processes, each a share of them.
+"""Work on many products on every core: forked processes, each a share of them.
 
 A project is a function of its spec and the mesh (its inputs, its readers), and YAML writing is
 Python code under the GIL, so threads would not help; processes forked after the mesh is loaded
 start with it in memory and send back only text. Results come back in the order of `entries`, so
 the files are the same bytes whichever process rendered them (tests/test_render_parallel.py).
+`validate` shares its products out the same way (cli/fresh_verdicts.py), and `render` judges the
+products' policies `meanwhile`, in a process of its own, while this one writes the files.
 
 Below MIN_PER_PROCESS products a process costs more than it saves; where fork is not available
 (Windows, or macOS, where forking a process that loaded system frameworks is unsafe) everything
@@ -12,11 +14,13 @@ is rendered here, in order.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -27,17 +31,41 @@ R = TypeVar("R")
 # products a process's share is too small to pay for its start.
 MIN_PER_PROCESS = 100
 
-# What the forked processes work on: set just before forking, read by _share. Module state so that
-# only the indices of a share cross the process boundary, not the mesh.
+# What the forked processes work on: set just before forking, read by _share (and _background).
+# Module state so that only the indices of a share cross the process boundary, not the mesh.
 _WORK: tuple[Callable[..., object], Sequence[object]] | None = None
+_BACKGROUND: Callable[[], object] | None = None
 
 
 def processes_for(count: int) -> int:
     """How many processes to render `count` products with: 1 (this one) when forking cannot pay."""
-    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+    if not _can_fork():
         return 1
     cores = len(os.sched_getaffinity(0))
     return max(1, min(cores, count // MIN_PER_PROCESS))
+
+
+def _can_fork() -> bool:
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+@contextmanager
+def meanwhile(work: Callable[[], R], count: int) -> Iterator[Callable[[], R]]:
+    """`work()` in a forked process while the `with` block runs in this one; the block gets a
+    function that waits for work's value (or raises what work raised), as often as it likes.
+    `count`: how many products the work is about; below MIN_PER_PROCESS, or where fork is not
+    available, a process costs more than it saves, and `work` runs here, the first time its value
+    is asked for."""
+    if count < MIN_PER_PROCESS or not _can_fork():
+        yield functools.cache(work)
+        return
+    global _BACKGROUND
+    _BACKGROUND = work
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool.submit(_background).result
+    finally:
+        _BACKGROUND = None
 
 
 def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
@@ -46,8 +74,9 @@ def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -
     if processes <= 1 or len(items) < 2:
         return [render(item) for item in items]
     global _WORK
-    size = -(-len(items) // processes)  # ceiling division
-    shares = [range(start, min(start + size, len(items))) for start in range(0, len(items), size)]
+    # Every processes-th item: neighbours cost alike (a product and the next one it reads), so the
+    # shares take about as long as each other (contiguous shares differed by 10% at 1,000 products).
+    shares = [range(first, len(items), processes) for first in range(min(processes, len(items)))]
     _WORK = (render, items)
     try:
         # Not multiprocessing.Pool: a process killed (out of memory) would leave it waiting forever;
@@ -56,7 +85,15 @@ def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -
             results = list(pool.map(_share, shares))
     finally:
         _WORK = None
-    return [result for share in results for result in share]
+    ordered: list[R] = [None] * len(items)  # type: ignore[list-item]
+    for share, found in zip(shares, results, strict=True):
+        ordered[share.start:share.stop:share.step] = found  # type: ignore[assignment]
+    return ordered
+
+
+def _background() -> object:
+    assert _BACKGROUND is not None, "called outside meanwhile"
+    return _BACKGROUND()
 
 
 def _share(indices: range) -> list[object]:

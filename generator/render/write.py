@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +37,12 @@ class Drift:
     diff: str
 
 
-def apply(root: Path, rendered: Rendered, scope: list[str] | None = None) -> WriteReport:
-    """Write `rendered` under `root`. `scope` limits stale-file removal to these folders/files."""
+def apply(
+    root: Path, rendered: Rendered, scope: list[str] | None = None, before_commit: Callable[[], object] | None = None
+) -> WriteReport:
+    """Write `rendered` under `root`. `scope` limits stale-file removal to these folders/files.
+    `before_commit` is called once every file is staged and before any is renamed into place: if
+    it raises, the staged files are removed and nothing has changed."""
     report = WriteReport()
     pending: dict[Path, tuple[str, bool]] = {}  # target -> (text, whether it exists)
     for rel, text in sorted(rendered.generated.items()):
@@ -56,7 +61,7 @@ def apply(root: Path, rendered: Rendered, scope: list[str] | None = None) -> Wri
             pending[target] = (text, False)
             report.created.append(rel)
     stale = stale_files(root, rendered, scope)
-    _replace_all(pending)
+    _replace_all(pending, before_commit)
     for rel in stale:
         (root / rel).unlink()
         report.removed.append(rel)
@@ -150,7 +155,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _replace_all(pending: dict[Path, tuple[str, bool]]) -> None:
+def _replace_all(pending: dict[Path, tuple[str, bool]], before_commit: Callable[[], object] | None = None) -> None:
     for folder in sorted({target.parent for target in pending}):
         folder.mkdir(parents=True, exist_ok=True)
     # One file after another, with as few system calls as a file allows (open, write, fchmod,
@@ -160,6 +165,8 @@ def _replace_all(pending: dict[Path, tuple[str, bool]]) -> None:
     try:
         for target, (text, exists) in pending.items():
             staged.append(_stage(target, text, exists))
+        if before_commit is not None:
+            before_commit()
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
