@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from generator.errors import Problem, SpecError
-from generator.render.mesh import render_products
 from generator.render import parallel
+from generator.render.mesh import render_products
 from generator.render.parallel import map_in_order, meanwhile
 from generator.spec.mesh import load_mesh
 

@@ -23,7 +23,7 @@ from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from generator.cli.validation_cache import Judged, Verdict
+from generator.cli.validation_cache import Verdict, verdict_of
 from generator.errors import UserError
 
 if TYPE_CHECKING:
@@ -109,9 +109,8 @@ def _judged_share(
 
 def _judged(policies: MeshPolicies, entry: ProductEntry) -> Fresh:
     from generator.governance.policies import evaluate_spec
+    from generator.render.mesh import product_reads
 
     spec = entry.spec
     failed = [f for f in evaluate_spec(policies.for_domain(spec.domain), spec) if not f.passed]
-    verdict = Verdict(spec.version, entry.shown, [Judged(f.policy, f.enforcement, f.message) for f in failed])
-    reads = sorted({f"{i.domain}/{i.product}" for i in spec.inputs.products})
-    return Fresh(f"{spec.domain}/{spec.name}", reads, verdict)
+    return Fresh(f"{spec.domain}/{spec.name}", product_reads(entry), verdict_of(entry, failed))

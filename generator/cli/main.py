@@ -26,7 +26,7 @@ from generator.cli.policy import compliance_group, diff, policy
 from generator.cli.publish import rollback
 from generator.cli.upgrade import show_plan, upgrade
 from generator.cli.usage import usage_group
-from generator.cli.validation_cache import Judged, ValidationCache, Verdict
+from generator.cli.validation_cache import ValidationCache, Verdict, verdict_of
 from generator.errors import CheckFailed, SpecError, UserError
 from generator.layout import find_root
 from generator.render.rendered import Rendered
@@ -105,7 +105,7 @@ def _verdicts(ctx: Context, product: str | None) -> dict[str, Verdict]:
     if product:
         mesh = ctx.mesh()
         return {
-            f"{e.spec.domain}/{e.spec.name}": _verdict(e, findings)
+            f"{e.spec.domain}/{e.spec.name}": verdict_of(e, findings)
             for e, findings in _static_findings(ctx, _domains(mesh), mesh.select(product))
         }
     from generator.render.fingerprint import SpecDigests
@@ -137,11 +137,6 @@ def _verdicts(ctx: Context, product: str | None) -> dict[str, Verdict]:
         click.echo(f"warning: {warning}", err=True)
     cache.save(products)
     return {name: verdicts[name] for name in _dependency_order(graph)}
-
-
-def _verdict(entry: ProductEntry, findings: list) -> Verdict:
-    judged = [Judged(f.policy, f.enforcement, f.message) for f in findings]
-    return Verdict(entry.spec.version, entry.shown, judged)
 
 
 def _dependency_order(graph: dict[str, set[str]]) -> list[str]:

@@ -15,10 +15,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import generator
 from generator.layout import CACHE_DIR, POLICIES_DIR
 from generator.render.fingerprint import generator_fingerprint
+
+if TYPE_CHECKING:
+    from generator.governance.model import Finding
+    from generator.spec.mesh import ProductEntry
 
 CACHE_FILE = f"{CACHE_DIR}/validate.json"
 
@@ -37,6 +42,12 @@ class Verdict:
     version: str
     shown: str
     findings: list[Judged]
+
+
+def verdict_of(entry: ProductEntry, failed: list[Finding]) -> Verdict:
+    """A product's verdict from its failed findings, as `validate` prints and remembers it."""
+    judged = [Judged(f.policy, f.enforcement, f.message) for f in failed]
+    return Verdict(entry.spec.version, entry.shown, judged)
 
 
 def policy_key(root: Path) -> str:
