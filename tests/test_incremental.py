@@ -55,6 +55,13 @@ def tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def folders(root: Path) -> list[str]:
+    """Every folder a render may create (the git-ignored cache aside)."""
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir() and ".datamesh" not in p.parts
+    )
+
+
 @pytest.fixture
 def twins(tmp_path: Path) -> Iterator[Callable[[Callable[[Path], None]], tuple[Path, Path]]]:
     """Two copies of the example mesh with the same change applied: (incremental, full)."""
@@ -249,6 +256,26 @@ def test_validate_remembers_verdicts_until_a_policy_or_a_spec_changes(tmp_path: 
     code, out = datamesh(root, "validate")
     assert code == 2 and "dbt/marketing/campaign_performance/data_product.yaml" in out
 
+
+
+
+def test_a_broken_policy_file_stops_a_render_before_anything_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The products are judged in a forked process while the files are staged (from 100 products
+    # on; here from one), and nothing is renamed into place, no folder left, until they are.
+    root = copy_repo(tmp_path)
+    spec = (root / CUSTOMERS_SPEC).read_text()
+    (root / "dbt/customers/loyalty").mkdir()
+    (root / "dbt/customers/loyalty/data_product.yaml").write_text(
+        spec.replace("name: customer_profiles", "name: loyalty")
+    )
+    (root / "policies/domains/marketing.yaml").write_text("policies:\n  - name: [not, a, name]\n")
+    before = folders(root), tree(root)
+    monkeypatch.setattr(parallel, "MIN_PER_PROCESS", 1)
+    code, out = datamesh(root, "render")
+    assert code == 2 and "policies/domains/marketing.yaml" in out
+    assert (folders(root), tree(root)) == before
 
 
 def validate_in_one_and_in_three_processes(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[int, str], ...]:

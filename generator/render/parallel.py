@@ -70,7 +70,8 @@ def meanwhile(work: Callable[[], R], count: int) -> Iterator[Callable[[], R]]:
 
 def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
     """[render(item) for item in items], with the items shared out among `processes` forked
-    processes (contiguous shares; this process waits). An exception in any share is raised here."""
+    processes (every processes-th item each; this process waits). An exception in any share is
+    raised here."""
     if processes <= 1 or len(items) < 2:
         return [render(item) for item in items]
     global _WORK
