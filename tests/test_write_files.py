@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -114,6 +115,21 @@ def test_what_must_pass_before_commit_runs_once_every_file_is_staged_and_a_failu
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
     write.apply(tmp_path, plan("2"), before_commit=lambda: None)
     assert (tmp_path / "dags/sales__orders.py").read_text() == f"{HEAD}DAG = '2'\n"
+
+
+
+def test_a_folder_that_cannot_be_made_leaves_no_folder_made_before_it(tmp_path: Path, monkeypatch) -> None:
+    make_folder = Path.mkdir
+
+    def disk_full_at_models(self: Path, *args, **kwargs) -> None:
+        if self.name == "models":  # the last folder (sorted): dags/ and dbt/sales/orders/ made before
+            raise OSError(errno.ENOSPC, "No space left on device")
+        make_folder(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", disk_full_at_models)
+    with pytest.raises(OSError, match="No space left"):
+        write.apply(tmp_path, plan())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_files_no_spec_produces_any_more_are_found_and_removed(tmp_path: Path) -> None:

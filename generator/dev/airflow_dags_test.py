@@ -66,9 +66,9 @@ def serve_newest_api_version_only() -> bool:
         from cadwyn import HeadVersion, Version, VersionBundle
         from cadwyn.route_generation import _DELETED_ROUTE_TAG
         from fastapi.routing import APIRoute
-    except ImportError:
-        return False
-    newest = versions.bundle.versions[0].value
+        newest = versions.bundle.versions[0].value
+    except (ImportError, AttributeError, IndexError):
+        return False  # moved in an Airflow or Cadwyn upgrade: serve every version, as Airflow does
     if str(newest) != API_VERSION:
         return False  # the client speaks another version than the server's newest: serve them all
     # create_task_execution_api_app() reads `bundle` from this module when it is called.
