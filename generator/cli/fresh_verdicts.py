@@ -27,6 +27,7 @@ from generator.cli.validation_cache import Verdict, verdict_of
 from generator.errors import UserError
 
 if TYPE_CHECKING:
+    from generator.governance.model import Finding
     from generator.governance.policies import MeshPolicies
     from generator.spec.mesh import ProductEntry
 
@@ -108,9 +109,14 @@ def _judged_share(
 
 
 def _judged(policies: MeshPolicies, entry: ProductEntry) -> Fresh:
-    from generator.governance.policies import evaluate_spec
     from generator.render.mesh import product_reads
 
-    spec = entry.spec
-    failed = [f for f in evaluate_spec(policies.for_domain(spec.domain), spec) if not f.passed]
-    return Fresh(f"{spec.domain}/{spec.name}", product_reads(entry), verdict_of(entry, failed))
+    name = f"{entry.spec.domain}/{entry.spec.name}"
+    return Fresh(name, product_reads(entry), verdict_of(entry, failed_findings(policies, entry)))
+
+
+def failed_findings(policies: MeshPolicies, entry: ProductEntry) -> list[Finding]:
+    """The static policies (global and its domain's) a product's spec fails."""
+    from generator.governance.policies import evaluate_spec
+
+    return [f for f in evaluate_spec(policies.for_domain(entry.spec.domain), entry.spec) if not f.passed]

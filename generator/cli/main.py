@@ -19,6 +19,7 @@ from generator.cli.console import console
 from generator.cli.context import Context, pass_ctx
 from generator.cli.contract import contract_group
 from generator.cli.domains import domains
+from generator.cli.fresh_verdicts import failed_findings
 from generator.cli.migrate import migrate
 from generator.cli.new import new
 from generator.cli.platform import platform_group
@@ -164,12 +165,7 @@ def _policies(ctx: Context, domains: list[str]):  # -> MeshPolicies (imported la
 
 
 def _judge(loaded, entries: list[ProductEntry]) -> list[tuple[ProductEntry, list]]:
-    from generator.governance.policies import evaluate_spec
-
-    return [
-        (entry, [f for f in evaluate_spec(loaded.for_domain(entry.spec.domain), entry.spec) if not f.passed])
-        for entry in entries
-    ]
+    return [(entry, failed_findings(loaded, entry)) for entry in entries]
 
 
 def _static_findings(
@@ -272,7 +268,8 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool,
         if not plan.entries:
             return [], []
         loaded = _policies(ctx, plan.domains)
-        return list(loaded.warnings), [findings for _, findings in _judge(loaded, plan.entries)]
+        # Only the findings come back from the forked process, not the (large) entries.
+        return list(loaded.warnings), [failed_findings(loaded, entry) for entry in plan.entries]
 
     with meanwhile(judge, len(plan.entries)) as judging:
         report = apply(ctx.root, plan.rendered, plan.scope, before_commit=judging)
