@@ -36,7 +36,7 @@ class SpecError(UserError):
 
     def __reduce__(self) -> tuple[type[SpecError], tuple[list[Problem]]]:
         # Pickled as its problems (the default would pass the message back as `problems`): a
-        # render in a forked process raises it in the parent (render/parallel.py).
+        # render in a forked process raises it in the parent (parallel.py).
         return (type(self), (self.problems,))
 
 

@@ -18,9 +18,10 @@ import yaml
 from click.testing import CliRunner
 
 import generator
+from generator import parallel
 from generator.cli.main import cli
 from generator.errors import UserError
-from generator.render import fingerprint, parallel, rendered
+from generator.render import fingerprint, rendered
 
 REPO = Path(__file__).resolve().parents[1]
 CUSTOMERS_SPEC = "dbt/customers/customer_profiles/data_product.yaml"
@@ -280,7 +281,7 @@ def test_a_broken_policy_file_stops_a_render_before_anything_changes(
 
 def validate_in_one_and_in_three_processes(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[tuple[int, str], ...]:
     """`validate --format json` from a cold cache: in one process, then shared out among three
-    forked processes (on a large mesh, render/parallel.py decides; the example mesh is small)."""
+    forked processes (on a large mesh, parallel.py decides; the example mesh is small)."""
     alone = datamesh(root, "validate", "--format", "json")
     shutil.rmtree(root / ".datamesh/cache", ignore_errors=True)
     monkeypatch.setattr(parallel, "processes_for", lambda count: 3)

@@ -4,7 +4,7 @@ cross-checked, then judged by the static policies.
 On a large mesh with a cold cache this is most of `validate` (1,000 products on one core: 0.5 s
 loading specs, 0.15 s judging them), and each product's verdict depends only on its own spec and
 the specs it reads. So from a few hundred products on, the products are shared out among forked
-processes (render/parallel.py): each loads its share with the specs that share reads, checks and
+processes (parallel.py): each loads its share with the specs that share reads, checks and
 judges them, and sends back only the verdicts (small text, not the parsed specs, whose pickling
 would cost what the processes save). The one check that spans shares, a cycle through products
 of different shares, is made here on the products' reads.
@@ -46,7 +46,7 @@ def fresh_verdicts(
 ) -> tuple[list[str], list[Fresh]]:
     """The policy files' warnings and the verdict of each product of `stale` (`domain/product`).
     `known_reads`: what each product not loaded reads (a cycle through them is still found)."""
-    from generator.render.parallel import processes_for
+    from generator.parallel import processes_for
 
     processes = processes_for(len(stale))
     if processes > 1:
@@ -73,7 +73,7 @@ def _in_processes(
     """As `_in_one_process`, the products shared out among `processes` forked processes; None
     when something is wrong, for `_in_one_process` to report as it always has."""
     from generator.governance.policies import load_all_policies
-    from generator.render.parallel import map_in_order
+    from generator.parallel import map_in_order
 
     try:
         policies = load_all_policies(root, domains)  # before forking: every process judges with them

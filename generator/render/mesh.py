@@ -33,12 +33,13 @@ SCHEMA_MEMO = f"{CACHE_DIR}/schema"
 def render_products(mesh: Mesh, entries: list[ProductEntry], processes: int | None = None) -> Rendered:
     """The dbt projects of `entries` and the DAG files of their domains. A domain's DAG file holds
     every product of the domain, so it is rendered from all of them: `mesh` holds at least every
-    product of those domains (render_changed loads them, `_needed`). The projects are rendered by
-    `processes` forked processes (default: as render/parallel.py sees fit for their number)."""
+    product of those domains (render_changed loads them, `_needed`). The projects and DAG files are
+    rendered by `processes` processes, this one and forked ones (default: as parallel.py sees fit
+    for their number)."""
     # Imported here so `validate` and `schema` do not pay for the renderers' imports.
+    from generator.parallel import map_in_order, processes_for
     from generator.render.airflow_dag import card_links, render_domain
     from generator.render.dbt_project import render_dbt_project
-    from generator.render.parallel import map_in_order, processes_for
     from generator.spec.dataset_names import warehouse_names
 
     links = card_links()  # the environment's settings, read once for every DAG
@@ -46,19 +47,21 @@ def render_products(mesh: Mesh, entries: list[ProductEntry], processes: int | No
     digests = SpecDigests(mesh.root)
     result = Rendered()
 
-    def project(entry: ProductEntry) -> Rendered:
-        # +1: the domain's DAG file is one of the product's files too
-        return stamped(render_dbt_project(entry, mesh), entry, digests, extra=1)
-
-    for files in map_in_order(project, entries, processes_for(len(entries)) if processes is None else processes):
-        result.add(files)
     domains: dict[str, dict[str, ProductEntry]] = {entry.spec.domain: {} for entry in entries}
     for entry in [*mesh.products, *entries]:
         if entry.spec.domain in domains:
             domains[entry.spec.domain][entry.spec.key] = entry
-    for domain, members in domains.items():
-        dag_file = render_domain(domain, list(members.values()), mesh, links, names)
-        result.add(stamped_domain(dag_file, members, digests))
+
+    def render(item: ProductEntry | str) -> Rendered:
+        if isinstance(item, str):  # a domain: its DAG file
+            members = domains[item]
+            return stamped_domain(render_domain(item, list(members.values()), mesh, links, names), members, digests)
+        # +1: the domain's DAG file is one of the product's files too
+        return stamped(render_dbt_project(item, mesh), item, digests, extra=1)
+
+    work: list[ProductEntry | str] = [*entries, *domains]  # every project, then every domain's DAG file
+    for files in map_in_order(render, work, processes_for(len(entries)) if processes is None else processes):
+        result.add(files)
     return result
 
 

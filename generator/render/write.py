@@ -46,9 +46,10 @@ def apply(
     it raises, the staged files are removed and nothing has changed."""
     report = WriteReport()
     pending: dict[Path, tuple[str, bool]] = {}  # target -> (text, whether it exists)
+    folders = _FolderCheck()
     for rel, text in sorted(rendered.generated.items()):
         target = root / rel
-        current = _read(target)
+        current = _read(target) if folders.exists(target.parent) else None
         if current == text:
             report.unchanged.append(rel)
         else:
@@ -97,14 +98,30 @@ def stale_files(root: Path, rendered: Rendered, scope: list[str] | None = None) 
     stale = []
     for folder in scope or []:
         base = root / folder
-        candidates = [base] if base.is_file() else sorted(base.rglob("*")) if base.is_dir() else []
-        for path in candidates:
-            rel = path.relative_to(root).as_posix()
-            if rel in known or not path.is_file() or _ignored(rel):
-                continue
-            if _MARK in _first_line(path):
+        files: list[str] = []
+        if base.is_file():
+            files.append(folder)
+        elif base.is_dir():
+            _files_under(base, base.relative_to(root).as_posix(), files)
+        for rel in sorted(files, key=lambda rel: rel.split("/")):  # as paths sort: by their parts
+            if rel not in known and not _ignored(rel) and _MARK in _first_line(root / rel):
                 stale.append(rel)
     return stale
+
+
+def _files_under(folder: Path, rel: str, found: list[str]) -> None:
+    """Add the files under `folder` (whose path in the repo is `rel`) to `found`, without going
+    into dbt's work folders (thousands of files once dbt has run) or following links to folders."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name not in DBT_WORK_DIRS:
+                        _files_under(Path(entry.path), f"{rel}/{entry.name}", found)
+                elif entry.is_file():  # a link to a file counts, as Path.is_file has it
+                    found.append(f"{rel}/{entry.name}")
+    except PermissionError:
+        return  # a folder nobody may read holds nothing this tool wrote
 
 
 def _ignored(rel: str) -> bool:
@@ -147,6 +164,21 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+class _FolderCheck:
+    """Whether a folder exists, asked of the file system once per folder: in a fresh clone most
+    generated files are in folders not made yet, and one `stat` of the folder spares opening each
+    of its files only to be told it is missing (5,000 files at 1,000 products)."""
+
+    def __init__(self) -> None:
+        self._known: dict[Path, bool] = {}
+
+    def exists(self, folder: Path) -> bool:
+        found = self._known.get(folder)
+        if found is None:
+            found = self._known[folder] = folder.is_dir()
+        return found
 
 
 def _read(path: Path) -> str | None:

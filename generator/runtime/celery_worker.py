@@ -24,10 +24,9 @@ CELERY_CONFIG: dict[str, Any] = DEFAULT_CELERY_CONFIG  # Airflow's own, unchange
 @worker_init.connect
 def import_dbt(**_: Any) -> None:
     """In the worker's main process, before the pool's processes are forked."""
-    import dbt.adapters.postgres
-    import dbt.cli.main  # noqa: F401
-
-    from generator.runtime.gc_tuning import collect_less_often, keep_what_exists
+    from generator.runtime.gc_tuning import collect_less_often, importing
 
     collect_less_often()
-    keep_what_exists()
+    with importing():
+        import dbt.adapters.postgres
+        import dbt.cli.main  # noqa: F401

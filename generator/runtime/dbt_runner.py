@@ -330,11 +330,13 @@ def _in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, l
     """dbt through dbtRunner in this process, with `env` as os.environ and `cwd` as the working
     folder for the call (both restored after); dbt's messages go to the log. (exit code as dbt's
     CLI would give it, output lines)"""
-    from dbt.cli.main import dbtRunner
-
-    from generator.runtime.gc_tuning import collect_less_often
+    from generator.runtime.gc_tuning import collect_less_often, importing
 
     collect_less_often()  # dbt's manifest: many long-lived objects (runtime/gc_tuning.py)
+    if "dbt.cli.main" not in sys.modules:  # a Celery worker imported it at start (runtime/celery_worker.py)
+        with importing():
+            import dbt.cli.main  # noqa: F401
+    from dbt.cli.main import dbtRunner
     lines: list[str] = []
 
     def to_log(event: Any) -> None:

@@ -14,6 +14,8 @@ after 50,000 allocations rather than 700, the oldest a few times a run rather th
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # (youngest, middle, oldest): allocations before a young collection, and how many collections of
 # one generation before the next one is collected too.
@@ -32,3 +34,24 @@ def keep_what_exists() -> None:
     from being copied when a collection would touch them. Objects frozen are never freed, so only
     for what lives as long as the process, or at its very end."""
     gc.freeze()
+
+
+@contextmanager
+def importing() -> Iterator[None]:
+    """For a block that imports modules, whose objects live as long as the process: no collection
+    while it runs (each would walk everything imported so far only to find it alive), then all
+    that is alive kept out of later collections' reach (keep_what_exists). The few cycles the
+    imports leave unreachable are kept too: measured, about 5,000 objects for all of Airflow's
+    imports and its execution API, 300 for dbt's, against 400,000 live objects each.
+
+    Measured on a one-model product under `airflow dags test`: the collector took 0.65-0.8 s of the
+    run with the thresholds above alone (19 young collections and one of the middle generation,
+    mostly walking what Airflow and dbt imported), 0.11 s with their imports made in this block."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        keep_what_exists()
+        if enabled:
+            gc.enable()

@@ -14,10 +14,15 @@ import yaml
 
 from generator.errors import Problem, SpecError
 from generator.layout import DBT_DIR, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
+from generator.parallel import map_in_order, processes_for
 from generator.spec.domain import Domain, DomainEntry, domain_file, has_registry, load_registry
 from generator.spec.load import load_spec
 from generator.spec.model import DataProduct
 from generator.spec.problems import YAML_LOADER, line_index, nearest_line
+
+# Below this many specs for each process, a forked one costs more than it saves: measured on 2
+# cores, 400 specs took 0.167 s in one process and 0.157 s in two; 1,000 took 0.49 s and 0.38 s.
+LOADED_PER_PROCESS = 250
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ def load_mesh(root: Path) -> Mesh:
     """Load and cross-check every spec. Raises one SpecError with the problems of all files."""
     root = root.resolve()
     problems: list[Problem] = []
-    entries = [e for e in (_load_entry(root, path, problems) for path in spec_paths(root)) if e]
+    entries = [e for e in _load_entries(root, spec_paths(root), problems) if e]
     problems += check_inputs(entries, entries)
     domains = _registry(root, entries, None, problems)
     if problems:
@@ -125,11 +130,10 @@ def load_products(
     loaded: dict[str, ProductEntry] = {f"{e.spec.domain}/{e.spec.name}": e for e in loaded_before}
 
     def load(products: Iterable[str]) -> None:
-        for product in sorted(set(products) - loaded.keys()):
-            path = root / DBT_DIR / product / SPEC_FILENAME
-            entry = _load_entry(root, path, problems) if path.is_file() else None
+        paths = [root / DBT_DIR / product / SPEC_FILENAME for product in sorted(set(products) - loaded.keys())]
+        for entry in _load_entries(root, [path for path in paths if path.is_file()], problems):
             if entry is not None:
-                loaded[product] = entry
+                loaded[f"{entry.spec.domain}/{entry.spec.name}"] = entry
 
     wanted = sorted(set(wanted))
     load(wanted)
@@ -201,6 +205,22 @@ def _line_of(path: Path, loc: tuple[str, ...]) -> int | None:
         return nearest_line(loc, line_index(yaml.compose(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)))
     except (OSError, yaml.YAMLError):
         return None
+
+
+def _load_entries(root: Path, paths: list[Path], problems: list[Problem]) -> list[ProductEntry | None]:
+    """The entries of the specs at `paths` (None for a spec with problems, added to `problems`), in
+    their order. Many are shared out among this process and forked ones (parallel.py): parsing
+    YAML and checking it are Python code under the GIL, and a parsed spec costs less to send back
+    than to parse."""
+
+    def load(path: Path) -> tuple[ProductEntry | None, list[Problem]]:
+        found: list[Problem] = []
+        return _load_entry(root, path, found), found
+
+    loaded = map_in_order(load, paths, processes_for(len(paths), LOADED_PER_PROCESS))
+    for _, found in loaded:
+        problems += found
+    return [entry for entry, _ in loaded]
 
 
 def _load_entry(root: Path, path: Path, problems: list[Problem]) -> ProductEntry | None:

@@ -1,11 +1,13 @@
-"""Work on many products on every core: forked processes, each a share of them.
+"""Work on many products on every core: this process and forked ones, each a share of them.
 
-A project is a function of its spec and the mesh (its inputs, its readers), and YAML writing is
-Python code under the GIL, so threads would not help; processes forked after the mesh is loaded
-start with it in memory and send back only text. Results come back in the order of `entries`, so
-the files are the same bytes whichever process rendered them (tests/test_render_parallel.py).
-`validate` shares its products out the same way (cli/fresh_verdicts.py), and `render` judges the
-products' policies `meanwhile`, in a process of its own, while this one writes the files.
+A project is a function of its spec and the mesh (its inputs, its readers), and YAML reading and
+writing are Python code under the GIL, so threads would not help; processes forked after the mesh
+is loaded start with it in memory and send back only text. Results come back in the order of the
+items, so the files are the same bytes whichever process rendered them (tests/test_parallel.py).
+Specs are loaded the same way (spec/mesh.py), `validate` shares its products out
+(cli/fresh_verdicts.py), and `render` judges the products' policies `meanwhile`, in a process of
+its own, while this one writes the files. Work already shared out is not shared again: a share
+that loads specs loads them in its own process.
 
 Below MIN_PER_PROCESS products a process costs more than it saves; where fork is not available
 (Windows, or macOS, where forking a process that loaded system frameworks is unsafe) everything
@@ -37,12 +39,13 @@ _WORK: tuple[Callable[..., object], Sequence[object]] | None = None
 _BACKGROUND: Callable[[], object] | None = None
 
 
-def processes_for(count: int) -> int:
-    """How many processes to render `count` products with: 1 (this one) when forking cannot pay."""
-    if not _can_fork():
+def processes_for(count: int, per_process: int = MIN_PER_PROCESS) -> int:
+    """How many processes to work on `count` products with, each at least `per_process` of them:
+    1 (this one) when forking cannot pay, or when this is already a share of some work."""
+    if not _can_fork() or _WORK is not None or _BACKGROUND is not None:
         return 1
     cores = len(os.sched_getaffinity(0))
-    return max(1, min(cores, count // MIN_PER_PROCESS))
+    return max(1, min(cores, count // per_process))
 
 
 def _can_fork() -> bool:
@@ -69,9 +72,9 @@ def meanwhile(work: Callable[[], R], count: int) -> Iterator[Callable[[], R]]:
 
 
 def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
-    """[render(item) for item in items], with the items shared out among `processes` forked
-    processes (every processes-th item each; this process waits). An exception in any share is
-    raised here."""
+    """[render(item) for item in items], with the items shared out among `processes` processes:
+    this one and processes-1 forked ones (every processes-th item each). This process's share
+    needs no sending back. An exception in any share is raised here (the first share's first)."""
     if processes <= 1 or len(items) < 2:
         return [render(item) for item in items]
     global _WORK
@@ -82,8 +85,9 @@ def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -
     try:
         # Not multiprocessing.Pool: a process killed (out of memory) would leave it waiting forever;
         # the executor raises BrokenProcessPool instead.
-        with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context("fork")) as pool:
-            results = list(pool.map(_share, shares))
+        with ProcessPoolExecutor(len(shares) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+            forked = [pool.submit(_share, share) for share in shares[1:]]
+            results = [_share(shares[0]), *(future.result() for future in forked)]
     finally:
         _WORK = None
     ordered: list[R] = [None] * len(items)  # type: ignore[list-item]
