@@ -17,13 +17,14 @@ is rendered here, in order.
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,7 +50,18 @@ def processes_for(count: int, per_process: int = MIN_PER_PROCESS) -> int:
 
 
 def _can_fork() -> bool:
+    import multiprocessing  # here: a DAG task imports this module with the specs, and never forks
+
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _forking(processes: int) -> ProcessPoolExecutor:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Not multiprocessing.Pool: a process killed (out of memory) would leave it waiting forever;
+    # the executor raises BrokenProcessPool instead.
+    return ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"))
 
 
 @contextmanager
@@ -65,7 +77,7 @@ def meanwhile(work: Callable[[], R], count: int) -> Iterator[Callable[[], R]]:
     global _BACKGROUND
     _BACKGROUND = work
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with _forking(1) as pool:
             yield pool.submit(_background).result
     finally:
         _BACKGROUND = None
@@ -83,9 +95,7 @@ def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -
     shares = [range(first, len(items), processes) for first in range(min(processes, len(items)))]
     _WORK = (render, items)
     try:
-        # Not multiprocessing.Pool: a process killed (out of memory) would leave it waiting forever;
-        # the executor raises BrokenProcessPool instead.
-        with ProcessPoolExecutor(len(shares) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with _forking(len(shares) - 1) as pool:
             forked = [pool.submit(_share, share) for share in shares[1:]]
             results = [_share(shares[0]), *(future.result() for future in forked)]
     finally:

@@ -279,12 +279,11 @@ def render(ctx: Context, product: str | None, check_only: bool, show_diff: bool,
         click.echo(f"warning: {warning}", err=True)
     judged = list(zip(plan.entries, findings, strict=True))
     remember_schema(ctx.root, plan.rendered)
-    for rel in report.written:
-        click.echo(f"wrote    {rel}")
-    for rel in report.created:
-        click.echo(f"created  {rel}  (yours from now on: never overwritten)")
-    for rel in report.removed:
-        click.echo(f"removed  {rel}  (no spec produces it any more)")
+    lines = [f"wrote    {rel}" for rel in report.written]
+    lines += [f"created  {rel}  (yours from now on: never overwritten)" for rel in report.created]
+    lines += [f"removed  {rel}  (no spec produces it any more)" for rel in report.removed]
+    if lines:
+        click.echo("\n".join(lines))  # one write: a full render lists 8,000 files
     unchanged = len(report.unchanged) + plan.current
     click.echo(
         f"{plan.products} product(s), {len(plan.entries)} rendered: {len(report.written)} written, "

@@ -41,7 +41,7 @@ from generator.layout import DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 from generator.render.rendered import add_meta, drop_meta
 
 # The parts of the generator whose source reaches a generated file (the JSON Schema's included).
-SOURCE_PARTS = ("render", "spec", "layout.py", "errors.py", "__init__.py")
+SOURCE_PARTS = ("render", "spec", "layout.py", "errors.py", "parallel.py", "__init__.py")
 # The libraries whose output is written as is: YAML dumping, templating, the JSON Schema.
 LIBRARIES = ("PyYAML", "Jinja2", "pydantic")
 # Environment settings written into generated files (see render/airflow_dag.py, card_links, and
