@@ -37,11 +37,12 @@ from functools import cache
 from pathlib import Path
 
 import generator
+from generator.file_bytes import read_bytes
 from generator.layout import DBT_DIR, DOMAINS_DIR, SPEC_FILENAME
 from generator.render.rendered import add_meta, drop_meta
 
 # The parts of the generator whose source reaches a generated file (the JSON Schema's included).
-SOURCE_PARTS = ("render", "spec", "layout.py", "errors.py", "parallel.py", "__init__.py")
+SOURCE_PARTS = ("render", "spec", "layout.py", "errors.py", "parallel.py", "file_bytes.py", "__init__.py")
 # The libraries whose output is written as is: YAML dumping, templating, the JSON Schema.
 LIBRARIES = ("PyYAML", "Jinja2", "pydantic")
 # Environment settings written into generated files (see render/airflow_dag.py, card_links, and
@@ -76,7 +77,7 @@ def generator_fingerprint() -> str:
         for path in files:
             if path.is_file() and path.suffix not in {".pyc", ".tmp"} and "__pycache__" not in path.parts:
                 digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
+                digest.update(read_bytes(path) + b"\0")
     return digest.hexdigest()
 
 
@@ -109,7 +110,7 @@ class SpecDigests:
     def of(self, product: str) -> str:
         if product not in self._known:
             try:
-                data = spec_file(self.root, product).read_bytes()
+                data = read_bytes(spec_file(self.root, product))
                 self._known[product] = hashlib.sha256(data).hexdigest()
             except FileNotFoundError:
                 self._known[product] = "missing"
@@ -128,7 +129,7 @@ class SpecDigests:
         key = f"{DOMAINS_DIR}/{domain}"
         if key not in self._known:
             try:
-                self._known[key] = hashlib.sha256((self.root / f"{key}.yaml").read_bytes()).hexdigest()
+                self._known[key] = hashlib.sha256(read_bytes(self.root / f"{key}.yaml")).hexdigest()
             except FileNotFoundError:
                 self._known[key] = "missing"
         return self._known[key]

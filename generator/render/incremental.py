@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.file_bytes import read_bytes
 from generator.layout import DAGS_DIR, DBT_DIR, DBT_WORK_DIRS, PLATFORM_DAG, PLATFORM_PACKAGE_DIR, SPEC_FILENAME
 from generator.render.fingerprint import SpecDigests, body_hash, unstamped
 from generator.render.rendered import GENERATED_MARK, read_meta
@@ -137,8 +138,7 @@ def generated_files(root: Path) -> list[tuple[str, str]]:
     for top in (DBT_DIR, DAGS_DIR):
         for rel in _files(str(root), top):
             try:
-                with open(os.path.join(root, rel), "rb") as handle:
-                    data = handle.read()
+                data = read_bytes(os.path.join(root, rel))
             except OSError:
                 continue
             end = data.find(b"\n")
