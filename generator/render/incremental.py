@@ -136,7 +136,7 @@ def generated_files(root: Path) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     mark = GENERATED_MARK.encode()
     for top in (DBT_DIR, DAGS_DIR):
-        for rel in _files(str(root), top):
+        for rel in files_under(str(root), top):
             try:
                 data = read_bytes(os.path.join(root, rel))
             except OSError:
@@ -151,8 +151,9 @@ def generated_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def _files(root: str, folder: str) -> list[str]:
-    """Every file under `folder` (repo-relative, POSIX), sorted, skipping DBT_WORK_DIRS."""
+def files_under(root: str, folder: str) -> list[str]:
+    """Every file under `folder` (repo-relative, POSIX), sorted as paths sort, without going into
+    DBT_WORK_DIRS (thousands of files once dbt has run) or following links to folders."""
     try:
         entries = sorted(os.scandir(os.path.join(root, folder)), key=lambda e: e.name)
     except (FileNotFoundError, NotADirectoryError):
@@ -162,7 +163,7 @@ def _files(root: str, folder: str) -> list[str]:
         rel = f"{folder}/{entry.name}"
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in DBT_WORK_DIRS:
-                files += _files(root, rel)
+                files += files_under(root, rel)
         elif entry.is_file():
             files.append(rel)
     return files
