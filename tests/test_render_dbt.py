@@ -417,27 +417,28 @@ TRICKY_TEXTS = [
 ]
 
 
-@pytest.mark.skipif(generated_yaml.FAST_DUMPER is None, reason="PyYAML without libyaml")
 @pytest.mark.parametrize("text", TRICKY_TEXTS)
-def test_yaml_through_libyaml_is_byte_identical_to_pyyaml(text: str) -> None:
+def test_generated_yaml_is_byte_identical_to_pyyaml(text: str) -> None:
     data = {"models": [{"name": "m", "description": text, "meta": {text: [text, 1, 2.5, True, None]}}]}
     expected = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
     assert generated_yaml.dump_yaml(data) == expected
 
 
 # Pieces of text that change how a YAML emitter writes a scalar: quotes, indicators, line breaks,
-# tabs and spaces next to them, lengths that fold at the width, non-ASCII, beyond the BMP, controls.
+# tabs and spaces next to them, lengths that fold at the width, non-ASCII, beyond the BMP, controls,
+# texts that read back as something else.
 YAML_PIECES = [
     "alpha", "be", " ", "\n", "\n\n", "x" * 30, "é", ": ", "- ", "#", "'", '"', " \n", "\n ", "\t", "  ",
     "a" * 95, "日本", "{", "yes", "0777", "ü" * 40, "*", "&", "!", "%", "@", "`", "😀", "\x85", "\u2028", "\\",
+    "true", "1.5", "~", "null", "2024-01-01", "<<", "?", "[", "|", ">", "-", ":", "\ufeff", "\x00", "\r", "\xa0",
 ]
 
 
-def test_yaml_through_libyaml_is_byte_identical_to_pyyaml_on_generated_texts() -> None:
+def test_generated_yaml_is_byte_identical_to_pyyaml_on_generated_texts() -> None:
     """Texts as descriptions, list items and mapping keys (long ones too), 4,000 of them from a
-    fixed seed: dump_yaml (libyaml where it decides it writes the same) gives PyYAML's bytes."""
+    fixed seed: dump_yaml gives PyYAML's bytes, whether it writes them itself or not."""
     randomly = random.Random(20261130)
-    through_libyaml = 0
+    written_here = 0
     for _ in range(4000):
         text = "".join(randomly.choice(YAML_PIECES) for _ in range(randomly.randint(1, 30)))
         key = "".join(randomly.choice(YAML_PIECES) for _ in range(randomly.randint(1, 4)))
@@ -445,19 +446,52 @@ def test_yaml_through_libyaml_is_byte_identical_to_pyyaml_on_generated_texts() -
                             "meta": {key: [text, 1, True, None], "k": {text[:20]: key}}}]}
         expected = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
         assert generated_yaml.dump_yaml(data) == expected, (text, key)
-        through_libyaml += generated_yaml.through_libyaml(data)
-    # the comparison is not vacuous: a share of the texts took libyaml (those without controls,
-    # astral characters or double-quoted line breaks)
-    assert generated_yaml.FAST_DUMPER is None or through_libyaml > 100
+        written_here += generated_yaml.written_here(data)
+    # the comparison is not vacuous: a third were written here (the others have a key PyYAML
+    # writes as `? key`, one of these pieces' line breaks in it)
+    assert written_here > 1000
 
 
-def test_a_multi_line_description_is_written_through_libyaml() -> None:
+def _random_data(randomly: random.Random, depth: int = 0) -> object:
+    """Mappings, lists (in lists too), empty ones, and scalars of every type the renderers write."""
+    choice = randomly.random()
+    if depth > 4 or choice < 0.5:
+        if randomly.random() < 0.7:
+            return "".join(randomly.choice(YAML_PIECES) for _ in range(randomly.randint(0, 12)))
+        return randomly.choice([0, 1, -3, 10**30, 2.5, 1e20, -0.0, float("inf"), float("nan"), True, False, None])
+    if choice < 0.75:
+        keys = ["name", "k" * 122, "k" * 123, 1, True, None, 2.5, "yes", "a: b", "é"]
+        return {randomly.choice(keys): _random_data(randomly, depth + 1) for _ in range(randomly.randint(0, 4))}
+    return [_random_data(randomly, depth + 1) for _ in range(randomly.randint(0, 4))]
+
+
+def test_generated_yaml_is_byte_identical_to_pyyaml_on_any_layout() -> None:
+    """Nested at every depth, lists in lists, empty collections, numbers, booleans and None as
+    values and keys, keys on either side of the length PyYAML writes as `? key`: 3,000 documents."""
+    randomly = random.Random(1130)
+    written_here = 0
+    for _ in range(3000):
+        data = {"top": _random_data(randomly), "second": _random_data(randomly)}
+        expected = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100, default_flow_style=False)
+        assert generated_yaml.dump_yaml(data) == expected, data
+        written_here += generated_yaml.written_here(data)
+    assert written_here > 1500
+
+
+def test_a_dict_written_twice_is_left_to_pyyaml_and_its_anchors() -> None:
+    shared = {"severity": "error"}
+    data = {"tests": [{"config": shared}, {"config": shared}]}
+    assert not generated_yaml.written_here(data)
+    assert "&id001" in generated_yaml.dump_yaml(data)
+
+
+def test_a_multi_line_description_is_written_here() -> None:
     data = {"models": [{"name": "m", "description": "Orders, one row each.\n\nRefunds are rows of their own.\n"}]}
-    assert generated_yaml.FAST_DUMPER is None or generated_yaml.through_libyaml(data)
+    assert generated_yaml.written_here(data)
 
 
-def test_the_example_projects_render_the_same_with_and_without_libyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_example_projects_render_as_pyyaml_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
     mesh = load_mesh(REPO_ROOT)
     fast = [render_dbt_project(entry, mesh).generated for entry in mesh.products]
-    monkeypatch.setattr(generated_yaml, "FAST_DUMPER", None)
+    monkeypatch.setattr(generated_yaml, "dump_yaml", lambda data: yaml.safe_dump(data, **generated_yaml.OPTIONS))
     assert [render_dbt_project(entry, mesh).generated for entry in mesh.products] == fast

@@ -1,152 +1,204 @@
-"""The YAML text of generated files: exactly what `yaml.safe_dump` writes, mostly written by libyaml.
+"""The YAML text of generated files: exactly what `yaml.safe_dump(data, **OPTIONS)` writes.
 
-Rendering a thousand products writes 6,000 YAML files; most of PyYAML's time goes to its Python
-representer (a node per value, with the resolver asked twice about every scalar) and its Python
-emitter. This module builds the same nodes directly from the plain data the renderers produce
-(dicts, lists, strings, numbers, booleans, None), asks the resolver once per distinct scalar, and
-lets libyaml's emitter (CSafeDumper) write them, where that writes PyYAML's bytes.
+Rendering a thousand products writes 6,000 YAML files. PyYAML spends most of that time on its
+machinery, not on the text: a node per value, an event per node, the resolver asked twice about
+every scalar, and its emitter's state machine; libyaml's emitter still calls back into Python twice
+per scalar. The renderers' data is plain (dicts, lists, strings, numbers, booleans, None) and is
+written in block style, where the layout is simple: two spaces per level, a list inside a mapping
+not indented, `{}` and `[]` for empty ones. This module writes that layout itself and leaves every
+scalar to PyYAML's own emitter code: whether it is plain or quoted (choose_scalar_style), whether a
+key may be written simply (check_simple_key) and how it folds at the width (write_plain and the
+quoted writers), each asked once per distinct scalar and place, then remembered.
 
-libyaml's emitter writes the same bytes as PyYAML's own for text of printable characters of the
-Basic Multilingual Plane; it differs on characters beyond the BMP and control characters, on line
-breaks and tabs in a double-quoted scalar (how it escapes and folds them), and on long mapping
-keys (PyYAML writes a key of over 128 characters as `? key`, libyaml one of over 128 bytes, and
-near that length they differ anyway). A line break or a tab in a scalar PyYAML writes plain or
-single-quoted comes out the same. Data with anything else (other types, a dict or list appearing
-twice, which PyYAML writes as an anchor and alias) goes through PyYAML as it is
-(tests/test_render_dbt.py compares the two on thousands of generated texts).
+Anything else goes to PyYAML as it is: other types, a dict or list appearing twice (PyYAML writes
+an anchor and an alias), a key it writes as `? key` (empty, multi-line or long), an empty or
+non-mapping document. tests/test_render_dbt.py compares the two on thousands of generated texts.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import re
-from collections.abc import Iterator
+import threading
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.events import ScalarEvent
+from yaml.nodes import ScalarNode
 
-from generator.spec.yaml_data import ResolvedOnce
-
-FAST_DUMPER: type | None = getattr(yaml, "CSafeDumper", None)
 OPTIONS: dict[str, Any] = {"sort_keys": False, "allow_unicode": True, "width": 100, "default_flow_style": False}
-
-# The data is checked as JSON first (json's C encoder walks it faster than Python would): json
-# escapes control characters (\n, \u0001, ...) and leaves every other character as it is; only
-# data with a line break or a tab is walked string by string.
-_NOT_SAME_IN_LIBYAML = re.compile("[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]|\\\\[bfnrtu]")
-# What libyaml writes as PyYAML does wherever it is in a string, line breaks and tabs apart.
-_SAME_BESIDE_BREAKS = re.compile("[^\t\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
-# A mapping key longer than this (in UTF-8) is written by PyYAML: well below where the two differ.
-MAX_KEY_BYTES = 64
-_ANALYZER = yaml.emitter.Emitter(None)  # only its analyze_scalar: how PyYAML would quote a scalar
-_REPRESENTER = yaml.representer.SafeRepresenter()  # only its represent_float: PyYAML's spelling
+INDENT = 2  # PyYAML's default, as OPTIONS leave it
 
 _TAG = "tag:yaml.org,2002:"
-STR, INT, BOOL, NULL, MAP, SEQ = (_TAG + name for name in ("str", "int", "bool", "null", "map", "seq"))
+STR, INT, BOOL, NULL, FLOAT = (_TAG + name for name in ("str", "int", "bool", "null", "float"))
+_REPRESENTER = yaml.representer.SafeRepresenter()  # only its represent_float: PyYAML's spelling
+_RESOLVER = yaml.resolver.Resolver()  # SafeDumper's: which texts read back as something else
+
+_MAX_CACHED = 200_000  # a bound for long-lived processes
+_values: dict[tuple[str, str, int, int], str] = {}  # (text, tag, column, indent) -> as written there
+_keys: dict[tuple[str, str], str] = {}  # (text, tag) -> as written as a simple key
+_analyses: dict[str, Any] = {}  # text -> the emitter's ScalarAnalysis of it (the same in every place)
+_local = threading.local()  # a scalar writer per thread: it keeps state while writing
 
 
 def dump_yaml(data: Any) -> str:
-    """`yaml.safe_dump(data, **OPTIONS)`, byte for byte; through libyaml when that writes the same."""
-    node = _libyaml_node(data)
-    if node is None:
-        return yaml.dump(data, Dumper=yaml.SafeDumper, **OPTIONS)
-    stream = io.StringIO()
-    dumper = _CachingDumper(stream, **OPTIONS)
-    try:  # what yaml.dump does once the data is represented as nodes
-        dumper.open()
-        dumper.serialize(node)
-        dumper.close()
-    finally:
-        dumper.dispose()
-    return stream.getvalue()
+    """`yaml.safe_dump(data, **OPTIONS)`, byte for byte."""
+    if type(data) is dict and data:
+        lines: list[str] = []
+        try:
+            _mapping(data, 0, "", lines, set())
+            return "".join(lines)
+        except _NotPlain:
+            pass
+    return yaml.dump(data, Dumper=yaml.SafeDumper, **OPTIONS)
 
 
-def through_libyaml(data: Any) -> bool:
-    """Whether dump_yaml writes `data` through libyaml."""
-    return _libyaml_node(data) is not None
+def written_here(data: Any) -> bool:
+    """Whether dump_yaml writes `data` itself, rather than handing it to PyYAML."""
+    try:
+        _mapping(data, 0, "", [], set())
+    except _NotPlain:
+        return False
+    return type(data) is dict and bool(data)
 
 
 class _NotPlain(Exception):
-    """Data PyYAML's representer must see itself."""
+    """Data PyYAML must write itself."""
 
 
-def _libyaml_node(data: Any) -> Node | None:
-    """The node tree SafeRepresenter builds for `data` (default style, block collections), when
-    libyaml writes it as PyYAML does; None otherwise."""
-    if FAST_DUMPER is None or not _strings_alike(data):
-        return None
-    try:
-        return _node(data, set())
-    except _NotPlain:
-        return None
+def _mapping(data: dict[Any, Any], indent: int, first: str, lines: list[str], seen: set[int]) -> None:
+    """A block mapping with its keys at column `indent`; `first` is what starts the first key's line
+    when a list item's dash does ("" otherwise)."""
+    _once(data, seen)
+    pad = " " * indent
+    lead = first or pad
+    for key, value in data.items():
+        written_key = _key(key)
+        kind = type(value)
+        if kind is dict:
+            if value:
+                lines.append(f"{lead}{written_key}:\n")
+                _mapping(value, indent + INDENT, "", lines, seen)
+            else:
+                lines.append(f"{lead}{written_key}: {{}}\n")
+        elif kind is list:
+            if value:  # a list in a mapping is not indented
+                lines.append(f"{lead}{written_key}:\n")
+                _sequence(value, indent, "", lines, seen)
+            else:
+                lines.append(f"{lead}{written_key}: []\n")
+        else:
+            column = indent + len(written_key) + 1  # just after the colon
+            lines.append(f"{lead}{written_key}:{_value(value, column, indent + INDENT)}\n")
+        lead = pad
 
 
-def _node(data: Any, seen: set[int]) -> Node:
-    kind = type(data)
+def _sequence(items: list[Any], indent: int, first: str, lines: list[str], seen: set[int]) -> None:
+    """A block sequence with its dashes at column `indent` (`first`: as for _mapping)."""
+    _once(items, seen)
+    pad = " " * indent
+    lead = first or pad
+    for item in items:
+        kind = type(item)
+        if kind is dict:
+            if item:
+                _mapping(item, indent + INDENT, lead + "- ", lines, seen)
+            else:
+                lines.append(f"{lead}- {{}}\n")
+        elif kind is list:
+            if item:
+                _sequence(item, indent + INDENT, lead + "- ", lines, seen)
+            else:
+                lines.append(f"{lead}- []\n")
+        else:
+            lines.append(f"{lead}-{_value(item, indent + 1, indent + INDENT)}\n")
+        lead = pad
+
+
+def _once(collection: dict[Any, Any] | list[Any], seen: set[int]) -> None:
+    if id(collection) in seen:
+        raise _NotPlain  # the same dict or list twice: PyYAML writes an anchor and an alias
+    seen.add(id(collection))
+
+
+def _value(value: Any, column: int, indent: int) -> str:
+    """A scalar written from `column` (with its leading space), continued at `indent` if it folds."""
+    text, tag = _text_and_tag(value)
+    place = (text, tag, column, indent)
+    written = _values.get(place)
+    if written is None:
+        written = _writer().scalar(text, tag, column, indent, key=False)
+        _remember(_values, place, written)
+    return written
+
+
+def _key(key: Any) -> str:
+    text, tag = _text_and_tag(key)
+    written = _keys.get((text, tag))
+    if written is None:
+        written = _writer().scalar(text, tag, 0, 0, key=True)
+        _remember(_keys, (text, tag), written)
+    return written
+
+
+def _text_and_tag(value: Any) -> tuple[str, str]:
+    """The scalar SafeRepresenter makes of `value`."""
+    kind = type(value)
     if kind is str:
-        return ScalarNode(STR, data)
-    if kind is dict:
-        if id(data) in seen:
-            raise _NotPlain  # the same dict twice: PyYAML writes an anchor and an alias
-        seen.add(id(data))
-        pairs = []
-        for key, value in data.items():
-            if type(key) is str and len(key) > MAX_KEY_BYTES // 4 and len(key.encode("utf-8")) > MAX_KEY_BYTES:
-                raise _NotPlain
-            pairs.append((_node(key, seen), _node(value, seen)))
-        return MappingNode(MAP, pairs, flow_style=False)
-    if kind is list:
-        if id(data) in seen:
-            raise _NotPlain
-        seen.add(id(data))
-        return SequenceNode(SEQ, [_node(item, seen) for item in data], flow_style=False)
+        return value, STR
     if kind is bool:
-        return ScalarNode(BOOL, "true" if data else "false")
+        return ("true" if value else "false"), BOOL
     if kind is int:
-        return ScalarNode(INT, str(data))
-    if data is None:
-        return ScalarNode(NULL, "null")
+        return str(value), INT
+    if value is None:
+        return "null", NULL
     if kind is float:
-        return _REPRESENTER.represent_float(data)  # type: ignore[no-any-return]
+        return _REPRESENTER.represent_float(value).value, FLOAT
     raise _NotPlain  # enums, dates, tuples, subclasses: PyYAML decides
 
 
-def _strings_alike(data: Any) -> bool:
-    """Whether libyaml writes every string of `data` as PyYAML does (see the module's docstring)."""
-    try:
-        text = json.dumps(data, ensure_ascii=False)
-    except (TypeError, ValueError):  # not plain JSON data: PyYAML it is
-        return False
-    if _NOT_SAME_IN_LIBYAML.search(text) is None:
-        return True
-    for value, key in _strings(data):
-        if _SAME_BESIDE_BREAKS.search(value):
-            return False  # beyond the BMP, or a control character other than a line break or a tab
-        if ("\n" in value or "\t" in value) and not _written_alike(value, key):
-            return False
-    return True
+def _remember(cache: dict[Any, Any], place: Any, written: Any) -> None:
+    if len(cache) > _MAX_CACHED:
+        cache.clear()
+    cache[place] = written
 
 
-def _written_alike(value: str, key: bool) -> bool:
-    """Whether PyYAML writes this scalar plain or single-quoted (a multi-line key it double-quotes)."""
-    analysis = _ANALYZER.analyze_scalar(value)
-    return analysis.allow_single_quoted and not (key and analysis.multiline)
+def _writer() -> _ScalarWriter:
+    writer: _ScalarWriter | None = getattr(_local, "writer", None)
+    if writer is None:
+        writer = _local.writer = _ScalarWriter()
+    return writer
 
 
-def _strings(data: Any, key: bool = False) -> Iterator[tuple[str, bool]]:
-    if isinstance(data, str):
-        yield data, key
-    elif isinstance(data, dict):
-        for k, v in data.items():
-            yield from _strings(k, True)
-            yield from _strings(v)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _strings(item)
+class _ScalarWriter(yaml.emitter.Emitter):
+    """PyYAML's emitter, asked about one scalar at a time, in the state its block layout has there."""
 
+    def __init__(self) -> None:
+        super().__init__(io.StringIO(), allow_unicode=OPTIONS["allow_unicode"], width=OPTIONS["width"])
+        self.tag_prefixes = dict(self.DEFAULT_TAG_PREFIXES)  # as a document's start sets them
 
-class _CachingDumper(ResolvedOnce, FAST_DUMPER or yaml.SafeDumper):  # type: ignore[misc]
-    """libyaml's writer, with the resolver asked once per distinct scalar (whether a text may be
-    written plain depends on the text alone)."""
+    def scalar(self, text: str, tag: str, column: int, indent: int, *, key: bool) -> str:
+        """How PyYAML writes this scalar: as a mapping key (after nothing on its line), or after the
+        colon or dash at `column`, continuing at `indent` where it folds."""
+        # As its serializer marks it: whether the text reads back as its tag plain, and quoted.
+        implicit = (
+            _RESOLVER.resolve(ScalarNode, text, (True, False)) == tag,
+            _RESOLVER.resolve(ScalarNode, text, (False, True)) == tag,
+        )
+        self.event = ScalarEvent(None, tag, implicit, text)
+        self.analysis = _analyses.get(text)
+        if self.analysis is None:
+            self.analysis = self.analyze_scalar(text)
+            _remember(_analyses, text, self.analysis)
+        self.style = self.prepared_tag = self.prepared_anchor = None
+        self.simple_key_context = key
+        if key and not self.check_simple_key():
+            raise _NotPlain  # written `? key`
+        self.style = self.choose_scalar_style()
+        if not (implicit[0] if self.style == "" else implicit[1]):
+            raise _NotPlain  # PyYAML would write the tag too (its process_tag)
+        self.stream = io.StringIO()
+        self.column, self.indent = column, indent
+        self.whitespace = key  # a key starts its line; a value follows its colon or dash
+        self.indention = False
+        self.process_scalar()
+        return self.stream.getvalue()

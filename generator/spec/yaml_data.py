@@ -32,11 +32,10 @@ _SCALARS = {
 
 
 class ResolvedOnce:
-    """Mixin for a PyYAML Loader or Dumper: asks the resolver about each distinct scalar once.
-    libyaml's composer (loading) and serializer (dumping) ask it about every scalar, in Python, and
-    the tag a scalar resolves to depends on its text alone (the Safe resolver has no path
-    resolvers). Specs and generated files repeat their keys and many values; a render of 1,000
-    products asks about ~12,000 distinct scalars. Each class using it keeps its own cache."""
+    """Mixin for a PyYAML Loader: asks the resolver about each distinct scalar once. libyaml's
+    composer asks it about every scalar, in Python, and the tag a scalar resolves to depends on its
+    text alone (the Safe resolver has no path resolvers); specs repeat their keys and many values.
+    Each class using it keeps its own cache."""
 
     _tags: ClassVar[dict[tuple[str, tuple[bool, bool]], str]] = {}
     _MAX_TAGS = 200_000  # a bound for long-lived processes
