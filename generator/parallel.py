@@ -5,9 +5,9 @@ writing are Python code under the GIL, so threads would not help; processes fork
 is loaded start with it in memory and send back only text. Results come back in the order of the
 items, so the files are the same bytes whichever process rendered them (tests/test_parallel.py).
 Specs are loaded the same way (spec/mesh.py), `validate` shares its products out
-(cli/fresh_verdicts.py), and `render` judges the products' policies `meanwhile`, in a process of
-its own, while this one writes the files. Work already shared out is not shared again: a share
-that loads specs loads them in its own process.
+(cli/fresh_verdicts.py), `render` judges the products' policies `meanwhile`, in a process of its
+own, and the rendered files are written by this process and a forked one (render/write.py). Work
+already shared out is not shared again: a share that loads specs loads them in its own process.
 
 Below MIN_PER_PROCESS products a process costs more than it saves; where fork is not available
 (Windows, or macOS, where forking a process that loaded system frameworks is unsafe) everything
@@ -16,12 +16,14 @@ is rendered here, in order.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -34,16 +36,16 @@ R = TypeVar("R")
 # products a process's share is too small to pay for its start.
 MIN_PER_PROCESS = 100
 
-# What the forked processes work on: set just before forking, read by _share (and _background).
-# Module state so that only the indices of a share cross the process boundary, not the mesh.
+# What the forked processes work on: set just before forking, read by _share. Module state so that
+# only the indices of a share cross the process boundary, not the mesh.
 _WORK: tuple[Callable[..., object], Sequence[object]] | None = None
-_BACKGROUND: Callable[[], object] | None = None
+_IN_BACKGROUND = False  # whether this is the process `meanwhile` forked
 
 
 def processes_for(count: int, per_process: int = MIN_PER_PROCESS) -> int:
     """How many processes to work on `count` products with, each at least `per_process` of them:
     1 (this one) when forking cannot pay, or when this is already a share of some work."""
-    if not _can_fork() or _WORK is not None or _BACKGROUND is not None:
+    if not _can_fork() or _WORK is not None or _IN_BACKGROUND:
         return 1
     cores = len(os.sched_getaffinity(0))
     return max(1, min(cores, count // per_process))
@@ -70,17 +72,89 @@ def meanwhile(work: Callable[[], R], count: int) -> Iterator[Callable[[], R]]:
     function that waits for work's value (or raises what work raised), as often as it likes.
     `count`: how many products the work is about; below MIN_PER_PROCESS, or where fork is not
     available, a process costs more than it saves, and `work` runs here, the first time its value
-    is asked for."""
+    is asked for. The block may share out work of its own (map_in_order): the process is forked
+    directly, not through an executor, so that this one has no threads when the block forks
+    again. Leaving the block without asking for the value ends the process."""
     if count < MIN_PER_PROCESS or not _can_fork():
         yield functools.cache(work)
         return
-    global _BACKGROUND
-    _BACKGROUND = work
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the forked process: never returns
+        os.close(reading)
+        _work_in_background(work, writing)
+    os.close(writing)
+    forked = _Forked(pid, reading)
     try:
-        with _forking(1) as pool:
-            yield pool.submit(_background).result
+        yield forked.value  # type: ignore[misc]
     finally:
-        _BACKGROUND = None
+        forked.end()
+
+
+class _Forked:
+    """The process `meanwhile` forked, and what came of its work once received."""
+
+    def __init__(self, pid: int, reading: int) -> None:
+        self.pid, self.reading = pid, reading
+        self.outcome: tuple[bool, Any] | None = None
+
+    def value(self) -> Any:
+        if self.outcome is None:
+            self.outcome = _outcome(self.pid, self.reading)
+        done, value = self.outcome
+        if not done:
+            raise value
+        return value
+
+    def end(self) -> None:
+        """Without its outcome received, the value is not wanted: end the process."""
+        if self.outcome is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            os.close(self.reading)
+
+
+def _work_in_background(work: Callable[[], object], writing: int) -> NoReturn:
+    """Run `work` and send what came of it through `writing`; leave at once (os._exit), without
+    the exit handlers or buffered output this process inherited."""
+    import pickle
+
+    global _IN_BACKGROUND
+    _IN_BACKGROUND = True
+    status = 1
+    try:
+        try:
+            outcome: tuple[bool, object] = (True, work())
+        except BaseException as error:  # noqa: BLE001 - every failure goes back to the caller
+            outcome = (False, error)
+        try:
+            sent = pickle.dumps(outcome)
+        except Exception as error:  # noqa: BLE001 - a value or an error pickle cannot send
+            sent = pickle.dumps((False, RuntimeError(f"{outcome[1]!r} (could not be sent back: {error})")))
+        with os.fdopen(writing, "wb") as pipe:
+            pipe.write(sent)
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _outcome(pid: int, reading: int) -> tuple[bool, Any]:
+    """(True, value) or (False, error) from the background process, once it has sent it and ended."""
+    import pickle
+
+    with os.fdopen(reading, "rb") as pipe:
+        sent = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not sent:  # killed (out of memory?) before it could say anything
+        return False, ChildProcessError(f"the background process {pid} ended without a result ({_ended(status)})")
+    return pickle.loads(sent)  # type: ignore[no-any-return]
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
 def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -> list[R]:
@@ -104,11 +178,6 @@ def map_in_order(render: Callable[[T], R], items: Sequence[T], processes: int) -
     for share, found in zip(shares, results, strict=True):
         ordered[share.start:share.stop:share.step] = found  # type: ignore[assignment]
     return ordered
-
-
-def _background() -> object:
-    assert _BACKGROUND is not None, "called outside meanwhile"
-    return _BACKGROUND()
 
 
 def _share(indices: range) -> list[object]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,6 +72,44 @@ def test_meanwhile_raises_what_the_work_raised_when_its_value_is_asked_for() -> 
     with meanwhile(broken, count=parallel.MIN_PER_PROCESS) as value, pytest.raises(SpecError) as raised:
         value()
     assert raised.value.problems == [Problem("policies/global.yaml", "policies[0]", "not a policy", 3)]
+
+
+def test_meanwhile_ends_its_process_when_the_block_leaves_without_asking() -> None:
+    before = set(_children())  # e.g. a database server an earlier test started
+    started: set[int] = set()
+    with pytest.raises(KeyError), meanwhile(lambda: time.sleep(60), count=parallel.MIN_PER_PROCESS):
+        started |= set(_children()) - before
+        raise KeyError("the block fails before it needs the value")
+    assert len(started) == 1 and not started & set(_children())
+
+
+def test_meanwhile_reports_a_process_killed_before_it_could_answer() -> None:
+    with meanwhile(lambda: os.kill(os.getpid(), signal.SIGKILL), count=parallel.MIN_PER_PROCESS) as value:
+        with pytest.raises(ChildProcessError, match=r"ended without a result \(killed by SIGKILL\)"):
+            value()
+
+
+def test_the_block_of_meanwhile_shares_out_its_work_and_the_background_process_does_not() -> None:
+    """The background process is forked directly (no executor threads here when the block forks)."""
+    cores = len(os.sched_getaffinity(0))
+    with meanwhile(lambda: parallel.processes_for(10_000), count=parallel.MIN_PER_PROCESS) as value:
+        assert parallel.processes_for(10_000) == cores
+        pids = map_in_order(lambda _: os.getpid(), list(range(8)), processes=2)
+        assert len(set(pids)) == 2
+        assert value() == 1
+
+
+def _children() -> list[int]:
+    """This process's live children (Linux's /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            found.append(int(status.parent.name))
+    return found
 
 
 def _example_specs(target: Path) -> Path:

@@ -98,6 +98,46 @@ def test_a_crash_while_writing_a_whole_mesh_leaves_every_file_as_it_was(tmp_path
 
 
 
+def _mesh_files(version: str, broken: str | None = None) -> Rendered:
+    """1,200 files in 240 folders; the files of folder `broken` cannot be written (a lone surrogate)."""
+    files = {}
+    for i in range(1200):
+        folder = f"dbt/d{i % 40}/p{i % 240:03d}"
+        text = f"{HEAD}v{version} {i}\n" + ("\ud800" if folder == broken else "")
+        files[f"{folder}/file{i}.yml"] = text
+    return Rendered(generated=files)
+
+
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mode) for p in root.rglob("*") if p.is_file()}
+
+
+def test_many_files_are_written_by_two_processes_as_by_one(tmp_path: Path, monkeypatch) -> None:
+    write.apply(tmp_path / "one", _mesh_files("1"))
+    monkeypatch.setattr(write, "STAGED_PER_PROCESS", 100)  # 1,200 files: shared out
+    report = write.apply(tmp_path / "two", _mesh_files("1"))
+    assert len(report.written) == 1200
+    assert _tree(tmp_path / "two") == _tree(tmp_path / "one")  # same bytes, same modes, no temporary file
+    write.apply(tmp_path / "two", _mesh_files("2"))
+    assert (tmp_path / "two/dbt/d7/p007/file7.yml").read_text() == f"{HEAD}v2 7\n"
+    assert not list((tmp_path / "two").rglob("*.tmp"))
+
+
+def test_a_file_the_forked_process_cannot_write_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """The folders are shared out in turn: the last of the forked process's share fails, after it
+    and this process have staged all the others, and none of them stays staged."""
+    write.apply(tmp_path, _mesh_files("1"))
+    before = _tree(tmp_path)
+    folders = sorted({rel.rpartition("/")[0] for rel in _mesh_files("1").generated})
+    monkeypatch.setattr(write, "STAGED_PER_PROCESS", 100)
+    with pytest.raises(UnicodeEncodeError):
+        write.apply(tmp_path, _mesh_files("2", broken=folders[1::2][-1]))
+    assert _tree(tmp_path) == before
+    with pytest.raises(UnicodeEncodeError):  # into a fresh folder: no folder made stays either
+        write.apply(tmp_path / "fresh", _mesh_files("2", broken=folders[1::2][-1]))
+    assert not (tmp_path / "fresh").exists()
+
+
 def test_what_must_pass_before_commit_runs_once_every_file_is_staged_and_a_failure_changes_nothing(
     tmp_path: Path,
 ) -> None:
