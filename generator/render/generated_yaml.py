@@ -42,23 +42,25 @@ _local = threading.local()  # a scalar writer per thread: it keeps state while w
 
 def dump_yaml(data: Any) -> str:
     """`yaml.safe_dump(data, **OPTIONS)`, byte for byte."""
-    if type(data) is dict and data:
-        lines: list[str] = []
-        try:
-            _mapping(data, 0, "", lines, set())
-            return "".join(lines)
-        except _NotPlain:
-            pass
-    return yaml.dump(data, Dumper=yaml.SafeDumper, **OPTIONS)
+    text = _laid_out(data)
+    return text if text is not None else yaml.dump(data, Dumper=yaml.SafeDumper, **OPTIONS)
 
 
 def written_here(data: Any) -> bool:
     """Whether dump_yaml writes `data` itself, rather than handing it to PyYAML."""
+    return _laid_out(data) is not None
+
+
+def _laid_out(data: Any) -> str | None:
+    """The text of `data` as this module writes it; None where PyYAML must write it."""
+    if type(data) is not dict or not data:
+        return None
+    lines: list[str] = []
     try:
-        _mapping(data, 0, "", [], set())
+        _mapping(data, 0, "", lines, set())
     except _NotPlain:
-        return False
-    return type(data) is dict and bool(data)
+        return None
+    return "".join(lines)
 
 
 class _NotPlain(Exception):

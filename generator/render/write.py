@@ -22,7 +22,8 @@ from generator.render.rendered import GENERATED_MARK, Rendered
 
 # The first words of the header every generated file carries: how stale files are recognised.
 _MARK = GENERATED_MARK
-# Below this many files to stage a forked process costs more than it saves (about 100 products).
+# The fewest files a process stages (a forked one starts only for twice as many): the files of
+# about 100 products, parallel.py's MIN_PER_PROCESS; chosen to match it, not measured apart.
 STAGED_PER_PROCESS = 800
 
 
